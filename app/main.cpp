@@ -1,0 +1,47 @@
+#include <cstdio>
+#include <exception>
+#include <stdexcept>
+
+#include "echo_app.hpp"
+#include "engine/log.hpp"
+#include "engine/protocol/unmask.hpp"
+#include "flags.hpp"
+
+int main(int argc, char** argv) {
+  using namespace wsedge;
+  app::Flags flags;
+  try {
+    flags = app::parse_flags(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wsedge: %s\n", e.what());
+    return 2;
+  }
+  if (flags.help) {
+    std::fputs(app::usage().c_str(), stdout);
+    return 0;
+  }
+  if (flags.version) {
+    std::puts("wsedge " WSEDGE_VERSION);
+    return 0;
+  }
+  if (!flags.plain) {
+    std::fprintf(stderr,
+                 "wsedge: TLS is not built yet; pass --plain to serve ws:// (see README.md)\n");
+    return 2;
+  }
+  try {
+    serve<app::EchoApp>(
+        flags.server, [](unsigned) { return app::EchoApp{}; },
+        [&](const io::Address& a) {
+          // Tests and scripts read this line to learn the port behind ":0".
+          std::printf("listening on ws://%s cores=%u\n", a.to_string().c_str(), flags.server.cores);
+          std::fflush(stdout);
+          LOG_INFO("msg=\"listening\" address=%s cores=%u kernel=%s mask=%s", a.to_string().c_str(),
+                   flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());
+        });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wsedge: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

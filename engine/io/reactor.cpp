@@ -1,0 +1,315 @@
+#include "reactor.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <system_error>
+
+namespace wsedge::io {
+
+Reactor::Reactor(const ReactorConfig& cfg, unsigned core)
+    : cfg_(cfg),
+      core_(core),
+      ring_(cfg.ring_entries),
+      bufs_(ring_.raw(), cfg.buf_count, cfg.buf_size, 0) {
+  // Reserve the whole table up front: addresses stay stable, and untouched pages cost nothing.
+  sockets_.reserve(cfg.max_connections);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  tick_ts_.tv_nsec = static_cast<long>(kTickMs) * 1000000;
+  update_clock();
+  // The wheel counts ticks from the clock; start it at "now" so nothing fires spuriously.
+  wheel_.advance(ticks(), [](std::uint32_t) {});
+}
+
+Reactor::~Reactor() {
+  for (Socket& s : sockets_) {
+    if (s.fd >= 0) ::close(s.fd);
+    while (s.out_head) {
+      memory::Buffer* n = s.out_head->next;
+      pool_.release(s.out_head);
+      s.out_head = n;
+    }
+    delete s.send_op;
+  }
+  while (free_send_ops_) {
+    SendOp* n = free_send_ops_->next;
+    delete free_send_ops_;
+    free_send_ops_ = n;
+  }
+  for (int fd : listeners_) ::close(fd);
+  ::close(wake_fd_);
+}
+
+void Reactor::update_clock() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  now_ms_ = static_cast<std::uint64_t>(ts.tv_sec) * 1000 +
+            static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+void Reactor::listen(int listen_fd) {
+  listeners_.push_back(listen_fd);
+  arm_accept(listen_fd, static_cast<std::uint32_t>(listeners_.size() - 1));
+}
+
+void Reactor::stop_listening() {
+  stopping_ = true;
+  for (std::uint32_t i = 0; i < listeners_.size(); ++i) {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_cancel64(sqe, tag(kOpAccept, i, 0), 0);
+    sqe->user_data = tag(kOpCancel, 0, 0);
+    ::shutdown(listeners_[i], SHUT_RDWR);
+  }
+}
+
+void Reactor::arm_accept(int listen_fd, std::uint32_t index) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_multishot_accept(sqe, listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  sqe->user_data = tag(kOpAccept, index, 0);
+}
+
+void Reactor::arm_tick() {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_timeout(sqe, &tick_ts_, 0, 0);
+  sqe->user_data = tag(kOpTick, 0, 0);
+}
+
+void Reactor::arm_wake() {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_buf_, sizeof wake_buf_, 0);
+  sqe->user_data = tag(kOpWake, 0, 0);
+}
+
+void Reactor::request_stop() {
+  stop_requested_.store(true);
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Reactor::post(Reactor& target, PostTask* task) {
+  task->target_ring_fd = target.ring_fd();
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_msg_ring(sqe, task->target_ring_fd, 0, tag_ptr(kOpPost, task), 0);
+  sqe->user_data = tag_ptr(kOpPostSent, task);
+}
+
+Reactor::Socket* Reactor::allocate(int fd, State state) {
+  std::uint32_t idx;
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else if (sockets_.size() < cfg_.max_connections) {
+    idx = static_cast<std::uint32_t>(sockets_.size());
+    sockets_.emplace_back();
+    wheel_.grow(idx + 1);
+  } else {
+    return nullptr;
+  }
+  Socket& s = sockets_[idx];
+  s.fd = fd;
+  s.state = state;
+  s.flags = 0;
+  s.inflight = 0;
+  s.queued = 0;
+  ++live_;
+  return &s;
+}
+
+SocketId Reactor::connect(const Address& to) {
+  int fd = ::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+  Socket* s = allocate(fd, kConnecting);
+  if (!s) {
+    ::close(fd);
+    throw std::runtime_error("connection table full");
+  }
+  set_nodelay(fd);
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_connect(sqe, fd, to.sa(), to.len);
+  std::uint32_t idx = index_of(*s);
+  sqe->user_data = tag(kOpConnect, idx, s->gen);
+  ++s->inflight;
+  return id_of(idx);
+}
+
+void Reactor::arm_recv(Socket& s) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_recv_multishot(sqe, s.fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = bufs_.group();
+  sqe->user_data = tag(kOpRecv, index_of(s), s.gen);
+  s.flags |= kRecvArmed;
+  ++s.inflight;
+}
+
+void Reactor::pause_recv(Socket& s) {
+  ++counters_.recv_pauses;
+  if (!(s.flags & kRecvArmed)) return;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_cancel64(sqe, tag(kOpRecv, index_of(s), s.gen), 0);
+  sqe->user_data = tag(kOpCancel, index_of(s), s.gen);
+}
+
+void Reactor::resume_recv(Socket& s) {
+  if (!(s.flags & kRecvArmed) && s.state != kDead) arm_recv(s);
+}
+
+void Reactor::mark_dirty(Socket& s) {
+  if (s.flags & kDirty) return;
+  s.flags |= kDirty;
+  dirty_.push_back(index_of(s));
+}
+
+memory::Buffer* Reactor::out_space(Socket& s, std::size_t want) {
+  memory::Buffer* t = s.out_tail;
+  if (t && t->room() > 0) return t;
+  memory::Buffer* b = pool_.acquire(std::clamp(want, kMinOutBuffer, kMaxOutBuffer));
+  if (t)
+    t->next = b;
+  else
+    s.out_head = b;
+  s.out_tail = b;
+  return b;
+}
+
+void Reactor::write(SocketId id, const void* data, std::size_t len) {
+  auto* src = static_cast<const std::byte*>(data);
+  write_with(id, len, [src](std::byte* dst, std::size_t off, std::size_t n) {
+    std::memcpy(dst, src + off, n);
+  });
+}
+
+void Reactor::flush() {
+  for (std::uint32_t idx : dirty_) {
+    Socket& s = sockets_[idx];
+    s.flags &= static_cast<std::uint8_t>(~kDirty);
+    if (s.state == kFree || s.state == kDead || s.state == kConnecting || (s.flags & kSendInFlight))
+      continue;
+    start_send(s);
+  }
+  dirty_.clear();
+}
+
+void Reactor::start_send(Socket& s) {
+  memory::Buffer* b = s.out_head;
+  if (!b) {
+    if (s.state == kClosing) begin_shutdown(s);
+    return;
+  }
+  io_uring_sqe* sqe = ring_.sqe();
+  if (!b->next) {
+    io_uring_prep_send(sqe, s.fd, b->data() + b->off, b->len - b->off, MSG_NOSIGNAL);
+  } else {
+    SendOp* op = free_send_ops_;
+    if (op)
+      free_send_ops_ = op->next;
+    else
+      op = new SendOp;
+    unsigned n = 0;
+    for (; b && n < kMaxIov; b = b->next, ++n) op->iov[n] = {b->data() + b->off, b->len - b->off};
+    op->msg = {};
+    op->msg.msg_iov = op->iov;
+    op->msg.msg_iovlen = n;
+    s.send_op = op;
+    io_uring_prep_sendmsg(sqe, s.fd, &op->msg, MSG_NOSIGNAL);
+  }
+  sqe->user_data = tag(kOpSend, index_of(s), s.gen);
+  s.flags |= kSendInFlight;
+  ++s.inflight;
+}
+
+void Reactor::consume_output(Socket& s, std::size_t n) {
+  s.queued -= static_cast<std::uint32_t>(n);
+  while (n > 0) {
+    memory::Buffer* b = s.out_head;
+    std::size_t avail = b->len - b->off;
+    if (n < avail) {
+      b->off += static_cast<std::uint32_t>(n);
+      return;
+    }
+    n -= avail;
+    s.out_head = b->next;
+    pool_.release(b);
+  }
+  // The tail may be reused for the next frame once fully sent.
+  if (!s.out_head) s.out_tail = nullptr;
+}
+
+void Reactor::close(SocketId id) {
+  if (!alive(id)) return;
+  Socket& s = sockets_[id.idx];
+  s.state = kClosing;
+  wheel_.schedule(id.idx, ticks() + (cfg_.linger_ms + kTickMs - 1) / kTickMs);
+  mark_dirty(s);
+}
+
+void Reactor::abort(SocketId id) {
+  if (id.idx >= sockets_.size() || sockets_[id.idx].gen != id.gen) return;
+  Socket& s = sockets_[id.idx];
+  if (s.state != kFree && s.state != kDead) abort_socket(s);
+}
+
+void Reactor::begin_shutdown(Socket& s) {
+  if (s.flags & kPeerClosed) {
+    finish_close(s);
+    return;
+  }
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_shutdown(sqe, s.fd, SHUT_WR);
+  sqe->user_data = tag(kOpShutdown, index_of(s), s.gen);
+  s.state = kLingering;
+  s.flags &= static_cast<std::uint8_t>(~kCongested);
+  if (!(s.flags & kRecvArmed)) arm_recv(s);  // the peer's FIN arrives as a read of 0
+}
+
+void Reactor::finish_close(Socket& s) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_close(sqe, s.fd);
+  sqe->user_data = tag(kOpCloseFd, index_of(s), s.gen);
+  s.fd = -1;
+  s.state = kDead;
+  wheel_.cancel(index_of(s));
+  if (s.inflight == 0) release(s);
+}
+
+void Reactor::abort_socket(Socket& s) {
+  // SHUT_RDWR ends a pending multishot recv (it holds its own file reference, so close alone
+  // would not); the close is linked so it runs after.
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_shutdown(sqe, s.fd, SHUT_RDWR);
+  sqe->user_data = tag(kOpShutdown, index_of(s), s.gen);
+  sqe->flags |= IOSQE_IO_LINK;
+  finish_close(s);
+}
+
+void Reactor::unref(Socket& s) {
+  --s.inflight;
+  if (s.state == kDead && s.inflight == 0) release(s);
+}
+
+void Reactor::release(Socket& s) {
+  while (s.out_head) {
+    memory::Buffer* n = s.out_head->next;
+    pool_.release(s.out_head);
+    s.out_head = n;
+  }
+  s.out_tail = nullptr;
+  s.queued = 0;
+  s.state = kFree;
+  s.flags = 0;
+  ++s.gen;
+  ++counters_.closed;
+  --live_;
+  free_.push_back(index_of(s));
+}
+
+void Reactor::set_timer(SocketId id, std::uint32_t ms) {
+  if (!writable(id)) return;
+  wheel_.schedule(id.idx, ticks() + (ms + kTickMs - 1) / kTickMs);
+}
+
+}  // namespace wsedge::io

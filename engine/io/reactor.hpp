@@ -1,0 +1,500 @@
+#pragma once
+// One reactor per core: an io_uring event loop over TCP byte streams. It knows sockets,
+// buffers and time, nothing of WebSocket; the layer above (a Handler) gets bytes and events:
+//
+//   void on_accept(SocketId);              new server-side connection, already reading
+//   void on_connect(SocketId, int err);    client connect finished (err 0) or failed (errno)
+//   void on_data(SocketId, std::byte*, std::size_t);  bytes from a provided buffer, which goes
+//                                          back to the kernel when this returns
+//   void on_peer_closed(SocketId, int err);  EOF (0) or error while open; the handler must
+//                                          close() or abort(), else the reactor aborts
+//   void on_writable(SocketId);            output fell below the low-water mark again
+//   void on_timer(SocketId);               the connection's timer is due
+//   void on_stop();                        request_stop() was called
+//
+// Each loop turn: submit everything queued and wait for one completion, run every completion
+// that arrived, hand back consumed buffers, then flush each connection's output as one send.
+#include <liburing.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "address.hpp"
+#include "buffer_ring.hpp"
+#include "engine/memory/buffer_pool.hpp"
+#include "ring.hpp"
+#include "timer_wheel.hpp"
+
+namespace wsedge::io {
+
+struct SocketId {
+  std::uint32_t idx = UINT32_MAX;
+  std::uint32_t gen = 0;
+  bool operator==(const SocketId&) const = default;
+};
+
+struct ReactorConfig {
+  unsigned ring_entries = 4096;
+  unsigned buf_count = 4096;               // provided buffers per core (power of two)
+  unsigned buf_size = 16384;               // bytes per provided buffer
+  std::uint32_t max_connections = 262144;  // per core
+  std::size_t out_high_water = 1 << 20;    // queued output that pauses reading
+  std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_writable)
+  unsigned linger_ms = 5000;               // how long a closing socket waits for the peer's FIN
+  int backlog = 4096;
+};
+
+struct ReactorCounters {
+  std::uint64_t accepted = 0;
+  std::uint64_t connected = 0;
+  std::uint64_t rejected_full = 0;  // accepted while the connection table was full
+  std::uint64_t accept_errors = 0;
+  std::uint64_t closed = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t recv_no_buffers = 0;  // ENOBUFS: the buffer ring ran dry, recv re-armed
+  std::uint64_t io_errors = 0;        // resets, broken pipes
+  std::uint64_t linger_timeouts = 0;
+  std::uint64_t recv_pauses = 0;  // reading paused because output backed up
+};
+
+class Reactor;
+
+// Work handed to another core. The sender owns the task until its run() is called on the
+// target reactor's thread.
+struct PostTask {
+  void (*run)(PostTask* self, Reactor& on) = nullptr;
+  int target_ring_fd = -1;
+};
+
+class Reactor {
+ public:
+  static constexpr unsigned kTickMs = 10;
+
+  Reactor(const ReactorConfig& cfg, unsigned core);
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // Takes ownership of a listening socket and accepts on it (multishot).
+  void listen(int listen_fd);
+  // Starts a connect; on_connect reports the result. `to` must outlive the connect.
+  SocketId connect(const Address& to);
+
+  bool alive(SocketId id) const { return state_is(id, kOpen); }
+  // The current id of a slot, for walking all connections (e.g. at shutdown).
+  SocketId id_at(std::uint32_t idx) const { return {idx, sockets_[idx].gen}; }
+  std::uint32_t slots() const { return static_cast<std::uint32_t>(sockets_.size()); }
+  // Open or still connecting: output may be queued.
+  bool writable(SocketId id) const { return state_is(id, kOpen) || state_is(id, kConnecting); }
+
+  // Queues bytes; everything queued in one loop turn leaves in one send at its end.
+  void write(SocketId id, const void* data, std::size_t len);
+  // Queues `len` bytes produced by fill(dst, offset, n) piecewise, without a staging copy.
+  template <class Fill>
+  void write_with(SocketId id, std::size_t len, Fill&& fill);
+  std::size_t queued(SocketId id) const { return sockets_[id.idx].queued; }
+  bool congested(SocketId id) const { return sockets_[id.idx].flags & kCongested; }
+
+  // Graceful: flush output, send FIN, wait (at most linger_ms) for the peer's FIN, close.
+  void close(SocketId id);
+  // Immediate: drop queued output and close.
+  void abort(SocketId id);
+
+  void set_timer(SocketId id, std::uint32_t ms);
+  void cancel_timer(SocketId id) { wheel_.cancel(id.idx); }
+
+  // Runs task->run on `target`'s thread (IORING_OP_MSG_RING). Call from this reactor's thread.
+  void post(Reactor& target, PostTask* task);
+  // From any thread: the loop calls on_stop() on its own thread.
+  void request_stop();
+  // Leave run() once no connection is left.
+  void exit_when_idle() { exit_when_idle_ = true; }
+  void stop_listening();
+
+  template <class Handler>
+  void run(Handler& h);
+
+  unsigned core() const { return core_; }
+  std::uint64_t now_ms() const { return now_ms_; }
+  memory::BufferPool& pool() { return pool_; }
+  const ReactorCounters& counters() const { return counters_; }
+  std::uint32_t live() const { return live_; }
+  int ring_fd() const { return ring_.fd(); }
+  const BufferRing& buffers() const { return bufs_; }
+  const ReactorConfig& config() const { return cfg_; }
+
+ private:
+  enum Op : std::uint8_t {
+    kOpAccept = 1,
+    kOpRecv,
+    kOpSend,
+    kOpConnect,
+    kOpShutdown,
+    kOpCloseFd,
+    kOpCancel,
+    kOpTick,
+    kOpWake,
+    kOpPost,
+    kOpPostSent,
+  };
+  enum State : std::uint8_t { kFree, kConnecting, kOpen, kClosing, kLingering, kDead };
+  enum Flag : std::uint8_t {
+    kRecvArmed = 1,
+    kSendInFlight = 2,
+    kDirty = 4,
+    kCongested = 8,
+    kPeerClosed = 16,
+    kRearm = 32,
+  };
+  static constexpr unsigned kMaxIov = 64;
+  static constexpr std::size_t kMinOutBuffer = 4096 - sizeof(memory::Buffer);
+  static constexpr std::size_t kMaxOutBuffer = 1 << 20;
+
+  // A send of several queued buffers: the msghdr and iovecs must live until it completes.
+  struct SendOp {
+    msghdr msg;
+    iovec iov[kMaxIov];
+    SendOp* next;
+  };
+
+  // Per connection, kept small: idle connections cost this plus the layer above's state.
+  struct Socket {
+    memory::Buffer* out_head = nullptr;
+    memory::Buffer* out_tail = nullptr;
+    SendOp* send_op = nullptr;
+    std::uint32_t queued = 0;
+    std::int32_t fd = -1;
+    std::uint32_t gen = 0;
+    State state = kFree;
+    std::uint8_t flags = 0;
+    std::uint8_t inflight = 0;  // recv/send/connect completions still to come
+  };
+
+  static std::uint64_t tag(Op op, std::uint32_t idx, std::uint32_t gen) {
+    return (std::uint64_t{op} << 56) | (std::uint64_t{gen & 0xFFFFFF} << 32) | idx;
+  }
+  static std::uint64_t tag_ptr(Op op, const void* p) {
+    return (std::uint64_t{op} << 56) | reinterpret_cast<std::uintptr_t>(p);
+  }
+  static void* untag_ptr(std::uint64_t ud) {
+    return reinterpret_cast<void*>(ud & ((std::uint64_t{1} << 56) - 1));
+  }
+  // The slot a completion belongs to, or null when the slot has since been reused.
+  Socket* slot_of(std::uint64_t ud) {
+    auto idx = static_cast<std::uint32_t>(ud);
+    if (idx >= sockets_.size()) return nullptr;
+    Socket& s = sockets_[idx];
+    return ((s.gen & 0xFFFFFF) == ((ud >> 32) & 0xFFFFFF) && s.state != kFree) ? &s : nullptr;
+  }
+  bool state_is(SocketId id, State st) const {
+    return id.idx < sockets_.size() && sockets_[id.idx].gen == id.gen &&
+           sockets_[id.idx].state == st;
+  }
+  SocketId id_of(std::uint32_t idx) const { return {idx, sockets_[idx].gen}; }
+  std::uint32_t index_of(const Socket& s) const {
+    return static_cast<std::uint32_t>(&s - sockets_.data());
+  }
+
+  template <class Handler>
+  void dispatch(Handler& h, const io_uring_cqe* cqe);
+  template <class Handler>
+  void on_recv_end(Handler& h, Socket& s, int res);
+  template <class Handler>
+  void on_send_done(Handler& h, Socket& s, int res);
+  template <class Handler>
+  void peer_gone(Handler& h, Socket& s, int err);
+  template <class Handler>
+  void on_accepted(Handler& h, int fd);
+  template <class Handler>
+  void on_tick(Handler& h);
+
+  Socket* allocate(int fd, State state);
+  void arm_accept(int listen_fd, std::uint32_t index);
+  void arm_recv(Socket& s);
+  void arm_tick();
+  void arm_wake();
+  void pause_recv(Socket& s);
+  void resume_recv(Socket& s);
+  void mark_dirty(Socket& s);
+  void flush();
+  void start_send(Socket& s);
+  void consume_output(Socket& s, std::size_t n);
+  void begin_shutdown(Socket& s);
+  void finish_close(Socket& s);
+  void abort_socket(Socket& s);
+  void unref(Socket& s);
+  void release(Socket& s);
+  void update_clock();
+  std::uint32_t ticks() const { return static_cast<std::uint32_t>(now_ms_ / kTickMs); }
+  memory::Buffer* out_space(Socket& s, std::size_t want);
+
+  ReactorConfig cfg_;
+  unsigned core_;
+  Ring ring_;
+  BufferRing bufs_;
+  memory::BufferPool pool_;
+  TimerWheel wheel_;
+  std::vector<Socket> sockets_;
+  std::vector<std::uint32_t> free_;
+  std::vector<std::uint32_t> dirty_;
+  std::vector<std::uint32_t> rearm_;
+  std::vector<int> listeners_;
+  SendOp* free_send_ops_ = nullptr;
+  ReactorCounters counters_;
+  std::uint64_t now_ms_ = 0;
+  std::uint32_t live_ = 0;
+  int wake_fd_ = -1;
+  std::uint64_t wake_buf_ = 0;
+  __kernel_timespec tick_ts_{};
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  bool exit_when_idle_ = false;
+  bool accept_rearm_ = false;
+};
+
+template <class Fill>
+void Reactor::write_with(SocketId id, std::size_t len, Fill&& fill) {
+  if (!writable(id)) return;
+  Socket& s = sockets_[id.idx];
+  std::size_t done = 0;
+  while (done < len) {
+    memory::Buffer* b = out_space(s, len - done);
+    std::size_t n = std::min(b->room(), len - done);
+    fill(b->data() + b->len, done, n);
+    b->len += static_cast<std::uint32_t>(n);
+    done += n;
+  }
+  s.queued += static_cast<std::uint32_t>(len);
+  mark_dirty(s);
+  if (s.queued > cfg_.out_high_water && !(s.flags & kCongested)) {
+    s.flags |= kCongested;
+    pause_recv(s);
+  }
+}
+
+template <class Handler>
+void Reactor::run(Handler& h) {
+  arm_tick();
+  arm_wake();
+  update_clock();
+  while (!(exit_when_idle_ && live_ == 0)) {
+    flush();
+    int rc = io_uring_submit_and_wait(ring_.raw(), 1);
+    if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY)
+      throw std::runtime_error("io_uring_submit_and_wait: " + std::to_string(rc));
+    update_clock();
+    unsigned head;
+    unsigned n = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(ring_.raw(), head, cqe) {
+      ++n;
+      dispatch(h, cqe);
+    }
+    io_uring_cq_advance(ring_.raw(), n);
+    bufs_.commit();
+    // Buffers are back: connections that found the ring empty may read again.
+    for (std::uint32_t idx : rearm_) {
+      Socket& s = sockets_[idx];
+      s.flags &= static_cast<std::uint8_t>(~kRearm);
+      if (s.state != kFree && s.state != kDead && !(s.flags & (kRecvArmed | kCongested)))
+        arm_recv(s);
+    }
+    rearm_.clear();
+  }
+}
+
+template <class Handler>
+void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
+  std::uint64_t ud = cqe->user_data;
+  int res = cqe->res;
+  unsigned flags = cqe->flags;
+  switch (static_cast<Op>(ud >> 56)) {
+    case kOpRecv: {
+      Socket* s = slot_of(ud);
+      if (flags & IORING_CQE_F_BUFFER) {
+        bufs_.taken();
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (res > 0 && s) {
+          counters_.bytes_in += static_cast<unsigned>(res);
+          // Bytes reaching a closing socket are read and dropped (lingering close).
+          if (s->state == kOpen)
+            h.on_data(id_of(index_of(*s)), bufs_.data(bid), static_cast<std::size_t>(res));
+        }
+        bufs_.recycle(bid);
+      }
+      if (s && !(flags & IORING_CQE_F_MORE)) on_recv_end(h, *s, res);
+      break;
+    }
+    case kOpSend:
+      if (Socket* s = slot_of(ud)) on_send_done(h, *s, res);
+      break;
+    case kOpAccept:
+      if (res >= 0)
+        on_accepted(h, res);
+      else if (res != -ECANCELED)
+        ++counters_.accept_errors;
+      if (!(flags & IORING_CQE_F_MORE) && !stopping_) {
+        // Re-arm now, or on the next tick after an error such as EMFILE, to avoid spinning.
+        if (res >= 0)
+          arm_accept(listeners_[static_cast<std::uint32_t>(ud)], static_cast<std::uint32_t>(ud));
+        else
+          accept_rearm_ = true;
+      }
+      break;
+    case kOpConnect:
+      if (Socket* s = slot_of(ud)) {
+        SocketId id = id_of(index_of(*s));
+        if (res == 0 && s->state == kConnecting) {
+          s->state = kOpen;
+          ++counters_.connected;
+          arm_recv(*s);
+          mark_dirty(*s);  // output queued while connecting (the upgrade request) can go now
+          unref(*s);
+          h.on_connect(id, 0);
+        } else {
+          bool reported = s->state == kConnecting;
+          if (reported) abort_socket(*s);
+          unref(*s);
+          if (reported) h.on_connect(id, res < 0 ? -res : ECONNABORTED);
+        }
+      }
+      break;
+    case kOpTick:
+      on_tick(h);
+      arm_tick();
+      break;
+    case kOpWake:
+      if (stop_requested_.exchange(false) && !stopping_) {
+        stopping_ = true;
+        h.on_stop();
+      }
+      arm_wake();
+      break;
+    case kOpPost: {
+      auto* t = static_cast<PostTask*>(untag_ptr(ud));
+      t->run(t, *this);
+      break;
+    }
+    case kOpPostSent:
+      if (res < 0) {
+        // The target's completion queue could not take it: try again, never drop it.
+        auto* t = static_cast<PostTask*>(untag_ptr(ud));
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_msg_ring(sqe, t->target_ring_fd, 0, tag_ptr(kOpPost, t), 0);
+        sqe->user_data = tag_ptr(kOpPostSent, t);
+      }
+      break;
+    case kOpShutdown:
+    case kOpCloseFd:
+    case kOpCancel:
+      break;
+  }
+}
+
+template <class Handler>
+void Reactor::peer_gone(Handler& h, Socket& s, int err) {
+  s.flags |= kPeerClosed;
+  if (err) ++counters_.io_errors;
+  if (s.state == kOpen) {
+    h.on_peer_closed(id_of(index_of(s)), err);
+    if (s.state == kOpen) abort_socket(s);
+  } else if (s.state == kLingering || err) {
+    // Lingering: the peer's FIN is what we waited for. Closing with an error: nothing more
+    // can be delivered.
+    if (s.state == kLingering && !err)
+      finish_close(s);
+    else
+      abort_socket(s);
+  }
+}
+
+template <class Handler>
+void Reactor::on_recv_end(Handler& h, Socket& s, int res) {
+  s.flags &= static_cast<std::uint8_t>(~kRecvArmed);
+  if (res == -ENOBUFS) {
+    ++counters_.recv_no_buffers;
+    if (!(s.flags & kRearm)) {
+      s.flags |= kRearm;
+      rearm_.push_back(index_of(s));
+    }
+  } else if (res == 0 || (res < 0 && res != -ECANCELED)) {
+    peer_gone(h, s, -res);
+  } else if (s.state != kDead && !(s.flags & kCongested)) {
+    // Cancelled by a pause that has since been lifted (output drained before this arrived),
+    // or ended by the kernel on its own (e.g. CQ overflow): keep reading.
+    arm_recv(s);
+  }
+  unref(s);
+}
+
+template <class Handler>
+void Reactor::on_send_done(Handler& h, Socket& s, int res) {
+  s.flags &= static_cast<std::uint8_t>(~kSendInFlight);
+  if (s.send_op) {
+    s.send_op->next = free_send_ops_;
+    free_send_ops_ = s.send_op;
+    s.send_op = nullptr;
+  }
+  if (res > 0) {
+    counters_.bytes_out += static_cast<unsigned>(res);
+    consume_output(s, static_cast<std::size_t>(res));
+  }
+  if (res < 0) {
+    if (s.state != kDead) peer_gone(h, s, -res);
+  } else if (s.state != kDead) {
+    if (s.out_head)
+      mark_dirty(s);  // a partial send: the rest goes at the end of this turn
+    else if (s.state == kClosing)
+      begin_shutdown(s);
+    if ((s.flags & kCongested) && s.queued <= cfg_.out_low_water) {
+      s.flags &= static_cast<std::uint8_t>(~kCongested);
+      if (s.state == kOpen) {
+        resume_recv(s);
+        h.on_writable(id_of(index_of(s)));
+      }
+    }
+  }
+  unref(s);
+}
+
+template <class Handler>
+void Reactor::on_accepted(Handler& h, int fd) {
+  Socket* s = allocate(fd, kOpen);
+  if (!s) {
+    ::close(fd);
+    ++counters_.rejected_full;
+    return;
+  }
+  ++counters_.accepted;
+  // Accepted sockets inherit TCP_NODELAY from the listener on Linux; set it anyway so a
+  // listener configured elsewhere cannot bring Nagle back.
+  set_nodelay(fd);
+  arm_recv(*s);
+  h.on_accept(id_of(index_of(*s)));
+}
+
+template <class Handler>
+void Reactor::on_tick(Handler& h) {
+  if (accept_rearm_ && !stopping_) {
+    accept_rearm_ = false;
+    for (std::uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(listeners_[i], i);
+  }
+  wheel_.advance(ticks(), [&](std::uint32_t idx) {
+    Socket& s = sockets_[idx];
+    if (s.state == kOpen) {
+      h.on_timer(id_of(idx));
+    } else if (s.state == kClosing || s.state == kLingering) {
+      ++counters_.linger_timeouts;
+      abort_socket(s);
+    }
+  });
+}
+
+}  // namespace wsedge::io

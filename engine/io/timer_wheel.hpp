@@ -1,0 +1,88 @@
+#pragma once
+// A hashed timing wheel keyed by connection slot: one deadline per slot, O(1) to set, move or
+// cancel, driven by the reactor's periodic tick. Deadlines further out than one revolution
+// stay in their bucket and are skipped until their turn comes. Ticks are 32-bit and compared
+// modulo 2^32, so the wheel runs forever; a deadline may be at most 2^31 ticks ahead.
+#include <cstdint>
+#include <vector>
+
+namespace wsedge::io {
+
+class TimerWheel {
+ public:
+  static constexpr std::uint32_t kNil = UINT32_MAX;
+  static constexpr std::uint32_t kBuckets = 1024;  // power of two
+
+  void grow(std::uint32_t slots) {
+    if (slots > nodes_.size()) nodes_.resize(slots, Node{kNil, kNil, 0, false});
+  }
+  // (Re)schedules `slot` to fire at tick `deadline` (clamped to the next tick if already due).
+  void schedule(std::uint32_t slot, std::uint32_t deadline);
+  void cancel(std::uint32_t slot);
+  bool scheduled(std::uint32_t slot) const { return slot < nodes_.size() && nodes_[slot].linked; }
+  std::uint32_t deadline(std::uint32_t slot) const { return nodes_[slot].deadline; }
+  std::uint32_t now() const { return now_; }
+  std::size_t size() const { return size_; }
+
+  // Moves time to `now`, calling fire(slot) for each expired slot (already unlinked).
+  template <class Fn>
+  void advance(std::uint32_t now, Fn&& fire) {
+    while (before(now_, now)) {
+      ++now_;
+      std::uint32_t i = buckets_[now_ & (kBuckets - 1)];
+      while (i != kNil) {
+        std::uint32_t next = nodes_[i].next;
+        if (!before(now_, nodes_[i].deadline)) {
+          cancel(i);
+          fire(i);
+        }
+        i = next;
+      }
+    }
+  }
+
+ private:
+  struct Node {
+    std::uint32_t prev, next;
+    std::uint32_t deadline;
+    std::uint32_t linked;
+  };
+  std::vector<Node> nodes_;
+  std::uint32_t buckets_[kBuckets] = {};
+  std::uint32_t now_ = 0;
+  std::size_t size_ = 0;
+
+  static bool before(std::uint32_t a, std::uint32_t b) {
+    return static_cast<std::int32_t>(a - b) < 0;
+  }
+
+ public:
+  TimerWheel() {
+    for (auto& b : buckets_) b = kNil;
+  }
+};
+
+inline void TimerWheel::schedule(std::uint32_t slot, std::uint32_t deadline) {
+  if (nodes_[slot].linked) cancel(slot);
+  if (!before(now_, deadline)) deadline = now_ + 1;
+  Node& n = nodes_[slot];
+  std::uint32_t& head = buckets_[deadline & (kBuckets - 1)];
+  n = Node{kNil, head, deadline, 1};
+  if (head != kNil) nodes_[head].prev = slot;
+  head = slot;
+  ++size_;
+}
+
+inline void TimerWheel::cancel(std::uint32_t slot) {
+  Node& n = nodes_[slot];
+  if (!n.linked) return;
+  if (n.prev != kNil)
+    nodes_[n.prev].next = n.next;
+  else
+    buckets_[n.deadline & (kBuckets - 1)] = n.next;
+  if (n.next != kNil) nodes_[n.next].prev = n.prev;
+  n.linked = 0;
+  --size_;
+}
+
+}  // namespace wsedge::io

@@ -1,0 +1,58 @@
+#pragma once
+// Per-core pool of byte buffers in power-of-two size classes. Freed buffers go back to a
+// per-class free list, so a connection that assembles messages or queues output reuses memory
+// instead of calling the allocator per message. Single-threaded by design: one pool per core.
+#include <cstddef>
+#include <cstdint>
+
+namespace wsedge::memory {
+
+struct Buffer {
+  Buffer* next;       // free-list or queue link, owned by whoever holds the buffer
+  std::uint32_t len;  // bytes written
+  std::uint32_t off;  // bytes already consumed (e.g. sent) from the front
+  std::uint8_t size_class;
+
+  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
+  std::size_t capacity() const;
+  std::size_t room() const { return capacity() - len; }
+};
+
+class BufferPool {
+ public:
+  static constexpr std::size_t kMinClassBytes = 128;  // smallest usable capacity
+  static constexpr int kClassCount = 24;              // 128 B .. 1 GiB
+  // Free buffers kept per class, in bytes: enough for steady state, bounded for idle cores.
+  static constexpr std::size_t kCacheBytesPerClass = std::size_t{32} << 20;
+
+  BufferPool() = default;
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+  ~BufferPool();
+
+  // A buffer with capacity() >= min_capacity, len and off zero.
+  Buffer* acquire(std::size_t min_capacity);
+  void release(Buffer* b);
+  // Ensures `b` (which may be null) can hold `extra` more bytes, moving its contents if needed.
+  Buffer* reserve(Buffer* b, std::size_t extra);
+  // Appends bytes, growing as needed; returns the (possibly moved) buffer.
+  Buffer* append(Buffer* b, const std::byte* data, std::size_t len);
+
+  static std::size_t class_capacity(int size_class) { return kMinClassBytes << size_class; }
+  static constexpr std::size_t kMaxCapacity = kMinClassBytes << (kClassCount - 1);
+
+  std::size_t cached_bytes() const { return cached_bytes_; }
+  std::uint64_t allocations() const { return allocations_; }
+
+ private:
+  Buffer* free_[kClassCount] = {};
+  std::uint32_t free_count_[kClassCount] = {};
+  std::size_t cached_bytes_ = 0;
+  std::uint64_t allocations_ = 0;
+};
+
+inline std::size_t Buffer::capacity() const {
+  return BufferPool::class_capacity(size_class);
+}
+
+}  // namespace wsedge::memory

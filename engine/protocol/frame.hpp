@@ -1,0 +1,46 @@
+#pragma once
+// RFC 6455 §5.2 frame headers: parsing from a byte view and writing into caller storage.
+#include <cstddef>
+#include <cstdint>
+
+namespace wsedge::protocol {
+
+enum class Opcode : std::uint8_t {
+  kContinuation = 0x0,
+  kText = 0x1,
+  kBinary = 0x2,
+  kClose = 0x8,
+  kPing = 0x9,
+  kPong = 0xA,
+};
+
+constexpr bool is_control(std::uint8_t opcode) {
+  return (opcode & 0x8) != 0;
+}
+
+struct FrameHeader {
+  bool fin;
+  std::uint8_t rsv;     // RSV1..3 as the three bits 0x70
+  std::uint8_t opcode;  // raw, so reserved opcodes can be reported
+  bool masked;
+  std::uint32_t mask_key;  // wire-order bytes loaded little-endian, as apply_mask expects
+  std::uint64_t payload_len;
+  std::uint8_t size;  // header bytes, 2..14
+};
+
+constexpr std::size_t kMaxFrameHeader = 14;
+constexpr std::size_t kMaxControlPayload = 125;
+
+// Header length announced by the first two bytes.
+std::size_t frame_header_size(const std::byte* p);
+
+enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength };
+// kBadLength: a 64-bit length with its most significant bit set (§5.2).
+HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader& h);
+
+// Writes a header for `payload_len` bytes; `mask_key` null for an unmasked (server) frame.
+// Returns the number of bytes written (at most kMaxFrameHeader).
+std::size_t write_frame_header(std::byte* out, bool fin, Opcode op, std::uint64_t payload_len,
+                               const std::uint32_t* mask_key);
+
+}  // namespace wsedge::protocol

@@ -1,0 +1,325 @@
+#include "http_upgrade.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+namespace wsedge::protocol {
+namespace {
+
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool is_tchar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+// A Sec-WebSocket-Key must be the base64 of exactly 16 bytes (§4.1): 22 symbols and "==".
+bool valid_key(std::string_view k) {
+  if (k.size() != 24 || k[22] != '=' || k[23] != '=') return false;
+  for (std::size_t i = 0; i < 22; ++i) {
+    char c = k[i];
+    bool b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '+' || c == '/';
+    if (!b64) return false;
+  }
+  // The last symbol carries only 2 significant bits of the 16th byte.
+  return std::strchr("AQgw", k[21]) != nullptr;
+}
+
+struct HeaderBlock {
+  std::string_view start_line;
+  std::string_view headers;  // lines after the start line, each ending in CRLF
+  std::size_t consumed;
+};
+
+enum class Split : std::uint8_t { kOk, kIncomplete, kTooLarge };
+
+Split split_head(std::string_view buf, std::size_t max, HeaderBlock& out) {
+  std::size_t end = buf.find("\r\n\r\n");
+  if (end == std::string_view::npos) {
+    return buf.size() >= max ? Split::kTooLarge : Split::kIncomplete;
+  }
+  if (end + 4 > max) return Split::kTooLarge;
+  std::size_t line_end = buf.find("\r\n");
+  out.start_line = buf.substr(0, line_end);
+  out.headers = buf.substr(line_end + 2, end + 2 - (line_end + 2));
+  out.consumed = end + 4;
+  return Split::kOk;
+}
+
+// Calls fn(name, value) per header line; false on a malformed line.
+template <class Fn>
+bool for_each_header(std::string_view headers, Fn&& fn) {
+  while (!headers.empty()) {
+    std::size_t eol = headers.find("\r\n");
+    std::string_view line = headers.substr(0, eol);
+    headers.remove_prefix(eol + 2);
+    std::size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return false;
+    std::string_view name = line.substr(0, colon);
+    for (char c : name) {
+      if (!is_tchar(c)) return false;  // also rejects obsolete line folding and stray spaces
+    }
+    for (char c : line) {
+      if (c == '\0' || c == '\r' || c == '\n') return false;
+    }
+    fn(name, trim(line.substr(colon + 1)));
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view UpgradeRequest::header(std::string_view name) const {
+  std::string_view found;
+  bool done = false;
+  for_each_header(headers, [&](std::string_view n, std::string_view v) {
+    if (!done && iequals(n, name)) {
+      found = v;
+      done = true;
+    }
+  });
+  return found;
+}
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    std::size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header_bytes,
+                                    UpgradeRequest& out) {
+  HeaderBlock head;
+  switch (split_head(buf, max_header_bytes, head)) {
+    case Split::kIncomplete:
+      return {RequestParse::kIncomplete, 0, nullptr, 0};
+    case Split::kTooLarge:
+      return {RequestParse::kReject, 431, "request header too large", buf.size()};
+    case Split::kOk:
+      break;
+  }
+  auto reject = [&](std::uint16_t status, const char* why) {
+    return RequestResult{RequestParse::kReject, status, why, head.consumed};
+  };
+  std::string_view line = head.start_line;
+  std::size_t sp1 = line.find(' ');
+  std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return reject(400, "malformed request line");
+  out = {};
+  out.method = line.substr(0, sp1);
+  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (out.target.empty() || out.target.find(' ') != std::string_view::npos)
+    return reject(400, "malformed request line");
+  if (version != "HTTP/1.1") return reject(400, "HTTP/1.1 required");
+  if (out.method != "GET") return reject(400, "method must be GET");
+
+  out.headers = head.headers;
+  std::string_view upgrade, connection, version13;
+  int hosts = 0, keys = 0;
+  bool ok = for_each_header(head.headers, [&](std::string_view n, std::string_view v) {
+    if (iequals(n, "host"))
+      out.host = v, ++hosts;
+    else if (iequals(n, "upgrade"))
+      upgrade = v;
+    else if (iequals(n, "connection"))
+      connection = v;
+    else if (iequals(n, "sec-websocket-key"))
+      out.key = v, ++keys;
+    else if (iequals(n, "sec-websocket-version"))
+      version13 = v;
+    else if (iequals(n, "origin"))
+      out.origin = v;
+    else if (iequals(n, "sec-websocket-protocol")) {
+      // Several header lines are one comma-separated list; keep the first, which is the usual
+      // form, unless it is empty.
+      if (out.protocols.empty()) out.protocols = v;
+    }
+  });
+  if (!ok) return reject(400, "malformed header line");
+  if (hosts != 1 || out.host.empty()) return reject(400, "exactly one Host header required");
+  if (upgrade.empty() && connection.empty() && out.key.empty()) {
+    std::string_view path = out.target.substr(0, out.target.find('?'));
+    if (path == "/healthz") return {RequestParse::kHealth, 200, "ok", head.consumed};
+    return reject(426, "this endpoint speaks WebSocket only");
+  }
+  if (!has_token(upgrade, "websocket")) return reject(426, "Upgrade: websocket required");
+  if (!has_token(connection, "upgrade")) return reject(400, "Connection: Upgrade required");
+  if (version13 != "13") return reject(426, "Sec-WebSocket-Version 13 required");
+  if (keys != 1 || !valid_key(out.key)) return reject(400, "invalid Sec-WebSocket-Key");
+  return {RequestParse::kUpgrade, 101, nullptr, head.consumed};
+}
+
+AcceptKey accept_key(std::string_view key) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int dlen = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), nullptr) == 1 &&
+            EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 &&
+            EVP_DigestUpdate(ctx, kGuid.data(), kGuid.size()) == 1 &&
+            EVP_DigestFinal_ex(ctx, digest, &dlen) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok || dlen != 20) throw std::runtime_error("SHA-1 unavailable in OpenSSL");
+  AcceptKey out;
+  unsigned char b64[29];
+  EVP_EncodeBlock(b64, digest, 20);
+  std::memcpy(out.data(), b64, out.size());
+  return out;
+}
+
+std::size_t write_switching_protocols(char* out, std::string_view key, std::string_view protocol) {
+  AcceptKey a = accept_key(key);
+  int n;
+  if (protocol.empty()) {
+    n = std::sprintf(out,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %.28s\r\n\r\n",
+                     a.data());
+  } else {
+    n = std::sprintf(out,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %.28s\r\n"
+                     "Sec-WebSocket-Protocol: %.*s\r\n\r\n",
+                     a.data(), static_cast<int>(protocol.size()), protocol.data());
+  }
+  return static_cast<std::size_t>(n);
+}
+
+namespace {
+const char* status_text(std::uint16_t status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
+  }
+}
+}  // namespace
+
+std::size_t write_http_error(char* out, std::uint16_t status, std::string_view body) {
+  // 426 must say what to upgrade to (RFC 7231 §6.5.15) and which WebSocket version we speak.
+  const char* extra = status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "";
+  body = body.substr(0, 128);
+  int n = std::sprintf(out,
+                       "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n%s\r\n%.*s\n",
+                       status, status_text(status), body.size() + 1, extra,
+                       static_cast<int>(body.size()), body.data());
+  return static_cast<std::size_t>(n);
+}
+
+std::size_t write_health(char* out) {
+  return write_http_error(out, 200, "ok");
+}
+
+ClientKey make_client_key() {
+  unsigned char raw[16];
+  if (RAND_bytes(raw, sizeof raw) != 1) throw std::runtime_error("RAND_bytes failed");
+  unsigned char b64[25];
+  EVP_EncodeBlock(b64, raw, 16);
+  ClientKey k;
+  std::memcpy(k.data(), b64, k.size());
+  return k;
+}
+
+std::size_t write_upgrade_request(char* out, std::size_t cap, std::string_view host,
+                                  std::string_view target, std::string_view key,
+                                  std::string_view protocols) {
+  int n = std::snprintf(
+      out, cap,
+      "GET %.*s HTTP/1.1\r\nHost: %.*s\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: %.*s\r\n"
+      "Sec-WebSocket-Version: 13\r\n%s%.*s%s\r\n",
+      static_cast<int>(target.size()), target.data(), static_cast<int>(host.size()), host.data(),
+      static_cast<int>(key.size()), key.data(),
+      protocols.empty() ? "" : "Sec-WebSocket-Protocol: ", static_cast<int>(protocols.size()),
+      protocols.data(), protocols.empty() ? "" : "\r\n");
+  if (n < 0 || static_cast<std::size_t>(n) >= cap)
+    throw std::length_error("upgrade request too long");
+  return static_cast<std::size_t>(n);
+}
+
+ResponseResult parse_upgrade_response(std::string_view buf, std::size_t max_header_bytes,
+                                      std::string_view key) {
+  HeaderBlock head;
+  switch (split_head(buf, max_header_bytes, head)) {
+    case Split::kIncomplete:
+      return {RequestParse::kIncomplete, 0, nullptr, 0, {}};
+    case Split::kTooLarge:
+      return {RequestParse::kReject, 0, "response header too large", buf.size(), {}};
+    case Split::kOk:
+      break;
+  }
+  auto reject = [&](std::uint16_t status, const char* why) {
+    return ResponseResult{RequestParse::kReject, status, why, head.consumed, {}};
+  };
+  std::string_view line = head.start_line;
+  if (line.size() < 12 || line.substr(0, 9) != "HTTP/1.1 ")
+    return reject(0, "not an HTTP/1.1 response");
+  std::uint16_t status = 0;
+  for (char c : line.substr(9, 3)) {
+    if (c < '0' || c > '9') return reject(0, "malformed status line");
+    status = static_cast<std::uint16_t>(status * 10 + (c - '0'));
+  }
+  if (status != 101) return reject(status, "server refused the upgrade");
+  std::string_view upgrade, connection, accept, protocol;
+  bool ok = for_each_header(head.headers, [&](std::string_view n, std::string_view v) {
+    if (iequals(n, "upgrade"))
+      upgrade = v;
+    else if (iequals(n, "connection"))
+      connection = v;
+    else if (iequals(n, "sec-websocket-accept"))
+      accept = v;
+    else if (iequals(n, "sec-websocket-protocol"))
+      protocol = v;
+  });
+  if (!ok) return reject(status, "malformed header line");
+  if (!has_token(upgrade, "websocket") || !has_token(connection, "upgrade"))
+    return reject(status, "101 without Upgrade/Connection");
+  AcceptKey want = accept_key(key);
+  if (accept != std::string_view(want.data(), want.size()))
+    return reject(status, "wrong Sec-WebSocket-Accept");
+  return {RequestParse::kUpgrade, 101, nullptr, head.consumed, protocol};
+}
+
+}  // namespace wsedge::protocol

@@ -1,0 +1,180 @@
+#include "message_reader.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "close_code.hpp"
+#include "unmask.hpp"
+
+namespace wsedge::protocol {
+
+using memory::Buffer;
+using memory::BufferPool;
+
+void MessageReader::release(BufferPool& pool) {
+  if (msg_) pool.release(msg_);
+  if (ctl_) pool.release(ctl_);
+  msg_ = ctl_ = nullptr;
+  delivered_ = false;
+}
+
+void MessageReader::release_delivered(BufferPool& pool) {
+  if (!delivered_) return;
+  delivered_ = false;
+  // A delivered control frame may have interrupted a fragmented message: keep that message.
+  if (msg_ && msg_op_ == 0) {
+    pool.release(msg_);
+    msg_ = nullptr;
+  }
+  if (ctl_) {
+    pool.release(ctl_);
+    ctl_ = nullptr;
+  }
+}
+
+ReadResult MessageReader::fail(std::uint16_t code, const char* why, std::size_t used) {
+  state_ = kFailed;
+  return {ReadEvent::kFail, Opcode::kClose, code, used, {}, why};
+}
+
+ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& limits,
+                                      std::size_t used) {
+  if (h.rsv) return fail(close_code::kProtocolError, "reserved bits set", used);
+  std::uint8_t op = h.opcode;
+  if (is_control(op)) {
+    if (op > static_cast<std::uint8_t>(Opcode::kPong))
+      return fail(close_code::kProtocolError, "reserved opcode", used);
+    if (!h.fin) return fail(close_code::kProtocolError, "fragmented control frame", used);
+    if (h.payload_len > kMaxControlPayload)
+      return fail(close_code::kProtocolError, "control frame over 125 bytes", used);
+  } else {
+    if (op > static_cast<std::uint8_t>(Opcode::kBinary))
+      return fail(close_code::kProtocolError, "reserved opcode", used);
+    if (op == 0 && msg_op_ == 0)
+      return fail(close_code::kProtocolError, "continuation frame without a message", used);
+    if (op != 0 && msg_op_ != 0)
+      return fail(close_code::kProtocolError, "new message inside a fragmented one", used);
+    std::uint64_t so_far = (op == 0 && msg_) ? msg_->len : 0;
+    if (h.payload_len > limits.max_message || so_far + h.payload_len > limits.max_message)
+      return fail(close_code::kMessageTooBig, "message too big", used);
+    if (op != 0) {
+      msg_op_ = op;
+      utf8_.reset();
+    }
+  }
+  if (h.masked != limits.expect_masked)
+    return fail(close_code::kProtocolError,
+                limits.expect_masked ? "unmasked client frame" : "masked server frame", used);
+  frame_op_ = op;
+  frame_fin_ = h.fin;
+  frame_masked_ = h.masked;
+  mask_ = h.mask_key;
+  frame_len_ = h.payload_len;
+  frame_done_ = 0;
+  state_ = kPayload;
+  return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
+}
+
+ReadResult MessageReader::finish_control(std::span<std::byte> payload, std::size_t used) {
+  auto op = static_cast<Opcode>(frame_op_);
+  if (op == Opcode::kPing) return {ReadEvent::kPing, op, 0, used, payload, nullptr};
+  if (op == Opcode::kPong) return {ReadEvent::kPong, op, 0, used, payload, nullptr};
+  CloseBody body;
+  switch (parse_close_body(payload.data(), payload.size(), body)) {
+    case CloseParse::kOk:
+      break;
+    case CloseParse::kBadLength:
+      return fail(close_code::kProtocolError, "close frame with a 1-byte body", used);
+    case CloseParse::kBadCode:
+      return fail(close_code::kProtocolError, "invalid close code", used);
+    case CloseParse::kBadUtf8:
+      return fail(close_code::kInvalidPayload, "close reason is not UTF-8", used);
+  }
+  auto* r = reinterpret_cast<std::byte*>(const_cast<char*>(body.reason.data()));
+  return {ReadEvent::kClose, op, body.code, used, {r, body.reason.size()}, nullptr};
+}
+
+ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLimits& limits,
+                               BufferPool& pool) {
+  release_delivered(pool);
+  std::size_t used = 0;
+  for (;;) {
+    if (state_ == kFailed) return {ReadEvent::kNeedMore, Opcode::kClose, 0, len, {}, nullptr};
+    if (state_ == kHeader) {
+      FrameHeader h;
+      if (hdr_have_ == 0) {
+        auto st = parse_frame_header(data + used, len - used, h);
+        if (st == HeaderParse::kNeedMore) {
+          std::memcpy(hdr_, data + used, len - used);
+          hdr_have_ = static_cast<std::uint8_t>(len - used);
+          return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
+        }
+        if (st == HeaderParse::kBadLength)
+          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
+        used += h.size;
+      } else {
+        // The header began in an earlier read: complete it byte-exactly, never past its end.
+        std::size_t want = hdr_have_ < 2 ? 2 : frame_header_size(hdr_);
+        while (hdr_have_ < want && used < len) {
+          std::size_t take = std::min(want - hdr_have_, len - used);
+          std::memcpy(hdr_ + hdr_have_, data + used, take);
+          hdr_have_ = static_cast<std::uint8_t>(hdr_have_ + take);
+          used += take;
+          if (hdr_have_ == 2 && want == 2) want = frame_header_size(hdr_);
+        }
+        if (hdr_have_ < want)
+          return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
+        auto st = parse_frame_header(hdr_, hdr_have_, h);
+        hdr_have_ = 0;
+        if (st == HeaderParse::kBadLength)
+          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
+      }
+      ReadResult r = begin_frame(h, limits, used);
+      if (r.event == ReadEvent::kFail) return r;
+    }
+
+    // Payload of the current frame: as much of it as this read holds.
+    std::size_t take =
+        static_cast<std::size_t>(std::min<std::uint64_t>(frame_len_ - frame_done_, len - used));
+    std::byte* p = data + used;
+    bool whole = frame_done_ == 0 && take == frame_len_;
+    if (frame_masked_) apply_mask(p, take, mask_, static_cast<std::size_t>(frame_done_));
+    bool control = is_control(frame_op_);
+    if (!control && msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && !utf8_.feed(p, take))
+      return fail(close_code::kInvalidPayload, "invalid UTF-8 in text message", used + take);
+    used += take;
+    frame_done_ += take;
+    bool zero_copy = whole && (control || (frame_fin_ && frame_op_ != 0));
+    if (!zero_copy) {
+      if (control)
+        ctl_ = pool.append(ctl_, p, take);
+      else
+        msg_ = pool.append(msg_, p, take);
+    }
+    if (frame_done_ < frame_len_)
+      return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
+    state_ = kHeader;
+
+    if (control) {
+      std::span<std::byte> payload{p, take};
+      if (!zero_copy) {
+        payload = {ctl_->data(), ctl_->len};
+        delivered_ = true;
+      }
+      return finish_control(payload, used);
+    }
+    if (!frame_fin_) continue;
+    auto op = static_cast<Opcode>(msg_op_);
+    msg_op_ = 0;
+    if (op == Opcode::kText && !utf8_.complete())
+      return fail(close_code::kInvalidPayload, "text message ends inside a UTF-8 sequence", used);
+    std::span<std::byte> payload{p, take};
+    if (!zero_copy) {
+      payload = {msg_->data(), msg_->len};
+      delivered_ = true;
+    }
+    return {ReadEvent::kMessage, op, 0, used, payload, nullptr};
+  }
+}
+
+}  // namespace wsedge::protocol

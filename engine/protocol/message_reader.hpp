@@ -1,0 +1,74 @@
+#pragma once
+// Turns the bytes of one WebSocket connection into messages and control frames. Pure: no
+// sockets, no clocks. The caller hands it whatever bytes arrived; each call returns at most one
+// event. A frame wholly inside the caller's bytes is delivered as a view into them, unmasked in
+// place (zero copy); frames split across reads and fragmented messages are assembled in pooled
+// buffers. Text is validated incrementally, so invalid UTF-8 fails on its first bad byte.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "engine/memory/buffer_pool.hpp"
+#include "frame.hpp"
+#include "utf8.hpp"
+
+namespace wsedge::protocol {
+
+struct ReaderLimits {
+  std::uint64_t max_message;  // bytes; a larger message fails with 1009
+  bool expect_masked;         // true for a server (clients must mask), false for a client
+};
+
+enum class ReadEvent : std::uint8_t {
+  kNeedMore,  // every byte given was consumed; nothing to deliver yet
+  kMessage,   // a complete text or binary message
+  kPing,
+  kPong,
+  kClose,  // the peer's Close frame, already validated
+  kFail,   // protocol violation: send Close with `code`, then close the connection
+};
+
+struct ReadResult {
+  ReadEvent event;
+  Opcode opcode;                 // kText or kBinary for messages
+  std::uint16_t code;            // close code received (kClose) or to send (kFail)
+  std::size_t consumed;          // bytes of the input used by this call
+  std::span<std::byte> payload;  // message, ping/pong payload, or close reason
+  const char* error;             // kFail: what was wrong, for logs and the Close reason
+};
+
+class MessageReader {
+ public:
+  // Payload views stay valid until the next call to next() or release().
+  ReadResult next(std::byte* data, std::size_t len, const ReaderLimits& limits,
+                  memory::BufferPool& pool);
+  // Gives back any pooled storage; partial messages are dropped. For connection teardown.
+  void release(memory::BufferPool& pool);
+  // Gives back storage of messages already delivered; call once a read's bytes are processed.
+  void release_delivered(memory::BufferPool& pool);
+  bool failed() const { return state_ == kFailed; }
+
+ private:
+  enum State : std::uint8_t { kHeader, kPayload, kFailed };
+
+  ReadResult fail(std::uint16_t code, const char* why, std::size_t used);
+  ReadResult begin_frame(const FrameHeader& h, const ReaderLimits& limits, std::size_t used);
+  ReadResult finish_control(std::span<std::byte> payload, std::size_t used);
+
+  memory::Buffer* msg_ = nullptr;  // data message being assembled
+  memory::Buffer* ctl_ = nullptr;  // control frame split across reads
+  std::uint64_t frame_len_ = 0;
+  std::uint64_t frame_done_ = 0;
+  std::uint32_t mask_ = 0;
+  std::byte hdr_[kMaxFrameHeader];
+  std::uint8_t hdr_have_ = 0;
+  State state_ = kHeader;
+  std::uint8_t frame_op_ = 0;
+  bool frame_fin_ = false;
+  bool frame_masked_ = false;
+  std::uint8_t msg_op_ = 0;  // opcode of the message in progress; 0 when none
+  bool delivered_ = false;   // msg_/ctl_ hold a payload already handed out
+  Utf8Validator utf8_;
+};
+
+}  // namespace wsedge::protocol

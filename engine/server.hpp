@@ -1,0 +1,87 @@
+#pragma once
+// Runs an application on N cores, share-nothing: each core gets a pinned thread with its own
+// reactor, its own SO_REUSEPORT listener on the same address (the kernel spreads connections
+// across them), its own endpoint and its own application object. SIGINT/SIGTERM stop all cores
+// gracefully (Close 1001 to every client); a second signal exits at once.
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/io/address.hpp"
+#include "engine/io/reactor.hpp"
+#include "engine/log.hpp"
+#include "engine/ws/endpoint.hpp"
+
+namespace wsedge {
+
+struct ServerOptions {
+  io::Address listen;
+  unsigned cores = 1;
+  io::ReactorConfig reactor;
+  ws::EndpointConfig endpoint;
+};
+
+// The pieces of serve() that do not depend on the application.
+namespace server_detail {
+unsigned online_cpus();
+void raise_fd_limit();
+void block_stop_signals();
+// Opens one listener per core; resolves port 0 to the port the first one got.
+std::vector<int> open_listeners(ServerOptions& opts);
+void pin_to_cpu(unsigned index);
+// Waits for a stop signal or for `failed` to be set by a core; returns on either.
+void wait_for_stop(std::vector<io::Reactor*>& reactors, std::mutex& mu, bool& stopping);
+void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
+}  // namespace server_detail
+
+// make_app(core_index) returns the App for one core. Blocks until stopped; throws what a core
+// threw.
+template <class App, class MakeApp>
+void serve(ServerOptions opts, MakeApp make_app,
+           std::function<void(const io::Address&)> on_listening = {}) {
+  using namespace server_detail;
+  io::probe_kernel_features();
+  raise_fd_limit();
+  block_stop_signals();
+  std::vector<int> listeners = open_listeners(opts);
+  if (on_listening) on_listening(opts.listen);
+
+  std::mutex mu;
+  bool stopping = false;
+  std::vector<io::Reactor*> reactors(opts.cores, nullptr);
+  std::exception_ptr error;
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < opts.cores; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        pin_to_cpu(i);
+        io::Reactor reactor(opts.reactor, i);
+        App app = make_app(i);
+        ws::Endpoint<App> endpoint(reactor, opts.endpoint, app);
+        reactor.listen(listeners[i]);
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          reactors[i] = &reactor;
+          if (stopping) reactor.request_stop();
+        }
+        reactor.run(endpoint);
+        log_core_summary(reactor, endpoint.counters());
+        std::lock_guard<std::mutex> lock(mu);
+        reactors[i] = nullptr;
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+        reactors[i] = nullptr;
+      }
+      // Whoever ends first, for whatever reason, stops the others.
+      kill(getpid(), SIGTERM);
+    });
+  }
+  wait_for_stop(reactors, mu, stopping);
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace wsedge

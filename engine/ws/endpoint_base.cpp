@@ -1,0 +1,168 @@
+#include "endpoint_base.hpp"
+
+#include <openssl/rand.h>
+
+#include <cstring>
+
+#include "engine/protocol/close_code.hpp"
+#include "engine/protocol/unmask.hpp"
+
+namespace wsedge::ws {
+
+using protocol::Opcode;
+
+EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
+    : reactor_(reactor), cfg_(cfg) {
+  conns_.reserve(reactor.config().max_connections);
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
+      mask_state_ == 0)
+    mask_state_ = 0x9E3779B97F4A7C15ull;
+}
+
+EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8_t flags,
+                                        std::uint32_t timer_ms) {
+  if (id.idx >= conns_.size()) conns_.resize(id.idx + 1);
+  reset(id);  // a slot reused before its previous connection's storage was given back
+  Conn& c = conns_[id.idx];
+  c.phase = phase;
+  c.flags = flags;
+  c.user = 0;
+  if (timer_ms) reactor_.set_timer(id, timer_ms);
+  return c;
+}
+
+void EndpointBase::reset(io::SocketId id) {
+  if (id.idx >= conns_.size()) return;
+  Conn& c = conns_[id.idx];
+  c.reader.release(reactor_.pool());
+  if (c.handshake) reactor_.pool().release(c.handshake);
+  c = Conn{};
+}
+
+void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
+                               std::span<const std::byte> payload, bool fin) {
+  std::byte header[protocol::kMaxFrameHeader];
+  if (!client) {
+    std::size_t n = protocol::write_frame_header(header, fin, op, payload.size(), nullptr);
+    reactor_.write(id, header, n);
+    reactor_.write(id, payload.data(), payload.size());
+    return;
+  }
+  // RFC 6455 §5.3: a fresh, unpredictable key per frame. xorshift64 seeded from RAND_bytes is
+  // enough here: masking defends proxies against cache poisoning, not secrecy.
+  mask_state_ ^= mask_state_ << 13;
+  mask_state_ ^= mask_state_ >> 7;
+  mask_state_ ^= mask_state_ << 17;
+  auto key = static_cast<std::uint32_t>(mask_state_);
+  std::size_t n = protocol::write_frame_header(header, fin, op, payload.size(), &key);
+  reactor_.write(id, header, n);
+  const std::byte* src = payload.data();
+  reactor_.write_with(id, payload.size(),
+                      [src, key](std::byte* dst, std::size_t off, std::size_t len) {
+                        std::memcpy(dst, src + off, len);
+                        protocol::apply_mask(dst, len, key, off);
+                      });
+}
+
+void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view reason) {
+  Conn& c = conns_[id.idx];
+  bool known = c.phase == kOpen || c.phase == kCloseSent || (c.flags & kClient);
+  if (c.phase == kDone || c.phase == kIdle) return;
+  c.phase = kDone;
+  if (known) on_close_hook_(this, id, code, reason);
+}
+
+void EndpointBase::close(io::SocketId id, std::uint16_t code, std::string_view reason) {
+  if (!is_open(id)) return;
+  if (!protocol::is_valid_wire_close_code(code)) code = protocol::close_code::kNormal;
+  send_close(id, code, reason);
+  conns_[id.idx].phase = kCloseSent;
+  reactor_.set_timer(id, cfg_.close_timeout_ms);
+}
+
+SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::byte> payload,
+                              bool fin) {
+  if (!is_open(id)) return SendResult::kClosed;
+  Conn& c = conns_[id.idx];
+  write_frame(id, c.flags & kClient, op, payload, fin);
+  ++counters_.messages_out;
+  if (reactor_.queued(id) > cfg_.max_outbound) {
+    // The peer is not reading: closing beats holding unbounded memory for it.
+    ++counters_.backlog_exceeded;
+    finish(id, protocol::close_code::kPolicyViolation, "send backlog exceeded");
+    reactor_.abort(id);
+    return SendResult::kClosed;
+  }
+  return reactor_.congested(id) ? SendResult::kBackpressure : SendResult::kOk;
+}
+
+SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
+  if (!is_open(id) || payload.size() > protocol::kMaxControlPayload) return SendResult::kClosed;
+  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kPing, payload, true);
+  ++counters_.pings_sent;
+  return SendResult::kOk;
+}
+
+void EndpointBase::send_close(io::SocketId id, std::uint16_t code, std::string_view reason) {
+  std::byte body[protocol::kMaxControlPayload];
+  std::size_t n = protocol::write_close_body(body, code, reason);
+  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kClose, {body, n}, true);
+}
+
+void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_view reason) {
+  char out[protocol::kMaxResponseFixed + 128];
+  std::size_t n =
+      status == 200 ? protocol::write_health(out) : protocol::write_http_error(out, status, reason);
+  if (status == 200)
+    ++counters_.health_checks;
+  else
+    ++counters_.handshake_rejected;
+  reactor_.write(id, out, n);
+  conns_[id.idx].phase = kDone;
+  reactor_.close(id);
+}
+
+void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key,
+                                  std::string_view protocol) {
+  char out[protocol::kMaxResponseFixed + 256];
+  std::size_t n = protocol::write_switching_protocols(out, key, protocol.substr(0, 200));
+  reactor_.write(id, out, n);
+  ++counters_.handshakes;
+  conns_[id.idx].phase = kOpen;
+  arm_keepalive(id);
+}
+
+void EndpointBase::arm_keepalive(io::SocketId id) {
+  if (cfg_.ping_interval_ms)
+    reactor_.set_timer(id, cfg_.ping_interval_ms);
+  else
+    reactor_.cancel_timer(id);
+}
+
+void EndpointBase::count_failure(std::uint16_t code) {
+  switch (code) {
+    case protocol::close_code::kInvalidPayload:
+      ++counters_.invalid_utf8;
+      break;
+    case protocol::close_code::kMessageTooBig:
+      ++counters_.too_big;
+      break;
+    default:
+      ++counters_.protocol_errors;
+      break;
+  }
+}
+
+void EndpointBase::begin_client_handshake(io::SocketId id, std::string_view host,
+                                          std::string_view target, std::string_view protocols) {
+  protocol::ClientKey key = protocol::make_client_key();
+  Conn& c = start(id, kClientHandshake, kClient, cfg_.handshake_timeout_ms);
+  c.handshake =
+      reactor_.pool().append(nullptr, reinterpret_cast<const std::byte*>(key.data()), key.size());
+  char out[2048];
+  std::size_t n = protocol::write_upgrade_request(out, sizeof out, host, target,
+                                                  {key.data(), key.size()}, protocols);
+  reactor_.write(id, out, n);
+}
+
+}  // namespace wsedge::ws

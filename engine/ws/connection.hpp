@@ -45,6 +45,7 @@ class Connection {
   bool open() const;
   std::size_t buffered() const;  // bytes queued and not yet sent
   std::uint64_t& user_data();    // free for the application, zero at open
+  bool is_client() const;        // this side connected out (client role)
   io::SocketId id() const { return id_; }
   bool operator==(const Connection& o) const { return ep_ == o.ep_ && id_ == o.id_; }
 

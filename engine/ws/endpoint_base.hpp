@@ -34,6 +34,7 @@ class EndpointBase {
     return reactor_.alive(id) ? reactor_.queued(id) : 0;
   }
   std::uint64_t& user_data(io::SocketId id) { return conns_[id.idx].user; }
+  bool is_client(io::SocketId id) const { return conns_[id.idx].flags & kClient; }
 
   io::Reactor& reactor() { return reactor_; }
   const EndpointConfig& config() const { return cfg_; }
@@ -114,6 +115,9 @@ inline std::size_t Connection::buffered() const {
 }
 inline std::uint64_t& Connection::user_data() {
   return ep_->user_data(id_);
+}
+inline bool Connection::is_client() const {
+  return ep_ && ep_->is_client(id_);
 }
 
 }  // namespace wsedge::ws

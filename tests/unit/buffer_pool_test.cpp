@@ -1,0 +1,49 @@
+#include "engine/memory/buffer_pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace wsedge::memory {
+namespace {
+
+TEST(BufferPool, ReusesReleasedBuffers) {
+  BufferPool pool;
+  Buffer* a = pool.acquire(1000);
+  EXPECT_GE(a->capacity(), 1000u);
+  pool.release(a);
+  Buffer* b = pool.acquire(900);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(pool.allocations(), 1u);
+  pool.release(b);
+}
+
+TEST(BufferPool, AppendGrowsAndKeepsContents) {
+  BufferPool pool;
+  Buffer* b = nullptr;
+  std::string expect;
+  for (int i = 0; i < 1000; ++i) {
+    std::string piece = "piece " + std::to_string(i) + ";";
+    b = pool.append(b, reinterpret_cast<const std::byte*>(piece.data()), piece.size());
+    expect += piece;
+  }
+  ASSERT_EQ(b->len, expect.size());
+  EXPECT_EQ(std::memcmp(b->data(), expect.data(), expect.size()), 0);
+  pool.release(b);
+}
+
+TEST(BufferPool, CacheIsBounded) {
+  BufferPool pool;
+  std::vector<Buffer*> big;
+  for (int i = 0; i < 8; ++i) big.push_back(pool.acquire(16 << 20));
+  for (Buffer* b : big) pool.release(b);
+  EXPECT_LE(pool.cached_bytes(), BufferPool::kCacheBytesPerClass);
+}
+
+TEST(BufferPool, RefusesMoreThanTheLargestClass) {
+  BufferPool pool;
+  EXPECT_THROW(pool.acquire(BufferPool::kMaxCapacity + 1), std::length_error);
+}
+
+}  // namespace
+}  // namespace wsedge::memory

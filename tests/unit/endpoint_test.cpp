@@ -1,0 +1,294 @@
+// The engine end to end on real sockets: one reactor serves the echo side and drives client
+// connections to itself, so everything runs on one thread, deterministically.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "engine/io/reactor.hpp"
+#include "engine/protocol/close_code.hpp"
+#include "engine/ws/endpoint.hpp"
+
+// Every allocation in this test binary is counted, to prove the steady state allocates nothing.
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}
+void* operator new(std::size_t n) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  return operator new(n);
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p =
+          std::aligned_alloc(static_cast<std::size_t>(a), (n + static_cast<std::size_t>(a) - 1) &
+                                                              ~(static_cast<std::size_t>(a) - 1)))
+    return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+
+namespace wsedge {
+namespace {
+
+using protocol::Opcode;
+
+io::ReactorConfig small_reactor() {
+  io::ReactorConfig c;
+  c.ring_entries = 256;
+  c.buf_count = 256;
+  c.buf_size = 4096;
+  c.max_connections = 4096;
+  return c;
+}
+
+// Server side echoes; client side sends `rounds` messages one after another, checks each echo,
+// then closes with `close_code`.
+struct RoundTripApp {
+  io::Reactor* reactor = nullptr;
+  std::vector<std::byte> payload;
+  Opcode opcode = Opcode::kBinary;
+  std::uint64_t rounds = 0;
+  unsigned clients = 0;
+  std::uint16_t close_code = 1000;
+  bool server_closes = false;  // the server side starts the closing handshake instead
+  // Results.
+  unsigned opened = 0, client_closes = 0, server_closes_seen = 0;
+  std::uint64_t echoes = 0, mismatches = 0;
+  std::vector<std::uint16_t> client_codes, server_codes;
+  // Allocation snapshots taken after a warm-up and at the end of the steady state.
+  std::uint64_t warm_at = 0, end_at = 0, warm_allocs = 0, end_allocs = 0;
+
+  void on_open(ws::Connection c) {
+    if (!c.is_client()) return;
+    ++opened;
+    c.user_data() = rounds;
+    c.send(opcode, payload);
+  }
+  void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
+    if (!c.is_client()) {
+      if (server_closes && p.size() == 5 && std::memcmp(p.data(), "close", 5) == 0)
+        c.close(close_code, "server says bye");
+      else
+        c.send(op, p);
+      return;
+    }
+    ++echoes;
+    if (op != opcode || p.size() != payload.size() ||
+        std::memcmp(p.data(), payload.data(), p.size()) != 0)
+      ++mismatches;
+    if (echoes == warm_at) warm_allocs = g_allocations.load();
+    if (echoes == end_at) end_allocs = g_allocations.load();
+    if (--c.user_data() == 0) {
+      if (server_closes)
+        c.send_text("close");
+      else
+        c.close(close_code, "done");
+    } else {
+      c.send(opcode, payload);
+    }
+  }
+  void on_close(ws::Connection c, std::uint16_t code, std::string_view) {
+    if (c.is_client()) {
+      client_codes.push_back(code);
+      if (++client_closes == clients) {
+        reactor->stop_listening();
+        reactor->exit_when_idle();
+      }
+    } else {
+      server_codes.push_back(code);
+      ++server_closes_seen;
+    }
+  }
+  void on_drain(ws::Connection) {}
+};
+
+void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor()) {
+  io::Reactor reactor(rc, 0);
+  app.reactor = &reactor;
+  ws::Endpoint<RoundTripApp> ep(reactor, {}, app);
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  int lfd = io::open_listener(addr, 128);
+  addr.set_port(io::local_address(lfd).port());
+  reactor.listen(lfd);
+  for (unsigned i = 0; i < app.clients; ++i) ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  EXPECT_EQ(reactor.live(), 0u);
+  EXPECT_EQ(ep.counters().protocol_errors, 0u);
+}
+
+TEST(Endpoint, EchoesEverySizeThroughItsOwnClient) {
+  for (std::size_t size : {0, 1, 125, 126, 4000, 65535, 65536, 300000, 4 << 20}) {
+    RoundTripApp app;
+    app.payload.resize(size);
+    for (std::size_t i = 0; i < size; ++i) app.payload[i] = static_cast<std::byte>(i * 7 + 3);
+    app.rounds = 3;
+    app.clients = 2;
+    app.opcode = size % 2 ? Opcode::kBinary : Opcode::kText;
+    if (app.opcode == Opcode::kText)
+      std::fill(app.payload.begin(), app.payload.end(), std::byte{'t'});
+    run_round_trips(app);
+    EXPECT_EQ(app.echoes, 6u) << size;
+    EXPECT_EQ(app.mismatches, 0u) << size;
+    EXPECT_EQ(app.client_codes, (std::vector<std::uint16_t>{1000, 1000})) << size;
+  }
+}
+
+TEST(Endpoint, CloseCodesTravelBothWays) {
+  RoundTripApp a;
+  a.payload.resize(10);
+  a.rounds = 1;
+  a.clients = 3;
+  a.close_code = 4321;
+  run_round_trips(a);
+  EXPECT_EQ(a.client_codes, (std::vector<std::uint16_t>{4321, 4321, 4321}));
+  EXPECT_EQ(a.server_codes, (std::vector<std::uint16_t>{4321, 4321, 4321}));
+
+  RoundTripApp b;
+  b.payload.resize(10);
+  b.rounds = 1;
+  b.clients = 2;
+  b.close_code = 4001;
+  b.server_closes = true;
+  run_round_trips(b);
+  EXPECT_EQ(b.client_codes, (std::vector<std::uint16_t>{4001, 4001}));
+  EXPECT_EQ(b.server_codes, (std::vector<std::uint16_t>{4001, 4001}));
+}
+
+TEST(Endpoint, ManyConcurrentConnections) {
+  RoundTripApp app;
+  app.payload.resize(64, std::byte{1});
+  app.rounds = 5;
+  app.clients = 500;
+  run_round_trips(app);
+  EXPECT_EQ(app.opened, 500u);
+  EXPECT_EQ(app.echoes, 2500u);
+  EXPECT_EQ(app.mismatches, 0u);
+}
+
+TEST(Endpoint, SteadyStateEchoAllocatesNothing) {
+  // Small and large messages: the large ones span receive buffers (pooled reassembly) and
+  // several output buffers (gathered sends).
+  for (std::size_t size : {16, 1024, 100000}) {
+    RoundTripApp app;
+    app.payload.resize(size, std::byte{'a'});
+    app.rounds = 2000;
+    app.clients = 4;
+    // Snapshots while every client is still mid-stream (teardown allocates, e.g. free lists).
+    app.warm_at = 2000;
+    app.end_at = 6000;
+    run_round_trips(app);
+    ASSERT_EQ(app.echoes, 8000u);
+    EXPECT_EQ(app.mismatches, 0u);
+    EXPECT_GT(app.warm_allocs, 0u);
+    // Between echo 2000 and 6000, thousands of messages passed both ways.
+    EXPECT_EQ(app.end_allocs, app.warm_allocs) << "allocations per message at " << size << " bytes";
+  }
+}
+
+TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
+  // 8 receive buffers of 256 bytes for 20 connections: recvs run dry (ENOBUFS) and re-arm.
+  io::ReactorConfig rc = small_reactor();
+  rc.buf_count = 8;
+  rc.buf_size = 256;
+  RoundTripApp app;
+  app.payload.resize(3000, std::byte{'z'});
+  app.rounds = 20;
+  app.clients = 20;
+  run_round_trips(app, rc);
+  EXPECT_EQ(app.echoes, 400u);
+  EXPECT_EQ(app.mismatches, 0u);
+}
+
+// Cross-core posts: A posts to B, B posts back to A, on each reactor's own thread.
+struct IdleHandler {
+  io::Reactor* self = nullptr;
+  std::function<void()> stop;
+  void on_accept(io::SocketId) {}
+  void on_connect(io::SocketId, int) {}
+  void on_data(io::SocketId, std::byte*, std::size_t) {}
+  void on_peer_closed(io::SocketId, int) {}
+  void on_writable(io::SocketId) {}
+  void on_timer(io::SocketId) {}
+  void on_stop() { stop(); }
+};
+
+struct Hop : io::PostTask {
+  io::Reactor* back = nullptr;
+  std::thread::id ran_on;
+  Hop* reply = nullptr;
+};
+
+TEST(Reactor, PostsRunOnTheTargetCore) {
+  io::Reactor* ra = nullptr;
+  io::Reactor* rb = nullptr;
+  std::atomic<int> ready{0};
+  std::thread::id ta, tb;
+  Hop to_b, to_a;
+  to_b.reply = &to_a;
+  to_b.run = [](io::PostTask* t, io::Reactor& on) {
+    auto* h = static_cast<Hop*>(t);
+    h->ran_on = std::this_thread::get_id();
+    on.post(*h->back, h->reply);
+  };
+  to_a.run = [](io::PostTask* t, io::Reactor& on) {
+    auto* h = static_cast<Hop*>(t);
+    h->ran_on = std::this_thread::get_id();
+    h->back->exit_when_idle();
+    h->back->request_stop();
+    on.exit_when_idle();
+  };
+  std::thread a([&] {
+    io::Reactor r(small_reactor(), 0);
+    ra = &r;
+    ta = std::this_thread::get_id();
+    ++ready;
+    while (ready < 2) std::this_thread::yield();
+    IdleHandler h{&r, [&] { r.post(*rb, &to_b); }};
+    r.run(h);
+  });
+  std::thread b([&] {
+    io::Reactor r(small_reactor(), 1);
+    rb = &r;
+    tb = std::this_thread::get_id();
+    ++ready;
+    while (ready < 2) std::this_thread::yield();
+    IdleHandler h{&r, [] {}};
+    r.run(h);
+  });
+  while (ready < 2) std::this_thread::yield();
+  to_b.back = ra;
+  to_a.back = rb;
+  ra->request_stop();  // A's on_stop (on A's thread) starts the exchange
+  a.join();
+  b.join();
+  EXPECT_EQ(to_b.ran_on, tb);
+  EXPECT_EQ(to_a.ran_on, ta);
+}
+
+}  // namespace
+}  // namespace wsedge

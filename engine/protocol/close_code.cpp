@@ -27,7 +27,7 @@ std::size_t write_close_body(std::byte* out, std::uint16_t code, std::string_vie
   std::size_t n = std::min(reason.size(), kMaxControlPayload - 2);
   // Never cut inside a UTF-8 sequence: back up to the start of the last character.
   while (n < reason.size() && n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
-  std::memcpy(out + 2, reason.data(), n);
+  if (n) std::memcpy(out + 2, reason.data(), n);
   return 2 + n;
 }
 

@@ -142,7 +142,8 @@ TEST(Upgrade, ClientRoundTrip) {
   EXPECT_EQ(r.protocols, "chat");
   char resp[kMaxResponseFixed + 256];
   std::string response(resp, write_switching_protocols(resp, r.key, "chat"));
-  auto ok = parse_upgrade_response(response + "tail", 8192, k);
+  const std::string with_tail = response + "tail";  // ok.protocol points into it
+  auto ok = parse_upgrade_response(with_tail, 8192, k);
   EXPECT_EQ(ok.kind, RequestParse::kUpgrade);
   EXPECT_EQ(ok.consumed, response.size());
   EXPECT_EQ(ok.protocol, "chat");

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages wsedge builds, runs and tests with; skips those already there.
+set -euo pipefail
+packages=(
+  build-essential pkg-config cmake meson ninja-build   # toolchain
+  liburing-dev libssl-dev libmimalloc-dev openssl      # the server
+  libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

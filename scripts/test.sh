@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: unit, conformance and interop suites
+# on the release build, then the unit and conformance suites again under ASan + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+
+status=0
+meson test -C build --print-errorlogs || status=1
+
+[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debugoptimized \
+  -Db_sanitize=address,undefined -Db_lundef=false -Dmimalloc=disabled
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --suite unit --suite integration --print-errorlogs || status=1
+
+# One closing line over both runs, counted from meson's own logs.
+/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        r = json.loads(line)["result"]
+        if r == "OK":
+            passed += 1
+        elif r != "SKIP":
+            failed += 1
+print(f"wsedge tests: {passed} passed, {failed} failed")
+PY
+exit $status

@@ -170,6 +170,15 @@ def request(path="/", **override):
     return f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
 
 
+def expect_failure(name, code, *frames):
+    """Registers a case: the frames are sent in one write; the server must close with `code`."""
+    def run(addr):
+        c = Client(addr)
+        c.send(b"".join(frames))
+        c.expect_close(code)
+    case(f"{name} -> {code}")(run)
+
+
 # ---------------------------------------------------------------- 1 framing
 for size in (0, 1, 125, 126, 127, 128, 65535, 65536, 65537, 1 << 20):
     for opcode in (1, 2):
@@ -200,11 +209,7 @@ def _(addr):
         c.expect(2, m)
 
 
-@case("framing: unmasked client frame -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(1, b"hi", masked=False)
-    c.expect_close(1002)
+expect_failure("framing: unmasked client frame", 1002, build_frame(1, b"hi", masked=False))
 
 
 # ---------------------------------------------------------------- 2 ping/pong
@@ -223,11 +228,7 @@ def _(addr):
     c.expect(10, p)
 
 
-@case("pings: 126-byte ping -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(9, b"p" * 126)
-    c.expect_close(1002)
+expect_failure("pings: 126-byte ping", 1002, build_frame(9, b"p" * 126))
 
 
 @case("pings: unsolicited pong is ignored")
@@ -256,11 +257,7 @@ def _(addr):
 # ---------------------------------------------------------------- 3 reserved bits
 for rsv in (1, 2, 3, 4, 5, 6, 7):
     for opcode in (1, 2, 9):
-        def _rsv(addr, rsv=rsv, opcode=opcode):
-            c = Client(addr)
-            c.frame(opcode, b"rsv", rsv=rsv)
-            c.expect_close(1002)
-        case(f"reserved bits: rsv={rsv} on opcode {opcode} -> 1002")(_rsv)
+        expect_failure(f"reserved bits: rsv={rsv} on opcode {opcode}", 1002, build_frame(opcode, b"rsv", rsv=rsv))
 
 
 @case("reserved bits: after a valid echo -> 1002")
@@ -274,11 +271,7 @@ def _(addr):
 
 # ---------------------------------------------------------------- 4 opcodes
 for opcode in (3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF):
-    def _op(addr, opcode=opcode):
-        c = Client(addr)
-        c.frame(opcode, b"x")
-        c.expect_close(1002)
-    case(f"opcodes: reserved opcode {opcode:#x} -> 1002")(_op)
+    expect_failure(f"opcodes: reserved opcode {opcode:#x}", 1002, build_frame(opcode, b"x"))
 
 
 # ---------------------------------------------------------------- 5 fragmentation
@@ -326,26 +319,10 @@ def _(addr):
     c.expect(1, b"")
 
 
-@case("fragmentation: continuation without a start -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(0, b"orphan")
-    c.expect_close(1002)
-
-
-@case("fragmentation: fragmented ping -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(9, b"a", fin=False)
-    c.expect_close(1002)
-
-
-@case("fragmentation: new text inside a fragmented one -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(1, b"a", fin=False)
-    c.frame(1, b"b")
-    c.expect_close(1002)
+expect_failure("fragmentation: continuation without a start", 1002, build_frame(0, b"orphan"))
+expect_failure("fragmentation: fragmented ping", 1002, build_frame(9, b"a", fin=False))
+expect_failure("fragmentation: new text inside a fragmented one", 1002,
+               build_frame(1, b"a", fin=False), build_frame(1, b"b"))
 
 
 # ---------------------------------------------------------------- 6 UTF-8
@@ -369,34 +346,13 @@ for i, s in enumerate(VALID_UTF8):
     case(f"utf8: valid text {i} echoed, whole and split at every byte")(_valid)
 
 for i, b in enumerate(INVALID_UTF8):
-    def _invalid(addr, b=b):
-        c = Client(addr)
-        c.frame(1, b)
-        c.expect_close(1007)
-    case(f"utf8: invalid text {i} -> 1007")(_invalid)
-
-
-@case("utf8: invalid across fragments -> 1007")
-def _(addr):
-    c = Client(addr)
-    c.frame(1, b"\xe2\x82", fin=False)
-    c.frame(0, b"A")
-    c.expect_close(1007)
-
-
-@case("utf8: fails fast, before the message ends")
-def _(addr):
-    c = Client(addr)
-    c.frame(1, b"good start \xf5 and the message never finishes", fin=False)
-    c.expect_close(1007)
-
-
-@case("utf8: fails fast inside a frame whose tail never comes")
-def _(addr):
-    c = Client(addr)
-    whole = build_frame(1, b"a" * 100 + b"\xc0" + b"a" * 100000)
-    c.send(whole[:300])
-    c.expect_close(1007)
+    expect_failure(f"utf8: invalid text {i}", 1007, build_frame(1, b))
+expect_failure("utf8: invalid across fragments", 1007, build_frame(1, b"\xe2\x82", fin=False), build_frame(0, b"A"))
+expect_failure("utf8: fails fast, before the message ends", 1007,
+               build_frame(1, b"good start \xf5 and the message never finishes", fin=False))
+# Only the first 300 bytes of a 100 KB frame are sent: the bad byte must be judged on arrival.
+expect_failure("utf8: fails fast inside a frame whose tail never comes", 1007,
+               build_frame(1, b"a" * 100 + b"\xc0" + b"a" * 100000)[:300])
 
 
 # ---------------------------------------------------------------- 7 close
@@ -417,18 +373,8 @@ for code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4
     case(f"close: code {code} echoed")(_code)
 
 for code in (0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535):
-    def _bad(addr, code=code):
-        c = Client(addr)
-        c.frame(8, close_payload(code))
-        c.expect_close(1002)
-    case(f"close: invalid code {code} -> 1002")(_bad)
-
-
-@case("close: 1-byte close payload -> 1002")
-def _(addr):
-    c = Client(addr)
-    c.frame(8, b"\x03")
-    c.expect_close(1002)
+    expect_failure(f"close: invalid code {code}", 1002, build_frame(8, close_payload(code)))
+expect_failure("close: 1-byte close payload", 1002, build_frame(8, b"\x03"))
 
 
 @case("close: 123-byte reason accepted")
@@ -438,11 +384,7 @@ def _(addr):
     c.expect_close(1000, answer=False)
 
 
-@case("close: invalid UTF-8 reason -> 1007")
-def _(addr):
-    c = Client(addr)
-    c.frame(8, close_payload(1000, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"))
-    c.expect_close(1007)
+expect_failure("close: invalid UTF-8 reason", 1007, build_frame(8, close_payload(1000, b"\xce\xba\xed\xa0\x80")))
 
 
 @case("close: data after close is not answered")

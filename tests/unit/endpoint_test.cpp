@@ -127,6 +127,15 @@ struct RoundTripApp {
   void on_drain(ws::Connection) {}
 };
 
+RoundTripApp round_trips(std::size_t size, std::uint64_t rounds, unsigned clients,
+                         std::byte fill = std::byte{'a'}) {
+  RoundTripApp app;
+  app.payload.assign(size, fill);
+  app.rounds = rounds;
+  app.clients = clients;
+  return app;
+}
+
 void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor()) {
   io::Reactor reactor(rc, 0);
   app.reactor = &reactor;
@@ -143,14 +152,11 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor()) 
 
 TEST(Endpoint, EchoesEverySizeThroughItsOwnClient) {
   for (std::size_t size : {0, 1, 125, 126, 4000, 65535, 65536, 300000, 4 << 20}) {
-    RoundTripApp app;
-    app.payload.resize(size);
-    for (std::size_t i = 0; i < size; ++i) app.payload[i] = static_cast<std::byte>(i * 7 + 3);
-    app.rounds = 3;
-    app.clients = 2;
+    RoundTripApp app = round_trips(size, 3, 2, std::byte{'t'});
     app.opcode = size % 2 ? Opcode::kBinary : Opcode::kText;
-    if (app.opcode == Opcode::kText)
-      std::fill(app.payload.begin(), app.payload.end(), std::byte{'t'});
+    if (app.opcode == Opcode::kBinary) {
+      for (std::size_t i = 0; i < size; ++i) app.payload[i] = static_cast<std::byte>(i * 7 + 3);
+    }
     run_round_trips(app);
     EXPECT_EQ(app.echoes, 6u) << size;
     EXPECT_EQ(app.mismatches, 0u) << size;
@@ -159,19 +165,13 @@ TEST(Endpoint, EchoesEverySizeThroughItsOwnClient) {
 }
 
 TEST(Endpoint, CloseCodesTravelBothWays) {
-  RoundTripApp a;
-  a.payload.resize(10);
-  a.rounds = 1;
-  a.clients = 3;
+  RoundTripApp a = round_trips(10, 1, 3);
   a.close_code = 4321;
   run_round_trips(a);
   EXPECT_EQ(a.client_codes, (std::vector<std::uint16_t>{4321, 4321, 4321}));
   EXPECT_EQ(a.server_codes, (std::vector<std::uint16_t>{4321, 4321, 4321}));
 
-  RoundTripApp b;
-  b.payload.resize(10);
-  b.rounds = 1;
-  b.clients = 2;
+  RoundTripApp b = round_trips(10, 1, 2);
   b.close_code = 4001;
   b.server_closes = true;
   run_round_trips(b);
@@ -180,10 +180,7 @@ TEST(Endpoint, CloseCodesTravelBothWays) {
 }
 
 TEST(Endpoint, ManyConcurrentConnections) {
-  RoundTripApp app;
-  app.payload.resize(64, std::byte{1});
-  app.rounds = 5;
-  app.clients = 500;
+  RoundTripApp app = round_trips(64, 5, 500);
   run_round_trips(app);
   EXPECT_EQ(app.opened, 500u);
   EXPECT_EQ(app.echoes, 2500u);
@@ -194,10 +191,7 @@ TEST(Endpoint, SteadyStateEchoAllocatesNothing) {
   // Small and large messages: the large ones span receive buffers (pooled reassembly) and
   // several output buffers (gathered sends).
   for (std::size_t size : {16, 1024, 100000}) {
-    RoundTripApp app;
-    app.payload.resize(size, std::byte{'a'});
-    app.rounds = 2000;
-    app.clients = 4;
+    RoundTripApp app = round_trips(size, 2000, 4);
     // Snapshots while every client is still mid-stream (teardown allocates, e.g. free lists).
     app.warm_at = 2000;
     app.end_at = 6000;
@@ -215,10 +209,7 @@ TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
   io::ReactorConfig rc = small_reactor();
   rc.buf_count = 8;
   rc.buf_size = 256;
-  RoundTripApp app;
-  app.payload.resize(3000, std::byte{'z'});
-  app.rounds = 20;
-  app.clients = 20;
+  RoundTripApp app = round_trips(3000, 20, 20);
   run_round_trips(app, rc);
   EXPECT_EQ(app.echoes, 400u);
   EXPECT_EQ(app.mismatches, 0u);

@@ -5,6 +5,7 @@ packages=(
   build-essential pkg-config cmake meson ninja-build   # toolchain
   liburing-dev libssl-dev libmimalloc-dev openssl      # the server
   libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
+  libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test: unit, conformance and interop suites
-# on the release build, then the unit and conformance suites again under ASan + UBSan.
+# Installs what is missing, builds, and runs every test: unit, conformance, interop and a bench
+# smoke run on the release build, then the unit and conformance suites again under ASan + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,7 +10,7 @@ status=0
 meson test -C build --print-errorlogs || status=1
 
 [ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debugoptimized \
-  -Db_sanitize=address,undefined -Db_lundef=false -Dmimalloc=disabled
+  -Db_sanitize=address,undefined -Db_lundef=false -Dmimalloc=disabled -Dbench=false
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --suite unit --suite integration --print-errorlogs || status=1

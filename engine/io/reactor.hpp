@@ -154,7 +154,9 @@ class Reactor {
     kRearm = 32,
   };
   static constexpr unsigned kMaxIov = 64;
-  static constexpr std::size_t kMinOutBuffer = 4096 - sizeof(memory::Buffer);
+  // Small enough that the 101 answers of a burst of handshakes cost little; frames larger than
+  // this get a buffer of their own size (up to kMaxOutBuffer) instead of a chain.
+  static constexpr std::size_t kMinOutBuffer = 1024;
   static constexpr std::size_t kMaxOutBuffer = 1 << 20;
 
   // A send of several queued buffers: the msghdr and iovecs must live until it completes.

@@ -69,8 +69,9 @@ ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& 
   frame_fin_ = h.fin;
   frame_masked_ = h.masked;
   mask_ = h.mask_key;
-  frame_len_ = h.payload_len;
-  frame_done_ = 0;
+  frame_left_ = h.payload_len;
+  frame_started_ = false;
+  mask_phase_ = 0;
   state_ = kPayload;
   return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
 }
@@ -134,25 +135,23 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
     }
 
     // Payload of the current frame: as much of it as this read holds.
-    std::size_t take =
-        static_cast<std::size_t>(std::min<std::uint64_t>(frame_len_ - frame_done_, len - used));
+    std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_left_, len - used));
     std::byte* p = data + used;
-    bool whole = frame_done_ == 0 && take == frame_len_;
-    if (frame_masked_) apply_mask(p, take, mask_, static_cast<std::size_t>(frame_done_));
+    bool whole = !frame_started_ && take == frame_left_;
+    if (frame_masked_) apply_mask(p, take, mask_, mask_phase_);
     bool control = is_control(frame_op_);
     if (!control && msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && !utf8_.feed(p, take))
       return fail(close_code::kInvalidPayload, "invalid UTF-8 in text message", used + take);
     used += take;
-    frame_done_ += take;
+    frame_left_ -= take;
+    frame_started_ = true;
+    mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + take) & 3);
     bool zero_copy = whole && (control || (frame_fin_ && frame_op_ != 0));
     if (!zero_copy) {
-      if (control)
-        ctl_ = pool.append(ctl_, p, take);
-      else
-        msg_ = pool.append(msg_, p, take);
+      if (control) ctl_ = pool.append(ctl_, p, take);
+      else msg_ = pool.append(msg_, p, take);
     }
-    if (frame_done_ < frame_len_)
-      return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
+    if (frame_left_ > 0) return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
     state_ = kHeader;
 
     if (control) {

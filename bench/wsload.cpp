@@ -4,8 +4,8 @@
 //   wsload connect --connect HOST:PORT [-c N] [--duration S]
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
 //
-// echo: N connections, K messages in flight on each; every echo is checked byte for byte
-// (a wrong byte is an error, not a number). connect: N connect-handshake-close loops.
+// echo: N connections opened first, then K messages in flight on each; every echo is checked
+// byte for byte (a wrong byte is an error, not a number). connect: N connect-handshake-close loops.
 // idle: N connections held open (pings answered) so the server's memory can be read.
 // Prints "measure-start"/"measure-end" at the edges of the measured window, so a driver can
 // sample the server at the same moments, and a JSON summary as its last line.
@@ -89,8 +89,6 @@ class LoadApp {
     if (opt_.mode == "connect") {
       record_if_measuring(t, t - s.connect_started, 0);
       c.close(1000);
-    } else if (opt_.mode == "echo") {
-      for (unsigned i = 0; i < opt_.inflight; ++i) send_next(s, t);
     }
     if (opened_ == opt_.connections && phase_start_ == 0) begin_phases(t);
     while (next_to_open_ < opt_.connections && connecting_ < opt_.max_connecting) open_next();
@@ -191,6 +189,13 @@ class LoadApp {
     if (opt_.mode == "idle") {
       std::printf("idle: %u open\n", opened_);
       std::fflush(stdout);
+    }
+    // Echo load starts only once every connection is open, so the ramp-up never competes
+    // with the load for the server's core.
+    if (opt_.mode == "echo") {
+      for (Conn& s : conns_) {
+        for (unsigned i = 0; i < opt_.inflight; ++i) send_next(s, t);
+      }
     }
   }
 

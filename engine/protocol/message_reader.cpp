@@ -137,20 +137,30 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
     // Payload of the current frame: as much of it as this read holds.
     std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_left_, len - used));
     std::byte* p = data + used;
-    bool whole = !frame_started_ && take == frame_left_;
-    if (frame_masked_) apply_mask(p, take, mask_, mask_phase_);
     bool control = is_control(frame_op_);
+    bool zero_copy =
+        !frame_started_ && take == frame_left_ && (control || (frame_fin_ && frame_op_ != 0));
+    if (!zero_copy && !control) {
+      // Assembled data is unmasked while it is copied. The header told us the frame's length:
+      // room for all of it now means the payload is copied once, never again as it grows.
+      msg_ = pool.reserve(msg_, frame_left_);
+      std::byte* dst = msg_->data() + msg_->len;
+      if (frame_masked_)
+        copy_masked(dst, p, take, mask_, mask_phase_);
+      else
+        std::memcpy(dst, p, take);
+      msg_->len += static_cast<std::uint32_t>(take);
+      p = dst;
+    } else if (frame_masked_) {
+      apply_mask(p, take, mask_, mask_phase_);
+    }
     if (!control && msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && !utf8_.feed(p, take))
       return fail(close_code::kInvalidPayload, "invalid UTF-8 in text message", used + take);
+    if (control && !zero_copy) ctl_ = pool.append(ctl_, p, take);
     used += take;
     frame_left_ -= take;
     frame_started_ = true;
     mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + take) & 3);
-    bool zero_copy = whole && (control || (frame_fin_ && frame_op_ != 0));
-    if (!zero_copy) {
-      if (control) ctl_ = pool.append(ctl_, p, take);
-      else msg_ = pool.append(msg_, p, take);
-    }
     if (frame_left_ > 0) return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, used, {}, nullptr};
     state_ = kHeader;
 

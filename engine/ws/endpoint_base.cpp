@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "engine/protocol/close_code.hpp"
@@ -42,25 +43,33 @@ void EndpointBase::reset(io::SocketId id) {
 void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
                                std::span<const std::byte> payload, bool fin) {
   std::byte header[protocol::kMaxFrameHeader];
-  if (!client) {
-    std::size_t n = protocol::write_frame_header(header, fin, op, payload.size(), nullptr);
-    reactor_.write(id, header, n);
-    reactor_.write(id, payload.data(), payload.size());
-    return;
+  std::uint32_t key = 0;
+  if (client) {
+    // RFC 6455 §5.3: a fresh, unpredictable key per frame. xorshift64 seeded from RAND_bytes is
+    // enough here: masking defends proxies against cache poisoning, not secrecy.
+    mask_state_ ^= mask_state_ << 13;
+    mask_state_ ^= mask_state_ >> 7;
+    mask_state_ ^= mask_state_ << 17;
+    key = static_cast<std::uint32_t>(mask_state_);
   }
-  // RFC 6455 §5.3: a fresh, unpredictable key per frame. xorshift64 seeded from RAND_bytes is
-  // enough here: masking defends proxies against cache poisoning, not secrecy.
-  mask_state_ ^= mask_state_ << 13;
-  mask_state_ ^= mask_state_ >> 7;
-  mask_state_ ^= mask_state_ << 17;
-  auto key = static_cast<std::uint32_t>(mask_state_);
-  std::size_t n = protocol::write_frame_header(header, fin, op, payload.size(), &key);
-  reactor_.write(id, header, n);
+  std::size_t hlen =
+      protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
+  // One reservation for header and payload: the frame lands in one output buffer when it fits.
   const std::byte* src = payload.data();
-  reactor_.write_with(id, payload.size(),
-                      [src, key](std::byte* dst, std::size_t off, std::size_t len) {
-                        std::memcpy(dst, src + off, len);
-                        protocol::apply_mask(dst, len, key, off);
+  reactor_.write_with(id, hlen + payload.size(),
+                      [&](std::byte* dst, std::size_t off, std::size_t len) {
+                        while (len > 0 && off < hlen) {
+                          std::size_t n = std::min(len, hlen - off);
+                          std::memcpy(dst, header + off, n);
+                          dst += n;
+                          off += n;
+                          len -= n;
+                        }
+                        if (len == 0) return;
+                        if (client)
+                          protocol::copy_masked(dst, src + (off - hlen), len, key, off - hlen);
+                        else
+                          std::memcpy(dst, src + (off - hlen), len);
                       });
 }
 

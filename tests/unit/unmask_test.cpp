@@ -45,6 +45,20 @@ TEST(Unmask, PiecewiseEqualsWhole) {
   EXPECT_EQ(data, whole);
 }
 
+TEST(Unmask, CopyMaskedMatchesMaskInPlace) {
+  std::mt19937 rng(3);
+  for (std::size_t len : {0, 1, 7, 31, 32, 33, 63, 64, 65, 200, 4099}) {
+    for (std::size_t phase = 0; phase < 4; ++phase) {
+      auto src = random_bytes(len, rng);
+      auto expect = src;
+      apply_mask_scalar(expect.data(), len, 0x5A6B7C8D, phase);
+      std::vector<std::byte> dst(len);
+      copy_masked(dst.data(), src.data(), len, 0x5A6B7C8D, phase);
+      ASSERT_EQ(dst, expect) << len << " " << phase;
+    }
+  }
+}
+
 TEST(Unmask, IsItsOwnInverse) {
   std::mt19937 rng(1);
   auto data = random_bytes(1 << 16, rng);

@@ -36,14 +36,43 @@ std::string str(T v) {
   return std::to_string(v);
 }
 
+constexpr const char* kTlsListen = "0.0.0.0:8443";
+constexpr const char* kPlainListen = "127.0.0.1:9001";
+
+// The certificate/key pair a --tls-cert or --tls-key fills: the first one still missing it.
+tls::CertKey& tls_pair(Flags& f, bool cert) {
+  auto& certs = f.server.tls.certs;
+  for (auto& ck : certs) {
+    if ((cert ? ck.cert_file : ck.key_file).empty()) return ck;
+  }
+  return certs.emplace_back();
+}
+
 const std::vector<Spec>& specs() {
   static const std::vector<Spec> s = {
       {"--listen", "HOST:PORT", "address to listen on; port 0 picks a free one",
-       [](const Flags& f) { return f.server.listen.to_string(); },
-       [](Flags& f, std::string_view v) { f.server.listen = io::parse_address(v); }},
-      {"--plain", nullptr, "serve plain ws:// (development and benchmarks only)",
+       [](const Flags&) {
+         return std::string(kTlsListen) + " (wss), " + kPlainListen + " with --plain";
+       },
+       [](Flags& f, std::string_view v) {
+         f.server.listen = io::parse_address(v);
+         f.listen_given = true;
+       }},
+      {"--tls-cert", "FILE", "PEM certificate chain; repeat with --tls-key for several names (SNI)",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { tls_pair(f, true).cert_file = std::string(v); }},
+      {"--tls-key", "FILE", "PEM private key for the --tls-cert in the same position",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { tls_pair(f, false).key_file = std::string(v); }},
+      {"--tls-ticket-rotation", "SECONDS", "lifetime of a session-ticket key",
+       [](const Flags& f) { return str(f.server.ticket_rotation_s); },
+       [](Flags& f, std::string_view v) {
+         f.server.ticket_rotation_s =
+             static_cast<unsigned>(number("--tls-ticket-rotation", v, 60, 7 * 86400));
+       }},
+      {"--plain", nullptr, "serve plain ws:// instead of wss:// (development and benchmarks only)",
        [](const Flags&) { return std::string("off"); },
-       [](Flags& f, std::string_view) { f.plain = true; }},
+       [](Flags& f, std::string_view) { f.server.plain = true; }},
       {"--cores", "N", "reactor threads, one pinned per CPU",
        [](const Flags& f) { return str(f.server.cores) + " (online CPUs)"; },
        [](Flags& f, std::string_view v) {
@@ -126,7 +155,7 @@ const std::vector<Spec>& specs() {
 
 Flags defaults() {
   Flags f;
-  f.server.listen = io::parse_address("127.0.0.1:9001");
+  f.server.listen = io::parse_address(kTlsListen);
   f.server.cores = server_detail::online_cpus();
   f.server.reactor.linger_ms = f.server.endpoint.close_timeout_ms;
   return f;
@@ -160,14 +189,26 @@ Flags parse_flags(int argc, char** argv) {
     }
     spec->set(f, value);
   }
+  if (!f.listen_given && f.server.plain) f.server.listen = io::parse_address(kPlainListen);
+  if (f.help || f.version) return f;
+  if (f.server.plain && !f.server.tls.certs.empty())
+    throw std::invalid_argument("--plain and --tls-cert exclude each other");
+  if (!f.server.plain && f.server.tls.certs.empty())
+    throw std::invalid_argument("wss needs --tls-cert FILE --tls-key FILE (or --plain for ws://)");
+  for (const auto& ck : f.server.tls.certs) {
+    if (ck.cert_file.empty() || ck.key_file.empty())
+      throw std::invalid_argument("each --tls-cert needs a matching --tls-key");
+  }
   return f;
 }
 
 std::string usage() {
   Flags d = defaults();
   std::string out =
-      "usage: wsedge [flags]\n"
-      "A WebSocket edge server on io_uring; serves the built-in echo application.\n\n";
+      "usage: wsedge --tls-cert FILE --tls-key FILE [flags]\n"
+      "       wsedge --plain [flags]\n"
+      "A WebSocket edge server on io_uring; serves the built-in echo application.\n"
+      "SIGHUP reloads the certificates; SIGTERM drains and stops.\n\n";
   for (const Spec& s : specs()) {
     std::string left = std::string("  ") + s.name + (s.arg ? std::string(" ") + s.arg : "");
     if (left.size() < 28)

@@ -8,7 +8,7 @@ namespace wsedge::app {
 
 struct Flags {
   ServerOptions server;
-  bool plain = false;
+  bool listen_given = false;
   bool help = false;
   bool version = false;
 };

@@ -24,17 +24,13 @@ int main(int argc, char** argv) {
     std::puts("wsedge " WSEDGE_VERSION);
     return 0;
   }
-  if (!flags.plain) {
-    std::fprintf(stderr,
-                 "wsedge: TLS is not built yet; pass --plain to serve ws:// (see README.md)\n");
-    return 2;
-  }
   try {
     serve<app::EchoApp>(
         flags.server, [](unsigned) { return app::EchoApp{}; },
         [&](const io::Address& a) {
           // Tests and scripts read this line to learn the port behind ":0".
-          std::printf("listening on ws://%s cores=%u\n", a.to_string().c_str(), flags.server.cores);
+          std::printf("listening on %s://%s cores=%u\n", flags.server.plain ? "ws" : "wss",
+                      a.to_string().c_str(), flags.server.cores);
           std::fflush(stdout);
           LOG_INFO("msg=\"listening\" address=%s cores=%u kernel=%s mask=%s", a.to_string().c_str(),
                    flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());

@@ -6,6 +6,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <stdexcept>
 
 namespace wsedge::server_detail {
@@ -31,6 +34,7 @@ void block_stop_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
@@ -62,22 +66,46 @@ void pin_to_cpu(unsigned index) {
   }
 }
 
-void wait_for_stop(std::vector<io::Reactor*>& reactors, std::mutex& mu, bool& stopping) {
+void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
+                   bool& stopping) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  auto each = [&](void (io::Reactor::*fn)()) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (io::Reactor* r : reactors) {
+      if (r) (r->*fn)();
+    }
+  };
+  timespec rotate{static_cast<time_t>(opts.ticket_rotation_s), 0};
   int sig = 0;
-  sigwait(&set, &sig);
+  for (;;) {
+    sig = opts.plain ? sigwaitinfo(&set, nullptr) : sigtimedwait(&set, nullptr, &rotate);
+    if (sig < 0) {
+      if (errno == EAGAIN) tls::ticket_keys().rotate();  // tickets issued from now on use a new key
+      continue;
+    }
+    if (sig != SIGHUP) break;
+    if (opts.plain) continue;
+    try {
+      tls::Context::load(opts.tls);
+      LOG_INFO("msg=\"reloading TLS certificates\"");
+      each(&io::Reactor::request_reload);
+    } catch (const std::exception& e) {
+      LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" error=\"%s\"",
+                e.what());
+    }
+  }
   LOG_INFO("msg=\"stopping\" signal=%d", sig);
   {
     std::lock_guard<std::mutex> lock(mu);
     stopping = true;
-    for (io::Reactor* r : reactors) {
-      if (r) r->request_stop();
-    }
   }
-  // A second signal while draining means "now": the threads are detached from our care.
+  each(&io::Reactor::request_stop);
+  // A second SIGINT while draining means "now".
+  sigdelset(&set, SIGHUP);
   std::thread([set]() mutable {
     int again = 0;
     while (sigwait(&set, &again) == 0) {
@@ -88,19 +116,35 @@ void wait_for_stop(std::vector<io::Reactor*>& reactors, std::mutex& mu, bool& st
 
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {
   const io::ReactorCounters& k = r.counters();
-  LOG_INFO(
-      "msg=\"core stopped\" core=%u accepted=%llu closed=%llu handshakes=%llu rejected=%llu "
-      "messages_in=%llu messages_out=%llu protocol_errors=%llu invalid_utf8=%llu too_big=%llu "
-      "abnormal=%llu bytes_in=%llu bytes_out=%llu",
-      r.core(), static_cast<unsigned long long>(k.accepted),
-      static_cast<unsigned long long>(k.closed), static_cast<unsigned long long>(c.handshakes),
-      static_cast<unsigned long long>(c.handshake_rejected),
-      static_cast<unsigned long long>(c.messages_in),
-      static_cast<unsigned long long>(c.messages_out),
-      static_cast<unsigned long long>(c.protocol_errors),
-      static_cast<unsigned long long>(c.invalid_utf8), static_cast<unsigned long long>(c.too_big),
-      static_cast<unsigned long long>(c.abnormal_closes),
-      static_cast<unsigned long long>(k.bytes_in), static_cast<unsigned long long>(k.bytes_out));
+  const std::pair<const char*, std::uint64_t> fields[] = {
+      {"accepted", k.accepted},
+      {"closed", k.closed},
+      {"rejected_full", k.rejected_full},
+      {"handshakes", c.handshakes},
+      {"rejected", c.handshake_rejected},
+      {"handshake_timeouts", c.handshake_timeouts},
+      {"messages_in", c.messages_in},
+      {"messages_out", c.messages_out},
+      {"protocol_errors", c.protocol_errors},
+      {"invalid_utf8", c.invalid_utf8},
+      {"too_big", c.too_big},
+      {"backlog_exceeded", c.backlog_exceeded},
+      {"ping_timeouts", c.ping_timeouts},
+      {"close_timeouts", c.close_timeouts},
+      {"abnormal", c.abnormal_closes},
+      {"tls_handshakes", c.tls_handshakes},
+      {"tls_resumed", c.tls_resumed},
+      {"tls_errors", c.tls_errors},
+      {"bytes_in", k.bytes_in},
+      {"bytes_out", k.bytes_out},
+  };
+  char line[1024];
+  int n = std::snprintf(line, sizeof line, "msg=\"core stopped\" core=%u", r.core());
+  for (const auto& [name, value] : fields) {
+    n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), " %s=%llu", name,
+                       static_cast<unsigned long long>(value));
+  }
+  LOG_INFO("%s", line);
 }
 
 }  // namespace wsedge::server_detail

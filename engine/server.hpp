@@ -13,12 +13,16 @@
 #include "engine/io/reactor.hpp"
 #include "engine/log.hpp"
 #include "engine/ws/endpoint.hpp"
+#include "tls/context.hpp"
 
 namespace wsedge {
 
 struct ServerOptions {
   io::Address listen;
   unsigned cores = 1;
+  bool plain = false;                 // ws:// instead of wss://
+  tls::Config tls;                    // certificates for wss://
+  unsigned ticket_rotation_s = 3600;  // session-ticket key lifetime
   io::ReactorConfig reactor;
   ws::EndpointConfig endpoint;
 };
@@ -31,8 +35,10 @@ void block_stop_signals();
 // Opens one listener per core; resolves port 0 to the port the first one got.
 std::vector<int> open_listeners(ServerOptions& opts);
 void pin_to_cpu(unsigned index);
-// Waits for a stop signal or for `failed` to be set by a core; returns on either.
-void wait_for_stop(std::vector<io::Reactor*>& reactors, std::mutex& mu, bool& stopping);
+// Serves signals until a stop: SIGHUP reloads TLS certificates (checked here first, so a bad
+// one is refused before any core sees it), and ticket keys rotate on schedule.
+void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
+                   bool& stopping);
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
@@ -45,6 +51,7 @@ void serve(ServerOptions opts, MakeApp make_app,
   io::probe_kernel_features();
   raise_fd_limit();
   block_stop_signals();
+  if (!opts.plain) tls::Context::load(opts.tls);  // fail at start-up, with the file's name
   std::vector<int> listeners = open_listeners(opts);
   if (on_listening) on_listening(opts.listen);
 
@@ -60,6 +67,11 @@ void serve(ServerOptions opts, MakeApp make_app,
         io::Reactor reactor(opts.reactor, i);
         App app = make_app(i);
         ws::Endpoint<App> endpoint(reactor, opts.endpoint, app);
+        if (!opts.plain) {
+          // Each core loads its own SSL_CTX from the files: nothing TLS is shared between cores.
+          endpoint.set_tls(tls::Context::load(opts.tls));
+          endpoint.set_tls_loader([&opts] { return tls::Context::load(opts.tls); });
+        }
         reactor.listen(listeners[i]);
         {
           std::lock_guard<std::mutex> lock(mu);
@@ -79,7 +91,7 @@ void serve(ServerOptions opts, MakeApp make_app,
       kill(getpid(), SIGTERM);
     });
   }
-  wait_for_stop(reactors, mu, stopping);
+  wait_for_stop(opts, reactors, mu, stopping);
   for (auto& t : threads) t.join();
   if (error) std::rethrow_exception(error);
 }

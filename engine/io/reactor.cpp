@@ -90,6 +90,12 @@ void Reactor::request_stop() {
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
 }
 
+void Reactor::request_reload() {
+  reload_requested_.store(true);
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+}
+
 void Reactor::post(Reactor& target, PostTask* task) {
   task->target_ring_fd = target.ring_fd();
   io_uring_sqe* sqe = ring_.sqe();

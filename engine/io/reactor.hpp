@@ -11,6 +11,8 @@
 //   void on_writable(SocketId);            output fell below the low-water mark again
 //   void on_timer(SocketId);               the connection's timer is due
 //   void on_stop();                        request_stop() was called
+//   void on_reload();                      request_reload() was called
+//   void on_flush();                       the turn's completions are done; output is next
 //
 // Each loop turn: submit everything queued and wait for one completion, run every completion
 // that arrived, hand back consumed buffers, then flush each connection's output as one send.
@@ -112,8 +114,9 @@ class Reactor {
 
   // Runs task->run on `target`'s thread (IORING_OP_MSG_RING). Call from this reactor's thread.
   void post(Reactor& target, PostTask* task);
-  // From any thread: the loop calls on_stop() on its own thread.
+  // From any thread: the loop calls on_stop() / on_reload() on its own thread.
   void request_stop();
+  void request_reload();
   // Leave run() once no connection is left.
   void exit_when_idle() { exit_when_idle_ = true; }
   void stop_listening();
@@ -256,6 +259,7 @@ class Reactor {
   std::uint64_t wake_buf_ = 0;
   __kernel_timespec tick_ts_{};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> reload_requested_{false};
   bool stopping_ = false;
   bool exit_when_idle_ = false;
   bool accept_rearm_ = false;
@@ -287,6 +291,7 @@ void Reactor::run(Handler& h) {
   arm_wake();
   update_clock();
   while (!(exit_when_idle_ && live_ == 0)) {
+    h.on_flush();
     flush();
     int rc = io_uring_submit_and_wait(ring_.raw(), 1);
     if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY)
@@ -373,6 +378,7 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
       arm_tick();
       break;
     case kOpWake:
+      if (reload_requested_.exchange(false)) h.on_reload();
       if (stop_requested_.exchange(false) && !stopping_) {
         stopping_ = true;
         h.on_stop();

@@ -21,6 +21,9 @@ struct EndpointCounters {
   std::uint64_t ping_timeouts = 0;
   std::uint64_t close_timeouts = 0;
   std::uint64_t abnormal_closes = 0;  // TCP ended without a Close handshake
+  std::uint64_t tls_handshakes = 0;
+  std::uint64_t tls_resumed = 0;  // handshakes that resumed a session (ticket)
+  std::uint64_t tls_errors = 0;   // failed handshakes, bad records, plain HTTP on TLS
 };
 
 }  // namespace wsedge::ws

@@ -40,7 +40,10 @@ class Endpoint : public EndpointBase {
   }
 
   // --- io::Reactor handler ---
-  void on_accept(io::SocketId id) { start(id, kServerHandshake, 0, cfg_.handshake_timeout_ms); }
+  void on_accept(io::SocketId id) {
+    start(id, kServerHandshake, 0, cfg_.handshake_timeout_ms);
+    start_tls(id);
+  }
 
   void on_connect(io::SocketId id, int err) {
     if (err == 0) return;
@@ -50,6 +53,15 @@ class Endpoint : public EndpointBase {
   }
 
   void on_data(io::SocketId id, std::byte* data, std::size_t len) {
+    if (tls::Session* s = tls_session(id)) {
+      tls_receive(id, *s, data, len,
+                  [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+      return;
+    }
+    on_plaintext(id, data, len);
+  }
+
+  void on_plaintext(io::SocketId id, std::byte* data, std::size_t len) {
     Conn& c = conn(id);
     switch (c.phase) {
       case kServerHandshake:
@@ -239,14 +251,14 @@ class Endpoint : public EndpointBase {
           std::string_view reason(reinterpret_cast<const char*>(r.payload.data()),
                                   r.payload.size());
           finish(id, r.code, reason);
-          reactor_.close(id);
+          close_socket(id);
           return;
         }
         case ReadEvent::kFail:
           count_failure(r.code);
           if (c.phase == kOpen) send_close(id, r.code, r.error);
           finish(id, r.code, r.error);
-          reactor_.close(id);
+          close_socket(id);
           return;
       }
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
 #include "engine/protocol/unmask.hpp"
 
@@ -15,6 +16,7 @@ using protocol::Opcode;
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
     : reactor_(reactor), cfg_(cfg) {
   conns_.reserve(reactor.config().max_connections);
+  tls_plain_.resize(16384 + 512);  // one TLS record's plaintext at most
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;
@@ -34,6 +36,12 @@ EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8
 
 void EndpointBase::reset(io::SocketId id) {
   if (id.idx >= conns_.size()) return;
+  if (id.idx < tls_conns_.size()) {
+    TlsConn& t = tls_conns_[id.idx];
+    if (t.staged) reactor_.pool().release(t.staged);
+    t.staged = nullptr;
+    t.session.reset();
+  }
   Conn& c = conns_[id.idx];
   c.reader.release(reactor_.pool());
   if (c.handshake) reactor_.pool().release(c.handshake);
@@ -56,21 +64,20 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
       protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
   // One reservation for header and payload: the frame lands in one output buffer when it fits.
   const std::byte* src = payload.data();
-  reactor_.write_with(id, hlen + payload.size(),
-                      [&](std::byte* dst, std::size_t off, std::size_t len) {
-                        while (len > 0 && off < hlen) {
-                          std::size_t n = std::min(len, hlen - off);
-                          std::memcpy(dst, header + off, n);
-                          dst += n;
-                          off += n;
-                          len -= n;
-                        }
-                        if (len == 0) return;
-                        if (client)
-                          protocol::copy_masked(dst, src + (off - hlen), len, key, off - hlen);
-                        else
-                          std::memcpy(dst, src + (off - hlen), len);
-                      });
+  emit(id, hlen + payload.size(), [&](std::byte* dst, std::size_t off, std::size_t len) {
+    while (len > 0 && off < hlen) {
+      std::size_t n = std::min(len, hlen - off);
+      std::memcpy(dst, header + off, n);
+      dst += n;
+      off += n;
+      len -= n;
+    }
+    if (len == 0) return;
+    if (client)
+      protocol::copy_masked(dst, src + (off - hlen), len, key, off - hlen);
+    else
+      std::memcpy(dst, src + (off - hlen), len);
+  });
 }
 
 void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view reason) {
@@ -126,16 +133,16 @@ void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_vie
     ++counters_.health_checks;
   else
     ++counters_.handshake_rejected;
-  reactor_.write(id, out, n);
+  emit(id, out, n);
   conns_[id.idx].phase = kDone;
-  reactor_.close(id);
+  close_socket(id);
 }
 
 void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key,
                                   std::string_view protocol) {
   char out[protocol::kMaxResponseFixed + 256];
   std::size_t n = protocol::write_switching_protocols(out, key, protocol.substr(0, 200));
-  reactor_.write(id, out, n);
+  emit(id, out, n);
   ++counters_.handshakes;
   conns_[id.idx].phase = kOpen;
   arm_keepalive(id);
@@ -172,6 +179,61 @@ void EndpointBase::begin_client_handshake(io::SocketId id, std::string_view host
   std::size_t n = protocol::write_upgrade_request(out, sizeof out, host, target,
                                                   {key.data(), key.size()}, protocols);
   reactor_.write(id, out, n);
+}
+
+void EndpointBase::emit(io::SocketId id, const void* data, std::size_t len) {
+  auto* src = static_cast<const std::byte*>(data);
+  emit(id, len,
+       [src](std::byte* dst, std::size_t off, std::size_t n) { std::memcpy(dst, src + off, n); });
+}
+
+void EndpointBase::start_tls(io::SocketId id) {
+  if (!tls_) return;
+  if (tls_conns_.size() <= id.idx) tls_conns_.resize(id.idx + 1);
+  tls_conns_[id.idx].session = std::make_unique<tls::Session>(tls_->default_ctx(), true);
+}
+
+void EndpointBase::tls_flush(io::SocketId id, TlsConn& t, bool close_notify) {
+  if (t.staged) {
+    // Everything this turn produced, in one go: OpenSSL cuts it into 16 KiB records.
+    if (t.session->write(t.staged->data(), t.staged->len) != tls::Session::Result::kOk)
+      ++counters_.tls_errors;
+    reactor_.pool().release(t.staged);
+    t.staged = nullptr;
+  }
+  if (close_notify) t.session->shutdown();  // after the last data, before our FIN
+  tls::Session* s = t.session.get();
+  std::size_t n = s->pending();
+  if (n)
+    reactor_.write_with(id, n,
+                        [s](std::byte* dst, std::size_t, std::size_t len) { s->drain(dst, len); });
+}
+
+void EndpointBase::on_flush() {
+  for (std::uint32_t idx : tls_dirty_) {
+    TlsConn& t = tls_conns_[idx];
+    t.dirty = false;
+    if (t.session) tls_flush(reactor_.id_at(idx), t, false);
+  }
+  tls_dirty_.clear();
+}
+
+void EndpointBase::on_reload() {
+  if (!tls_loader_) return;
+  try {
+    set_tls(tls_loader_());
+    LOG_INFO("msg=\"TLS certificates reloaded\" core=%u", reactor_.core());
+  } catch (const std::exception& e) {
+    LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" core=%u error=\"%s\"",
+              reactor_.core(), e.what());
+  }
+}
+
+void EndpointBase::close_socket(io::SocketId id) {
+  if (id.idx < tls_conns_.size() && tls_conns_[id.idx].session) {
+    tls_flush(id, tls_conns_[id.idx], true);
+  }
+  reactor_.close(id);
 }
 
 }  // namespace wsedge::ws

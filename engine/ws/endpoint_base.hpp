@@ -3,6 +3,8 @@
 // framing of outgoing messages, and the handshake answers. Endpoint<App> adds the calls into
 // the application; keeping this half out of the template keeps it compiled once.
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -11,8 +13,11 @@
 #include "connection.hpp"
 #include "counters.hpp"
 #include "engine/io/reactor.hpp"
+#include "engine/protocol/close_code.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
+#include "tls/context.hpp"
+#include "tls/session.hpp"
 
 namespace wsedge::ws {
 
@@ -35,6 +40,20 @@ class EndpointBase {
   }
   std::uint64_t& user_data(io::SocketId id) { return conns_[id.idx].user; }
   bool is_client(io::SocketId id) const { return conns_[id.idx].flags & kClient; }
+
+  // Serve TLS on connections accepted from now on; established ones keep the context they
+  // started with. Null serves plain ws://. Reactor thread only.
+  void set_tls(std::shared_ptr<tls::Context> ctx) { tls_ = std::move(ctx); }
+  bool tls_enabled() const { return tls_ != nullptr; }
+  // How on_reload() gets a fresh TLS context (SIGHUP: new certificates); it may throw, and then
+  // the current context stays.
+  void set_tls_loader(std::function<std::shared_ptr<tls::Context>()> loader) {
+    tls_loader_ = std::move(loader);
+  }
+  void on_reload();
+  // End of a loop turn: encrypts what each TLS connection queued during it, so a turn's
+  // frames leave in as few records as fit (16 KiB each).
+  void on_flush();
 
   io::Reactor& reactor() { return reactor_; }
   const EndpointConfig& config() const { return cfg_; }
@@ -61,7 +80,34 @@ class EndpointBase {
     std::uint8_t flags = 0;
   };
 
+  // TLS state, in a table of its own so plain endpoints pay nothing for it.
+  struct TlsConn {
+    std::unique_ptr<tls::Session> session;
+    memory::Buffer* staged = nullptr;  // plaintext queued this turn
+    bool dirty = false;
+  };
+
   Conn& conn(io::SocketId id) { return conns_[id.idx]; }
+  tls::Session* tls_session(io::SocketId id) {
+    return id.idx < tls_conns_.size() ? tls_conns_[id.idx].session.get() : nullptr;
+  }
+  // Queues `len` output bytes made by fill(dst, offset, n): straight to the socket, or for
+  // TLS to this turn's plaintext.
+  template <class Fill>
+  void emit(io::SocketId id, std::size_t len, Fill&& fill);
+  void emit(io::SocketId id, const void* data, std::size_t len);
+  // Starts TLS on a new server connection when the endpoint serves TLS.
+  void start_tls(io::SocketId id);
+  // Decrypts ciphertext; hands each piece of plaintext to deliver(plain, n). False when the
+  // TLS layer failed or the peer closed it (the connection is finished and aborted then).
+  template <class Deliver>
+  bool tls_receive(io::SocketId id, tls::Session& s, const std::byte* data, std::size_t len,
+                   Deliver&& deliver);
+  // Encrypts what is staged, then (closing) adds close_notify, and moves all pending
+  // ciphertext to the socket.
+  void tls_flush(io::SocketId id, TlsConn& t, bool close_notify);
+  // Graceful close: for TLS, staged data and close_notify go out first.
+  void close_socket(io::SocketId id);
   Conn& start(io::SocketId id, Phase phase, std::uint8_t flags, std::uint32_t timer_ms);
   // Gives back the connection's pooled storage; idempotent.
   void reset(io::SocketId id);
@@ -95,7 +141,65 @@ class EndpointBase {
   EndpointCounters counters_;
   std::vector<Conn> conns_;   // indexed like the reactor's slots
   std::uint64_t mask_state_;  // xorshift state for client masking keys
+  std::shared_ptr<tls::Context> tls_;
+  std::function<std::shared_ptr<tls::Context>()> tls_loader_;
+  std::vector<TlsConn> tls_conns_;        // indexed like conns_, only when serving TLS
+  std::vector<std::uint32_t> tls_dirty_;  // slots with staged plaintext or pending records
+  std::vector<std::byte> tls_plain_;      // decrypted bytes of one record at a time
 };
+
+template <class Fill>
+void EndpointBase::emit(io::SocketId id, std::size_t len, Fill&& fill) {
+  if (id.idx >= tls_conns_.size() || !tls_conns_[id.idx].session) {
+    reactor_.write_with(id, len, fill);
+    return;
+  }
+  TlsConn& t = tls_conns_[id.idx];
+  t.staged = reactor_.pool().reserve(t.staged, len);
+  fill(t.staged->data() + t.staged->len, 0, len);
+  t.staged->len += static_cast<std::uint32_t>(len);
+  if (!t.dirty) {
+    t.dirty = true;
+    tls_dirty_.push_back(id.idx);
+  }
+}
+
+template <class Deliver>
+bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte* data,
+                               std::size_t len, Deliver&& deliver) {
+  bool was_done = s.handshake_done();
+  s.feed(data, len);
+  for (;;) {
+    std::size_t n = 0;
+    tls::Session::Result r = s.read(tls_plain_.data(), tls_plain_.size(), n);
+    if (!was_done && s.handshake_done()) {
+      was_done = true;
+      ++counters_.tls_handshakes;
+      if (SSL_session_reused(s.ssl())) ++counters_.tls_resumed;
+    }
+    if (r != tls::Session::Result::kOk) {
+      if (r == tls::Session::Result::kError)
+        ++counters_.tls_errors;
+      else if (conns_[id.idx].phase != kServerHandshake)
+        ++counters_.abnormal_closes;
+      finish(id, protocol::close_code::kAbnormal,
+             r == tls::Session::Result::kError ? s.error() : "TLS closed without a Close frame");
+      reactor_.abort(id);
+      reset(id);
+      return false;
+    }
+    if (n == 0) break;
+    deliver(tls_plain_.data(), n);
+    // The connection may have ended (and its session gone) while handling the plaintext.
+    if (tls_session(id) != &s) return false;
+  }
+  TlsConn& t = tls_conns_[id.idx];
+  if (s.pending() && !t.dirty) {  // handshake records, alerts, tickets
+    t.dirty = true;
+    tls_dirty_.push_back(id.idx);
+  }
+  return true;
+}
 
 inline SendResult Connection::send(protocol::Opcode op, std::span<const std::byte> payload,
                                    bool fin) {

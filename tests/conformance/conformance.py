@@ -6,22 +6,27 @@ failing fast on the first invalid byte), the closing handshake and close codes, 
 to 16 MiB, the opening handshake, timers, backpressure and graceful shutdown. Each case asserts
 the exact close code the server sends. Python standard library only.
 
-usage: conformance.py PATH_TO_WSEDGE [-k SUBSTRING]
+usage: conformance.py PATH_TO_WSEDGE [--tls] [-k SUBSTRING]
+With --tls everything runs over wss:// (a fresh self-signed certificate).
 """
 import os
 import signal
 import socket
+import ssl
 import struct
+import tempfile
 import sys
 import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from wsedge_server import host_port, start_server  # noqa: E402
+from wsedge_server import host_port, make_cert, start_server  # noqa: E402
 
 TIMEOUT = 10.0
 CASES = []
+TLS = None  # (cert, key) and CLIENT_SSL when running over wss://
+CLIENT_SSL = None
 
 
 def case(name):
@@ -63,6 +68,8 @@ class Client:
     def __init__(self, addr, handshake=True, path="/"):
         self.sock = socket.create_connection(addr, timeout=TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if CLIENT_SSL:
+            self.sock = CLIENT_SSL.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = b""
         if handshake:
             self.sock.sendall(request(path).encode())
@@ -142,7 +149,7 @@ class Client:
         while time.time() < deadline:
             try:
                 chunk = self.sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):  # a reset, or TLS ended without close_notify
                 chunk = b""
             if not chunk:
                 self.sock.close()
@@ -584,7 +591,7 @@ def run(cases, addr, only):
 def shutdown_case(binary):
     """SIGTERM: open clients get Close 1001; one that never answers is dropped after the close
     timeout; the server exits 0."""
-    with start_server(binary, "--cores", "2", "--close-timeout", "500") as (url, proc):
+    with start_server(binary, "--cores", "2", "--close-timeout", "500", tls=TLS) as (url, proc):
         clients = [Client(host_port(url)) for _ in range(4)]
         silent = Client(host_port(url))
         t = time.time()
@@ -600,18 +607,23 @@ def shutdown_case(binary):
 
 
 def main():
+    global TLS, CLIENT_SSL
     binary = sys.argv[1]
     only = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
-    with start_server(binary, "--cores", "2") as (url, _):
+    tmp = tempfile.TemporaryDirectory()
+    if "--tls" in sys.argv:
+        TLS = make_cert(tmp.name, "localhost")
+        CLIENT_SSL = ssl.create_default_context(cafile=TLS[0])
+    with start_server(binary, "--cores", "2", tls=TLS) as (url, _):
         passed, failed = run(CASES, host_port(url), only)
     with start_server(binary, "--cores", "1", "--handshake-timeout", "500", "--ping-interval", "300",
-                      "--close-timeout", "500") as (url, _):
+                      "--close-timeout", "500", tls=TLS) as (url, _):
         p, f = run(TIMER_CASES, host_port(url), only)
         passed, failed = passed + p, failed + f
     if not only or only in "shutdown":
         p, f = run([("shutdown: SIGTERM sends 1001, drops a silent client after the close timeout, exits 0", shutdown_case)], binary, None)
         passed, failed = passed + p, failed + f
-    print(f"conformance: {passed} passed, {failed} failed")
+    print(f"conformance ({'wss' if TLS else 'ws'}): {passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -4,7 +4,10 @@
 const WebSocket = require('ws');
 const crypto = require('crypto');
 
+const fs = require('fs');
+
 const URL = process.env.WSEDGE_URL;
+const TLS = process.env.WSEDGE_CA ? { ca: fs.readFileSync(process.env.WSEDGE_CA) } : {};
 const results = [];
 function check(name, ok, detail = '') {
   results.push(ok);
@@ -13,7 +16,7 @@ function check(name, ok, detail = '') {
 
 function open() {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(URL, { perMessageDeflate: false, maxPayload: 0 });
+    const ws = new WebSocket(URL, { perMessageDeflate: false, maxPayload: 0, ...TLS });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
@@ -109,6 +112,6 @@ async function concurrent(n = 1000) {
   }
   const passed = results.filter(Boolean).length;
   const failed = results.length - passed;
-  console.log(`node ws interop: ${passed} passed, ${failed} failed`);
+  console.log(`node ws interop (${URL.split(':')[0]}): ${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 })();

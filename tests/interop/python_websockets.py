@@ -5,12 +5,14 @@ WSEDGE_URL names the server (tests/support/wsedge_server.py sets it).
 import asyncio
 import os
 import resource
+import ssl
 import sys
 import time
 
 import websockets
 
 URL = os.environ["WSEDGE_URL"]
+SSL = ssl.create_default_context(cafile=os.environ["WSEDGE_CA"]) if URL.startswith("wss:") else None
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 65537, 1 << 20, 16 << 20]
 RESULTS = []
 
@@ -21,7 +23,7 @@ def check(name, ok, detail=""):
 
 
 async def echo_sizes():
-    async with websockets.connect(URL, max_size=None, compression=None) as ws:
+    async with websockets.connect(URL, max_size=None, compression=None, ssl=SSL) as ws:
         for size in SIZES:
             text = "é" * (size // 2) + "a" * (size % 2)
             await ws.send(text)
@@ -34,7 +36,7 @@ async def echo_sizes():
 
 
 async def fragmented():
-    async with websockets.connect(URL, max_size=None, compression=None) as ws:
+    async with websockets.connect(URL, max_size=None, compression=None, ssl=SSL) as ws:
         await ws.send(["frag", "men", "ted ", "κόσμε"])
         got = await ws.recv()
         check("fragmented text", got == "fragmented κόσμε", repr(got))
@@ -45,7 +47,7 @@ async def fragmented():
 
 
 async def ping():
-    async with websockets.connect(URL, compression=None) as ws:
+    async with websockets.connect(URL, compression=None, ssl=SSL) as ws:
         waiter = await ws.ping(b"are you there")
         latency = await asyncio.wait_for(waiter, 5)
         check("ping answered with pong", True)
@@ -54,7 +56,7 @@ async def ping():
 
 async def close_codes():
     for code, reason in ((1000, ""), (1001, "leaving"), (3000, "app"), (4000, "bye"), (4999, "last")):
-        ws = await websockets.connect(URL, compression=None)
+        ws = await websockets.connect(URL, compression=None, ssl=SSL)
         await ws.send("before close")
         await ws.recv()
         await ws.close(code=code, reason=reason)
@@ -65,7 +67,7 @@ async def close_codes():
 async def concurrent(n=1000):
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     t = time.time()
-    conns = await asyncio.gather(*(websockets.connect(URL, compression=None) for _ in range(n)))
+    conns = await asyncio.gather(*(websockets.connect(URL, compression=None, ssl=SSL) for _ in range(n)))
 
     async def talk(i, ws):
         for j in range(3):
@@ -89,7 +91,7 @@ async def main():
             check(test.__name__, False, repr(e))
     passed = RESULTS.count(True)
     failed = RESULTS.count(False)
-    print(f"python websockets interop: {passed} passed, {failed} failed")
+    print(f"python websockets interop ({URL.split(':')[0]}): {passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -1,19 +1,23 @@
 """Starts a wsedge server for an integration test and stops it gracefully afterwards.
 
-Used as a module (start_server) by the Python suites, and as a command by suites in other
-languages:  wsedge_server.py BINARY [server flags...] -- COMMAND...  runs COMMAND with
-WSEDGE_URL set to the server's ws:// address and fails if either fails.
+Used as a module (start_server, make_cert) by the Python suites, and as a command by suites in
+other languages:  wsedge_server.py BINARY [--tls] [server flags...] -- COMMAND...  runs COMMAND
+with WSEDGE_URL set to the server's ws:// or wss:// address (and WSEDGE_CA to its certificate)
+and fails if either fails.
 """
 import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 
 @contextlib.contextmanager
-def start_server(binary, *flags):
-    args = [binary, "--listen", "127.0.0.1:0", "--plain", *flags]
+def start_server(binary, *flags, tls=None):
+    """tls: (cert, key) to serve wss://, else plain ws://."""
+    mode = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else ["--plain"]
+    args = [binary, "--listen", "127.0.0.1:0", *mode, *flags]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening on "):
@@ -30,9 +34,9 @@ def start_server(binary, *flags):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise RuntimeError("server did not stop within 20 s of SIGTERM")
-        err = proc.stderr.read()
+        proc.log = proc.stderr.read()  # the per-core counters logged at exit, for tests to read
         if proc.returncode != 0:
-            raise RuntimeError(f"server exited with {proc.returncode}: {err}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.log}")
 
 
 def host_port(url):
@@ -41,15 +45,36 @@ def host_port(url):
     return host, int(port)
 
 
+def make_cert(directory, name, key_type="ec"):
+    """A self-signed certificate for `name` (and 127.0.0.1) made with the openssl CLI.
+    Returns (cert_path, key_path)."""
+    cert = os.path.join(directory, f"{name}.crt")
+    key = os.path.join(directory, f"{name}.key")
+    algo = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_type == "ec" else ["-newkey", "rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509", *algo, "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 def main(argv):
+    """wsedge_server.py BINARY [--tls] [flags...] -- COMMAND...: with --tls the server gets a
+    fresh self-signed certificate and COMMAND gets its path in WSEDGE_CA."""
     if "--" not in argv:
-        print("usage: wsedge_server.py BINARY [flags...] -- COMMAND...", file=sys.stderr)
+        print("usage: wsedge_server.py BINARY [--tls] [flags...] -- COMMAND...", file=sys.stderr)
         return 2
     cut = argv.index("--")
     binary, flags, command = argv[1], argv[2:cut], argv[cut + 1:]
-    with start_server(binary, *flags) as (url, _):
-        env = dict(os.environ, WSEDGE_URL=url)
-        rc = subprocess.call(command, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        tls = None
+        if "--tls" in flags:
+            flags.remove("--tls")
+            tls = make_cert(tmp, "localhost")
+        with start_server(binary, *flags, tls=tls) as (url, _):
+            env = dict(os.environ, WSEDGE_URL=url)
+            if tls:
+                env["WSEDGE_CA"] = tls[0]
+            rc = subprocess.call(command, env=env)
     return rc
 
 

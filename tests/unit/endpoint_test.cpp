@@ -226,6 +226,8 @@ struct IdleHandler {
   void on_writable(io::SocketId) {}
   void on_timer(io::SocketId) {}
   void on_stop() { stop(); }
+  void on_reload() {}
+  void on_flush() {}
 };
 
 struct Hop : io::PostTask {

@@ -1,0 +1,191 @@
+// tls::Session over an in-memory transport: a client and a server session exchanging bytes
+// through plain buffers, as the reactor exchanges them through sockets.
+#include "tls/session.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tls/context.hpp"
+
+namespace wsedge::tls {
+namespace {
+
+// A throw-away P-256 key and self-signed certificate written as PEM files.
+struct TempCert {
+  static inline int made = 0;
+  std::string tag = std::to_string(getpid()) + "-" + std::to_string(made++);
+  std::string cert = "/tmp/wsedge-test-cert-" + tag + ".pem";
+  std::string key = "/tmp/wsedge-test-key-" + tag + ".pem";
+  TempCert() {
+    EVP_PKEY* pkey = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, pkey);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_sign(x, pkey, EVP_sha256());
+    FILE* f = std::fopen(cert.c_str(), "w");
+    PEM_write_X509(f, x);
+    std::fclose(f);
+    f = std::fopen(key.c_str(), "w");
+    PEM_write_PrivateKey(f, pkey, nullptr, nullptr, 0, nullptr, nullptr);
+    std::fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+  }
+  ~TempCert() {
+    unlink(cert.c_str());
+    unlink(key.c_str());
+  }
+};
+
+struct Pair {
+  std::shared_ptr<Context> server_ctx;
+  CtxPtr client_ctx{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
+  std::unique_ptr<Session> server, client;
+  std::string server_got, client_got;
+
+  explicit Pair(const TempCert& c, int client_max = TLS1_3_VERSION) {
+    server_ctx = Context::load({{{c.cert, c.key}}});
+    SSL_CTX_set_max_proto_version(client_ctx.get(), client_max);
+    SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
+    SSL_CTX_set_security_level(client_ctx.get(), 0);
+    server = std::make_unique<Session>(server_ctx->default_ctx(), true);
+    client = std::make_unique<Session>(client_ctx.get(), false);
+  }
+
+  // Moves ciphertext both ways, `chunk` bytes at a time, until neither side has more.
+  Session::Result pump(std::size_t chunk = 1 << 20) {
+    std::byte buf[1 << 15];
+    std::byte plain[1 << 15];
+    for (int round = 0; round < 1000; ++round) {
+      bool moved = false;
+      for (auto [from, to, got] : {std::tuple{client.get(), server.get(), &server_got},
+                                   std::tuple{server.get(), client.get(), &client_got}}) {
+        // Kick the handshake along (a client's first read sends its ClientHello).
+        std::size_t n = 0;
+        Session::Result r = from->read(plain, sizeof plain, n);
+        if (r != Session::Result::kOk) return r;
+        from == server.get() ? server_got.append(reinterpret_cast<char*>(plain), n)
+                             : client_got.append(reinterpret_cast<char*>(plain), n);
+        while (std::size_t k = from->drain(buf, std::min(chunk, sizeof buf))) {
+          moved = true;
+          to->feed(buf, k);
+          for (;;) {
+            r = to->read(plain, sizeof plain, n);
+            if (r != Session::Result::kOk) return r;
+            if (n == 0) break;
+            got->append(reinterpret_cast<char*>(plain), n);
+          }
+        }
+      }
+      if (!moved) return Session::Result::kOk;
+    }
+    return Session::Result::kOk;
+  }
+};
+
+TEST(TlsSession, HandshakeAndDataBothWays) {
+  TempCert cert;
+  Pair p(cert);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_TRUE(p.server->handshake_done());
+  EXPECT_TRUE(p.client->handshake_done());
+  EXPECT_STREQ(SSL_get_version(p.server->ssl()), "TLSv1.3");
+  std::string big(100000, 'x');
+  p.client->write(reinterpret_cast<const std::byte*>(big.data()), big.size());
+  p.server->write(reinterpret_cast<const std::byte*>("hello"), 5);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_EQ(p.server_got, big);
+  EXPECT_EQ(p.client_got, "hello");
+}
+
+TEST(TlsSession, RecordsSplitAtEveryBoundary) {
+  TempCert cert;
+  Pair p(cert);
+  ASSERT_EQ(p.pump(1), Session::Result::kOk);  // the whole handshake one byte at a time
+  std::string msg = "split me anywhere";
+  p.client->write(reinterpret_cast<const std::byte*>(msg.data()), msg.size());
+  std::vector<std::byte> record(p.client->pending());
+  record.resize(p.client->drain(record.data(), record.size()));
+  for (std::size_t cut = 1; cut < record.size(); ++cut) {
+    Pair q(cert);
+    ASSERT_EQ(q.pump(), Session::Result::kOk);
+    q.client->write(reinterpret_cast<const std::byte*>(msg.data()), msg.size());
+    std::vector<std::byte> rec(q.client->pending());
+    rec.resize(q.client->drain(rec.data(), rec.size()));
+    std::byte plain[256];
+    std::size_t n = 0;
+    q.server->feed(rec.data(), cut);
+    ASSERT_EQ(q.server->read(plain, sizeof plain, n), Session::Result::kOk);
+    ASSERT_EQ(n, 0u) << "no plaintext before the record is complete, cut " << cut;
+    q.server->feed(rec.data() + cut, rec.size() - cut);
+    ASSERT_EQ(q.server->read(plain, sizeof plain, n), Session::Result::kOk);
+    ASSERT_EQ(std::string(reinterpret_cast<char*>(plain), n), msg) << cut;
+    if (cut > 40) break;  // every split inside the header and well into the body
+  }
+}
+
+TEST(TlsSession, CloseNotifyIsReported) {
+  TempCert cert;
+  Pair p(cert);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  p.client->shutdown();
+  EXPECT_EQ(p.pump(), Session::Result::kClosed);
+}
+
+TEST(TlsSession, OldProtocolVersionsAreRefused) {
+  TempCert cert;
+  Pair p(cert, TLS1_1_VERSION);
+  EXPECT_EQ(p.pump(), Session::Result::kError);
+  EXPECT_FALSE(p.server->handshake_done());
+}
+
+TEST(TlsSession, Tls12WorksAndRenegotiationIsRefused) {
+  TempCert cert;
+  Pair p(cert, TLS1_2_VERSION);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_STREQ(SSL_get_version(p.server->ssl()), "TLSv1.2");
+  ASSERT_EQ(SSL_renegotiate(p.client->ssl()), 1);
+  std::size_t n = 0;
+  std::byte plain[64];
+  p.client->read(plain, sizeof plain, n);  // sends the renegotiation ClientHello
+  Session::Result r = p.pump();
+  EXPECT_NE(r, Session::Result::kOk) << "the renegotiation must fail";
+}
+
+TEST(TlsSession, GarbageIsAnError) {
+  TempCert cert;
+  auto ctx = Context::load({{{cert.cert, cert.key}}});
+  Session s(ctx->default_ctx(), true);
+  std::string http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  s.feed(reinterpret_cast<const std::byte*>(http.data()), http.size());
+  std::byte plain[64];
+  std::size_t n = 0;
+  EXPECT_EQ(s.read(plain, sizeof plain, n), Session::Result::kError);
+}
+
+TEST(TlsContext, BadFilesAreNamedInTheError) {
+  TempCert cert;
+  try {
+    Context::load({{{"/nonexistent/cert.pem", cert.key}}});
+    FAIL() << "loaded a missing certificate";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/cert.pem"), std::string::npos);
+  }
+  TempCert other;
+  EXPECT_THROW(Context::load({{{cert.cert, other.key}}}), std::runtime_error);  // mismatched key
+}
+
+}  // namespace
+}  // namespace wsedge::tls

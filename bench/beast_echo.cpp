@@ -1,40 +1,58 @@
 // beast_echo: the Boost.Beast baseline. Idiomatic asynchronous echo server, one io_context
-// thread, as Beast's own examples write it.   beast_echo --listen HOST:PORT
+// thread, as Beast's own examples write it; over TLS (asio::ssl) with --tls-cert/--tls-key.
+//   beast_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-class Session : public std::enable_shared_from_this<Session> {
+// One session type for both transports: Stream is beast::tcp_stream or ssl_stream over it.
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  explicit Session(tcp::socket&& socket) : ws_(std::move(socket)) {}
+  template <class... Args>
+  explicit Session(tcp::socket&& socket, Args&&... args)
+      : ws_(std::move(socket), std::forward<Args>(args)...) {}
 
   void run() {
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.read_message_max(64 << 20);
-    ws_.async_accept(beast::bind_front_handler(&Session::on_accept, shared_from_this()));
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      ws_.async_accept(beast::bind_front_handler(&Session::on_accept, this->shared_from_this()));
+    } else {
+      ws_.next_layer().async_handshake(
+          net::ssl::stream_base::server,
+          beast::bind_front_handler(&Session::on_tls, this->shared_from_this()));
+    }
   }
 
  private:
+  void on_tls(beast::error_code ec) {
+    if (!ec)
+      ws_.async_accept(beast::bind_front_handler(&Session::on_accept, this->shared_from_this()));
+  }
   void on_accept(beast::error_code ec) {
     if (!ec) do_read();
   }
   void do_read() {
-    ws_.async_read(buffer_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    ws_.async_read(buffer_, beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
   }
   void on_read(beast::error_code ec, std::size_t) {
     if (ec) return;
     ws_.text(ws_.got_text());
     ws_.async_write(buffer_.data(),
-                    beast::bind_front_handler(&Session::on_write, shared_from_this()));
+                    beast::bind_front_handler(&Session::on_write, this->shared_from_this()));
   }
   void on_write(beast::error_code ec, std::size_t) {
     if (ec) return;
@@ -42,13 +60,14 @@ class Session : public std::enable_shared_from_this<Session> {
     do_read();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<Stream> ws_;
   beast::flat_buffer buffer_;
 };
 
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(net::io_context& ioc, tcp::endpoint ep) : ioc_(ioc), acceptor_(ioc) {
+  Listener(net::io_context& ioc, tcp::endpoint ep, net::ssl::context* tls)
+      : ioc_(ioc), acceptor_(ioc), tls_(tls) {
     acceptor_.open(ep.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(ep);
@@ -64,25 +83,49 @@ class Listener : public std::enable_shared_from_this<Listener> {
   void on_accept(beast::error_code ec, tcp::socket socket) {
     if (!ec) {
       socket.set_option(tcp::no_delay(true));
-      std::make_shared<Session>(std::move(socket))->run();
+      if (tls_)
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), *tls_)
+            ->run();
+      else
+        std::make_shared<Session<beast::tcp_stream>>(std::move(socket))->run();
     }
     do_accept();
   }
   net::io_context& ioc_;
   tcp::acceptor acceptor_;
+  net::ssl::context* tls_;
 };
 
 int main(int argc, char** argv) {
-  if (argc != 3 || std::string(argv[1]) != "--listen") {
-    std::fprintf(stderr, "usage: beast_echo --listen HOST:PORT\n");
+  std::string hp, cert, key;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--listen")
+      hp = argv[i + 1];
+    else if (a == "--tls-cert")
+      cert = argv[i + 1];
+    else if (a == "--tls-key")
+      key = argv[i + 1];
+  }
+  if (hp.empty() || cert.empty() != key.empty()) {
+    std::fprintf(stderr, "usage: beast_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]\n");
     return 2;
   }
-  std::string hp = argv[2];
   auto colon = hp.rfind(':');
   net::io_context ioc{1};
+  net::ssl::context tls{net::ssl::context::tls_server};
+  if (!cert.empty()) {
+    tls.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                    net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                    net::ssl::context::no_tlsv1_1);
+    tls.use_certificate_chain_file(cert);
+    tls.use_private_key_file(key, net::ssl::context::pem);
+  }
   std::make_shared<Listener>(
-      ioc, tcp::endpoint{net::ip::make_address(hp.substr(0, colon)),
-                         static_cast<unsigned short>(std::stoi(hp.substr(colon + 1)))})
+      ioc,
+      tcp::endpoint{net::ip::make_address(hp.substr(0, colon)),
+                    static_cast<unsigned short>(std::stoi(hp.substr(colon + 1)))},
+      cert.empty() ? nullptr : &tls)
       ->run();
   ioc.run();
 }

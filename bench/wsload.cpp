@@ -3,6 +3,7 @@
 //   wsload echo    --connect HOST:PORT [-c N] [-k K] [--size B] [--text] [--duration S]
 //   wsload connect --connect HOST:PORT [-c N] [--duration S]
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
+//   any mode: --tls for wss://, --resume (connect) to resume the last TLS session
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
 // byte for byte (a wrong byte is an error, not a number). connect: N connect-handshake-close loops.
@@ -24,6 +25,7 @@
 #include "engine/io/reactor.hpp"
 #include "engine/ws/endpoint.hpp"
 #include "histogram.hpp"
+#include "tls/context.hpp"
 
 namespace wsedge::bench {
 namespace {
@@ -56,6 +58,8 @@ struct Options {
   double warmup = 1;
   int cpu = -1;
   unsigned max_connecting = 256;  // connects in progress at once, so a big N ramps up politely
+  bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
+  bool resume = false;            // offer the last session: resumed handshakes
 };
 
 class LoadApp {
@@ -150,11 +154,13 @@ class LoadApp {
         ".3f,"
         "\"count\":%llu,\"rate\":%.1f,\"mb_per_s\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_"
         "us\":%.2f,"
-        "\"max_us\":%.2f,\"errors\":%llu,\"opened\":%u,\"loader_cpu_pct\":%.1f}\n",
+        "\"max_us\":%.2f,\"errors\":%llu,\"opened\":%u,\"loader_cpu_pct\":%.1f,\"tls\":%s,"
+        "\"resumed\":%llu}\n",
         opt_.mode.c_str(), opt_.connections, opt_.inflight, opt_.size, opt_.text ? "true" : "false",
         secs, static_cast<unsigned long long>(hist_.count()), rate, mbps, us(hist_.percentile(50)),
         us(hist_.percentile(99)), us(hist_.percentile(99.9)), us(hist_.max()),
-        static_cast<unsigned long long>(errors_), opened_, cpu);
+        static_cast<unsigned long long>(errors_), opened_, cpu, opt_.tls ? "true" : "false",
+        static_cast<unsigned long long>(ep_->counters().tls_resumed));
     std::fflush(stdout);
   }
 
@@ -277,7 +283,8 @@ class LoadApp {
   std::fprintf(stderr,
                "wsload: %s\nusage: wsload echo|connect|idle --connect HOST:PORT [-c CONNECTIONS] "
                "[-k INFLIGHT]\n"
-               "              [--size BYTES] [--text] [--duration S] [--warmup S] [--cpu N]\n",
+               "              [--size BYTES] [--text] [--duration S] [--warmup S] [--cpu N] "
+               "[--tls] [--resume]\n",
                why);
   std::exit(2);
 }
@@ -312,6 +319,10 @@ Options parse(int argc, char** argv) {
       o.warmup = std::stod(value());
     else if (a == "--cpu")
       o.cpu = std::stoi(value());
+    else if (a == "--tls")
+      o.tls = true;
+    else if (a == "--resume")
+      o.resume = o.tls = true;
     else
       usage(("unknown flag " + a).c_str());
   }
@@ -339,7 +350,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   io::ReactorConfig rc;
-  rc.max_connections = opt.connections + 64;
+  // Connect churn keeps closing sockets in their slots for a while (lingering close).
+  rc.max_connections = opt.mode == "connect" ? opt.connections * 8 + 1024 : opt.connections + 64;
   rc.buf_count = 4096;
   io::Reactor reactor(rc, 0);
   ws::EndpointConfig ec;
@@ -348,6 +360,12 @@ int main(int argc, char** argv) {
   bench::LoadApp app(opt);
   ws::Endpoint<bench::LoadApp> ep(reactor, ec, app);
   app.attach(&ep, &reactor);
+  tls::CtxPtr tls_ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (opt.tls) {
+    SSL_CTX_set_min_proto_version(tls_ctx.get(), TLS1_2_VERSION);
+    SSL_CTX_set_session_cache_mode(tls_ctx.get(), SSL_SESS_CACHE_CLIENT);
+    ep.set_client_tls(tls_ctx.get(), opt.resume);
+  }
 
   // A run that cannot finish (server gone) is ended after its time plus a grace period.
   std::atomic<bool> over{false};

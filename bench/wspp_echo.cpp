@@ -1,20 +1,17 @@
-// wspp_echo: the websocketpp baseline. Echo server on the asio (no TLS) config, one thread,
-// logging off.   wspp_echo --listen HOST:PORT
+// wspp_echo: the websocketpp baseline. Echo server on the asio config (asio_tls with
+// --tls-cert/--tls-key), one thread, logging off.
+//   wspp_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]
 #include <cstdio>
 #include <string>
-#include <websocketpp/config/asio_no_tls.hpp>
+#include <websocketpp/config/asio.hpp>
 #include <websocketpp/server.hpp>
 
-using Server = websocketpp::server<websocketpp::config::asio>;
+using Plain = websocketpp::server<websocketpp::config::asio>;
+using Tls = websocketpp::server<websocketpp::config::asio_tls>;
 
-int main(int argc, char** argv) {
-  if (argc != 3 || std::string(argv[1]) != "--listen") {
-    std::fprintf(stderr, "usage: wspp_echo --listen HOST:PORT\n");
-    return 2;
-  }
-  std::string hp = argv[2];
+template <class Server>
+void serve(Server& s, const std::string& hp) {
   auto colon = hp.rfind(':');
-  Server s;
   s.clear_access_channels(websocketpp::log::alevel::all);
   s.clear_error_channels(websocketpp::log::elevel::all);
   s.init_asio();
@@ -22,9 +19,10 @@ int main(int argc, char** argv) {
   s.set_listen_backlog(4096);
   s.set_max_message_size(64 << 20);
   s.set_tcp_post_init_handler([&s](websocketpp::connection_hdl h) {
-    s.get_con_from_hdl(h)->get_socket().set_option(boost::asio::ip::tcp::no_delay(true));
+    s.get_con_from_hdl(h)->get_socket().lowest_layer().set_option(
+        boost::asio::ip::tcp::no_delay(true));
   });
-  s.set_message_handler([&s](websocketpp::connection_hdl h, Server::message_ptr msg) {
+  s.set_message_handler([&s](websocketpp::connection_hdl h, typename Server::message_ptr msg) {
     websocketpp::lib::error_code ec;
     s.send(h, msg->get_payload(), msg->get_opcode(), ec);
   });
@@ -33,4 +31,36 @@ int main(int argc, char** argv) {
                                      static_cast<unsigned short>(std::stoi(hp.substr(colon + 1)))));
   s.start_accept();
   s.run();
+}
+
+int main(int argc, char** argv) {
+  std::string hp, cert, key;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--listen")
+      hp = argv[i + 1];
+    else if (a == "--tls-cert")
+      cert = argv[i + 1];
+    else if (a == "--tls-key")
+      key = argv[i + 1];
+  }
+  if (hp.empty() || cert.empty() != key.empty()) {
+    std::fprintf(stderr, "usage: wspp_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]\n");
+    return 2;
+  }
+  if (cert.empty()) {
+    Plain s;
+    serve(s, hp);
+    return 0;
+  }
+  Tls s;
+  s.set_tls_init_handler([&](websocketpp::connection_hdl) {
+    auto ctx = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_server);
+    ctx->set_options(boost::asio::ssl::context::default_workarounds |
+                     boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(cert);
+    ctx->use_private_key_file(key, boost::asio::ssl::context::pem);
+    return ctx;
+  });
+  serve(s, hp);
 }

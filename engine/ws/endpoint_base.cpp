@@ -13,6 +13,10 @@ namespace wsedge::ws {
 
 using protocol::Opcode;
 
+EndpointBase::~EndpointBase() {
+  if (client_session_) SSL_SESSION_free(client_session_);
+}
+
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
     : reactor_(reactor), cfg_(cfg) {
   conns_.reserve(reactor.config().max_connections);
@@ -175,10 +179,11 @@ void EndpointBase::begin_client_handshake(io::SocketId id, std::string_view host
   Conn& c = start(id, kClientHandshake, kClient, cfg_.handshake_timeout_ms);
   c.handshake =
       reactor_.pool().append(nullptr, reinterpret_cast<const std::byte*>(key.data()), key.size());
+  start_client_tls(id, host);  // before the request, which must go out encrypted
   char out[2048];
   std::size_t n = protocol::write_upgrade_request(out, sizeof out, host, target,
                                                   {key.data(), key.size()}, protocols);
-  reactor_.write(id, out, n);
+  emit(id, out, n);
 }
 
 void EndpointBase::emit(io::SocketId id, const void* data, std::size_t len) {
@@ -193,8 +198,34 @@ void EndpointBase::start_tls(io::SocketId id) {
   tls_conns_[id.idx].session = std::make_unique<tls::Session>(tls_->default_ctx(), true);
 }
 
+void EndpointBase::start_client_tls(io::SocketId id, std::string_view host) {
+  if (!client_tls_) return;
+  if (tls_conns_.size() <= id.idx) tls_conns_.resize(id.idx + 1);
+  TlsConn& t = tls_conns_[id.idx];
+  t.session = std::make_unique<tls::Session>(client_tls_, false);
+  std::string name(
+      host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':')));
+  SSL_set_tlsext_host_name(t.session->ssl(), name.c_str());
+  if (client_resume_ && client_session_) SSL_set_session(t.session->ssl(), client_session_);
+  std::size_t n = 0;
+  t.session->read(tls_plain_.data(), tls_plain_.size(), n);  // produces the ClientHello
+  tls_flush(id, t, false);
+}
+
+void EndpointBase::remember_client_session(tls::Session& s) {
+  SSL_SESSION* sess = SSL_get1_session(s.ssl());
+  if (!sess) return;
+  if (!SSL_SESSION_is_resumable(sess)) {
+    SSL_SESSION_free(sess);
+    return;
+  }
+  if (client_session_) SSL_SESSION_free(client_session_);
+  client_session_ = sess;
+}
+
 void EndpointBase::tls_flush(io::SocketId id, TlsConn& t, bool close_notify) {
-  if (t.staged) {
+  // A client's upgrade request waits, staged, until its handshake is done.
+  if (t.staged && t.session->handshake_done()) {
     // Everything this turn produced, in one go: OpenSSL cuts it into 16 KiB records.
     if (t.session->write(t.staged->data(), t.staged->len) != tls::Session::Result::kOk)
       ++counters_.tls_errors;

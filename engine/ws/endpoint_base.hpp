@@ -24,6 +24,7 @@ namespace wsedge::ws {
 class EndpointBase {
  public:
   EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg);
+  ~EndpointBase();
   EndpointBase(const EndpointBase&) = delete;
   EndpointBase& operator=(const EndpointBase&) = delete;
 
@@ -51,6 +52,12 @@ class EndpointBase {
     tls_loader_ = std::move(loader);
   }
   void on_reload();
+  // Client role over TLS: connections from connect() use `ctx` (no ownership taken). With
+  // `resume`, each new connection offers the session of the last completed handshake.
+  void set_client_tls(SSL_CTX* ctx, bool resume) {
+    client_tls_ = ctx;
+    client_resume_ = resume;
+  }
   // End of a loop turn: encrypts what each TLS connection queued during it, so a turn's
   // frames leave in as few records as fit (16 KiB each).
   void on_flush();
@@ -96,13 +103,15 @@ class EndpointBase {
   template <class Fill>
   void emit(io::SocketId id, std::size_t len, Fill&& fill);
   void emit(io::SocketId id, const void* data, std::size_t len);
-  // Starts TLS on a new server connection when the endpoint serves TLS.
+  // Starts TLS on a new connection when the endpoint speaks it in that role.
   void start_tls(io::SocketId id);
+  void start_client_tls(io::SocketId id, std::string_view host);
   // Decrypts ciphertext; hands each piece of plaintext to deliver(plain, n). False when the
   // TLS layer failed or the peer closed it (the connection is finished and aborted then).
   template <class Deliver>
   bool tls_receive(io::SocketId id, tls::Session& s, const std::byte* data, std::size_t len,
                    Deliver&& deliver);
+  void remember_client_session(tls::Session& s);
   // Encrypts what is staged, then (closing) adds close_notify, and moves all pending
   // ciphertext to the socket.
   void tls_flush(io::SocketId id, TlsConn& t, bool close_notify);
@@ -146,6 +155,9 @@ class EndpointBase {
   std::vector<TlsConn> tls_conns_;        // indexed like conns_, only when serving TLS
   std::vector<std::uint32_t> tls_dirty_;  // slots with staged plaintext or pending records
   std::vector<std::byte> tls_plain_;      // decrypted bytes of one record at a time
+  SSL_CTX* client_tls_ = nullptr;
+  bool client_resume_ = false;
+  SSL_SESSION* client_session_ = nullptr;  // the last client handshake's, to resume
 };
 
 template <class Fill>
@@ -177,6 +189,7 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
       ++counters_.tls_handshakes;
       if (SSL_session_reused(s.ssl())) ++counters_.tls_resumed;
     }
+    if (client_resume_ && !SSL_is_server(s.ssl()) && s.handshake_done()) remember_client_session(s);
     if (r != tls::Session::Result::kOk) {
       if (r == tls::Session::Result::kError)
         ++counters_.tls_errors;
@@ -194,7 +207,8 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
     if (tls_session(id) != &s) return false;
   }
   TlsConn& t = tls_conns_[id.idx];
-  if (s.pending() && !t.dirty) {  // handshake records, alerts, tickets
+  // Handshake records, alerts, tickets; or what a client queued before its handshake ended.
+  if ((s.pending() || (t.staged && s.handshake_done())) && !t.dirty) {
     t.dirty = true;
     tls_dirty_.push_back(id.idx);
   }

@@ -13,6 +13,8 @@
 #include "engine/io/reactor.hpp"
 #include "engine/protocol/close_code.hpp"
 #include "engine/ws/endpoint.hpp"
+#include "temp_cert.hpp"
+#include "tls/context.hpp"
 
 // Every allocation in this test binary is counted, to prove the steady state allocates nothing.
 namespace {
@@ -136,10 +138,18 @@ RoundTripApp round_trips(std::size_t size, std::uint64_t rounds, unsigned client
   return app;
 }
 
-void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor()) {
+// With `tls`, the endpoint serves wss:// and its clients speak TLS too.
+void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
+                     const test::TempCert* tls = nullptr,
+                     ws::EndpointCounters* counters = nullptr) {
   io::Reactor reactor(rc, 0);
   app.reactor = &reactor;
   ws::Endpoint<RoundTripApp> ep(reactor, {}, app);
+  tls::CtxPtr client_ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (tls) {
+    ep.set_tls(tls::Context::load({{{tls->cert, tls->key}}}));
+    ep.set_client_tls(client_ctx.get(), true);
+  }
   io::Address addr = io::parse_address("127.0.0.1:0");
   int lfd = io::open_listener(addr, 128);
   addr.set_port(io::local_address(lfd).port());
@@ -148,6 +158,7 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor()) 
   reactor.run(ep);
   EXPECT_EQ(reactor.live(), 0u);
   EXPECT_EQ(ep.counters().protocol_errors, 0u);
+  if (counters) *counters = ep.counters();
 }
 
 TEST(Endpoint, EchoesEverySizeThroughItsOwnClient) {
@@ -177,6 +188,20 @@ TEST(Endpoint, CloseCodesTravelBothWays) {
   run_round_trips(b);
   EXPECT_EQ(b.client_codes, (std::vector<std::uint16_t>{4001, 4001}));
   EXPECT_EQ(b.server_codes, (std::vector<std::uint16_t>{4001, 4001}));
+}
+
+TEST(Endpoint, EchoesOverTlsBothRoles) {
+  test::TempCert cert;
+  for (std::size_t size : {0, 100, 20000, 300000}) {
+    RoundTripApp app = round_trips(size, 3, 4);
+    ws::EndpointCounters c;
+    run_round_trips(app, small_reactor(), &cert, &c);
+    EXPECT_EQ(app.echoes, 12u) << size;
+    EXPECT_EQ(app.mismatches, 0u) << size;
+    EXPECT_EQ(app.client_codes, (std::vector<std::uint16_t>(4, 1000))) << size;
+    EXPECT_EQ(c.tls_handshakes, 8u);  // both ends of 4 connections
+    EXPECT_EQ(c.tls_errors, 0u);
+  }
 }
 
 TEST(Endpoint, ManyConcurrentConnections) {

@@ -3,51 +3,16 @@
 #include "tls/session.hpp"
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <string>
 #include <vector>
 
+#include "temp_cert.hpp"
 #include "tls/context.hpp"
 
 namespace wsedge::tls {
 namespace {
 
-// A throw-away P-256 key and self-signed certificate written as PEM files.
-struct TempCert {
-  static inline int made = 0;
-  std::string tag = std::to_string(getpid()) + "-" + std::to_string(made++);
-  std::string cert = "/tmp/wsedge-test-cert-" + tag + ".pem";
-  std::string key = "/tmp/wsedge-test-key-" + tag + ".pem";
-  TempCert() {
-    EVP_PKEY* pkey = EVP_EC_gen("P-256");
-    X509* x = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), 0);
-    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-    X509_set_pubkey(x, pkey);
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-    X509_set_issuer_name(x, X509_get_subject_name(x));
-    X509_sign(x, pkey, EVP_sha256());
-    FILE* f = std::fopen(cert.c_str(), "w");
-    PEM_write_X509(f, x);
-    std::fclose(f);
-    f = std::fopen(key.c_str(), "w");
-    PEM_write_PrivateKey(f, pkey, nullptr, nullptr, 0, nullptr, nullptr);
-    std::fclose(f);
-    X509_free(x);
-    EVP_PKEY_free(pkey);
-  }
-  ~TempCert() {
-    unlink(cert.c_str());
-    unlink(key.c_str());
-  }
-};
+using test::TempCert;
 
 struct Pair {
   std::shared_ptr<Context> server_ctx;

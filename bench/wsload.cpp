@@ -165,6 +165,8 @@ class LoadApp {
   }
 
   std::uint64_t errors() const { return errors_; }
+  // When every connection was open (0 until then): the watchdog's clock starts there.
+  std::uint64_t ready_ns() const { return ready_ns_.load(); }
 
  private:
   struct Conn {
@@ -190,6 +192,7 @@ class LoadApp {
 
   void begin_phases(std::uint64_t t) {
     phase_start_ = t;
+    ready_ns_.store(t);
     measure_start_ = t + static_cast<std::uint64_t>(opt_.warmup * 1e9);
     measure_end_ = measure_start_ + static_cast<std::uint64_t>(opt_.duration * 1e9);
     if (opt_.mode == "idle") {
@@ -277,6 +280,7 @@ class LoadApp {
   double cpu_start_ = 0, cpu_end_ = 0;
   unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0;
   bool measuring_ = false;
+  std::atomic<std::uint64_t> ready_ns_{0};
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -350,8 +354,10 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   io::ReactorConfig rc;
-  // Connect churn keeps closing sockets in their slots for a while (lingering close).
+  // Connect churn keeps closing sockets in their slots while they linger; a load generator
+  // waits only briefly for a server's FIN.
   rc.max_connections = opt.mode == "connect" ? opt.connections * 8 + 1024 : opt.connections + 64;
+  rc.linger_ms = 200;
   rc.buf_count = 4096;
   io::Reactor reactor(rc, 0);
   ws::EndpointConfig ec;
@@ -367,15 +373,20 @@ int main(int argc, char** argv) {
     ep.set_client_tls(tls_ctx.get(), opt.resume);
   }
 
-  // A run that cannot finish (server gone) is ended after its time plus a grace period.
+  // Opening gets a minute; then the run gets its time (idle: exactly its time, to hold the
+  // connections; otherwise plus a grace period). A run that cannot finish is ended here.
   std::atomic<bool> over{false};
   std::thread watchdog([&] {
-    auto limit =
-        std::chrono::duration<double>(opt.warmup + opt.duration + (opt.mode == "idle" ? 0 : 30));
-    auto until = std::chrono::steady_clock::now() +
-                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(limit);
-    while (!over && std::chrono::steady_clock::now() < until)
+    const std::uint64_t started = bench::now_ns();
+    const double run_s = opt.warmup + opt.duration + (opt.mode == "idle" ? 0 : 30);
+    while (!over) {
+      std::uint64_t ready = app.ready_ns();
+      std::uint64_t now = bench::now_ns();
+      if (ready ? now >= ready + static_cast<std::uint64_t>(run_s * 1e9)
+                : now >= started + 60000000000ull)
+        break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     if (!over) reactor.request_stop();
   });
   app.start();

@@ -130,7 +130,6 @@ class Reactor {
   const ReactorCounters& counters() const { return counters_; }
   std::uint32_t live() const { return live_; }
   int ring_fd() const { return ring_.fd(); }
-  const BufferRing& buffers() const { return bufs_; }
   const ReactorConfig& config() const { return cfg_; }
 
  private:

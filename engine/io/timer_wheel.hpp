@@ -20,8 +20,6 @@ class TimerWheel {
   void schedule(std::uint32_t slot, std::uint32_t deadline);
   void cancel(std::uint32_t slot);
   bool scheduled(std::uint32_t slot) const { return slot < nodes_.size() && nodes_[slot].linked; }
-  std::uint32_t deadline(std::uint32_t slot) const { return nodes_[slot].deadline; }
-  std::uint32_t now() const { return now_; }
   std::size_t size() const { return size_; }
 
   // Moves time to `now`, calling fire(slot) for each expired slot (already unlinked).

@@ -45,7 +45,6 @@ class EndpointBase {
   // Serve TLS on connections accepted from now on; established ones keep the context they
   // started with. Null serves plain ws://. Reactor thread only.
   void set_tls(std::shared_ptr<tls::Context> ctx) { tls_ = std::move(ctx); }
-  bool tls_enabled() const { return tls_ != nullptr; }
   // How on_reload() gets a fresh TLS context (SIGHUP: new certificates); it may throw, and then
   // the current context stays.
   void set_tls_loader(std::function<std::shared_ptr<tls::Context>()> loader) {
@@ -65,8 +64,6 @@ class EndpointBase {
   io::Reactor& reactor() { return reactor_; }
   const EndpointConfig& config() const { return cfg_; }
   const EndpointCounters& counters() const { return counters_; }
-  // Connections in a WebSocket phase on this core (handshaking, open or closing).
-  std::size_t connections() const { return reactor_.live(); }
 
  protected:
   enum Phase : std::uint8_t {

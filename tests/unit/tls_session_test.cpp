@@ -140,6 +140,23 @@ TEST(TlsSession, GarbageIsAnError) {
   EXPECT_EQ(s.read(plain, sizeof plain, n), Session::Result::kError);
 }
 
+TEST(TlsTicketKeys, RotationKeepsThePreviousKeyOnly) {
+  TicketKeys keys;
+  TicketKeys::Key first = keys.current();
+  keys.rotate();
+  TicketKeys::Key second = keys.current();
+  TicketKeys::Key found;
+  bool current = true;
+  ASSERT_TRUE(keys.find(first.name.data(), found, current));
+  EXPECT_FALSE(current);  // still accepted, but the client gets a ticket under the new key
+  EXPECT_EQ(found.aes, first.aes);
+  ASSERT_TRUE(keys.find(second.name.data(), found, current));
+  EXPECT_TRUE(current);
+  keys.rotate();
+  EXPECT_FALSE(keys.find(first.name.data(), found, current));  // two rotations old: expired
+  EXPECT_TRUE(keys.find(second.name.data(), found, current));
+}
+
 TEST(TlsContext, BadFilesAreNamedInTheError) {
   TempCert cert;
   try {

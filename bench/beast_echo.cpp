@@ -1,6 +1,8 @@
 // beast_echo: the Boost.Beast baseline. Idiomatic asynchronous echo server, one io_context
 // thread, as Beast's own examples write it; over TLS (asio::ssl) with --tls-cert/--tls-key.
 //   beast_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]
+#include "bench/server_args.hpp"
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
@@ -97,21 +99,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
 };
 
 int main(int argc, char** argv) {
-  std::string hp, cert, key;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--listen")
-      hp = argv[i + 1];
-    else if (a == "--tls-cert")
-      cert = argv[i + 1];
-    else if (a == "--tls-key")
-      key = argv[i + 1];
-  }
-  if (hp.empty() || cert.empty() != key.empty()) {
-    std::fprintf(stderr, "usage: beast_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]\n");
-    return 2;
-  }
-  auto colon = hp.rfind(':');
+  auto args = wsedge::bench::parse_server_args(argc, argv, "beast_echo");
+  const std::string &cert = args.cert, &key = args.key;
   net::io_context ioc{1};
   net::ssl::context tls{net::ssl::context::tls_server};
   if (!cert.empty()) {
@@ -121,11 +110,8 @@ int main(int argc, char** argv) {
     tls.use_certificate_chain_file(cert);
     tls.use_private_key_file(key, net::ssl::context::pem);
   }
-  std::make_shared<Listener>(
-      ioc,
-      tcp::endpoint{net::ip::make_address(hp.substr(0, colon)),
-                    static_cast<unsigned short>(std::stoi(hp.substr(colon + 1)))},
-      cert.empty() ? nullptr : &tls)
+  std::make_shared<Listener>(ioc, tcp::endpoint{net::ip::make_address(args.host), args.port},
+                             cert.empty() ? nullptr : &tls)
       ->run();
   ioc.run();
 }

@@ -4,6 +4,8 @@
 // back with no validation at all. Output is batched per loop turn like wsedge's.
 //
 //   floor_echo --listen HOST:PORT
+#include "bench/server_args.hpp"
+
 #include <arpa/inet.h>
 #include <liburing.h>
 #include <netinet/tcp.h>
@@ -201,16 +203,11 @@ void flush() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 || std::string_view(argv[1]) != "--listen") {
-    std::fprintf(stderr, "usage: floor_echo --listen HOST:PORT\n");
-    return 2;
-  }
-  std::string hp = argv[2];
-  std::size_t colon = hp.rfind(':');
+  auto args = wsedge::bench::parse_server_args(argc, argv, "floor_echo", false);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(std::atoi(hp.c_str() + colon + 1)));
-  inet_pton(AF_INET, hp.substr(0, colon).c_str(), &addr.sin_addr);
+  addr.sin_port = htons(args.port);
+  inet_pton(AF_INET, args.host.c_str(), &addr.sin_addr);
   signal(SIGPIPE, SIG_IGN);
   listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;

@@ -1,6 +1,8 @@
 // wspp_echo: the websocketpp baseline. Echo server on the asio config (asio_tls with
 // --tls-cert/--tls-key), one thread, logging off.
 //   wspp_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]
+#include "bench/server_args.hpp"
+
 #include <cstdio>
 #include <string>
 #include <websocketpp/config/asio.hpp>
@@ -10,8 +12,7 @@ using Plain = websocketpp::server<websocketpp::config::asio>;
 using Tls = websocketpp::server<websocketpp::config::asio_tls>;
 
 template <class Server>
-void serve(Server& s, const std::string& hp) {
-  auto colon = hp.rfind(':');
+void serve(Server& s, const wsedge::bench::ServerArgs& args) {
   s.clear_access_channels(websocketpp::log::alevel::all);
   s.clear_error_channels(websocketpp::log::elevel::all);
   s.init_asio();
@@ -26,31 +27,17 @@ void serve(Server& s, const std::string& hp) {
     websocketpp::lib::error_code ec;
     s.send(h, msg->get_payload(), msg->get_opcode(), ec);
   });
-  s.listen(
-      boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(hp.substr(0, colon)),
-                                     static_cast<unsigned short>(std::stoi(hp.substr(colon + 1)))));
+  s.listen(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(args.host), args.port));
   s.start_accept();
   s.run();
 }
 
 int main(int argc, char** argv) {
-  std::string hp, cert, key;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--listen")
-      hp = argv[i + 1];
-    else if (a == "--tls-cert")
-      cert = argv[i + 1];
-    else if (a == "--tls-key")
-      key = argv[i + 1];
-  }
-  if (hp.empty() || cert.empty() != key.empty()) {
-    std::fprintf(stderr, "usage: wspp_echo --listen HOST:PORT [--tls-cert FILE --tls-key FILE]\n");
-    return 2;
-  }
+  auto args = wsedge::bench::parse_server_args(argc, argv, "wspp_echo");
+  const std::string &cert = args.cert, &key = args.key;
   if (cert.empty()) {
     Plain s;
-    serve(s, hp);
+    serve(s, args);
     return 0;
   }
   Tls s;
@@ -62,5 +49,5 @@ int main(int argc, char** argv) {
     ctx->use_private_key_file(key, boost::asio::ssl::context::pem);
     return ctx;
   });
-  serve(s, hp);
+  serve(s, args);
 }

@@ -57,7 +57,7 @@ class MessageReader {
 
   memory::Buffer* msg_ = nullptr;  // data message being assembled
   memory::Buffer* ctl_ = nullptr;  // control frame split across reads
-  std::uint64_t frame_left_ = 0;  // payload bytes of the current frame still to come
+  std::uint64_t frame_left_ = 0;   // payload bytes of the current frame still to come
   std::uint32_t mask_ = 0;
   std::byte hdr_[kMaxFrameHeader];
   std::uint8_t hdr_have_ = 0;
@@ -65,10 +65,10 @@ class MessageReader {
   std::uint8_t frame_op_ = 0;
   bool frame_fin_ = false;
   bool frame_masked_ = false;
-  bool frame_started_ = false;    // some of the current frame's payload has been consumed
-  std::uint8_t mask_phase_ = 0;   // payload bytes consumed so far, mod 4
-  std::uint8_t msg_op_ = 0;  // opcode of the message in progress; 0 when none
-  bool delivered_ = false;   // msg_/ctl_ hold a payload already handed out
+  bool frame_started_ = false;   // some of the current frame's payload has been consumed
+  std::uint8_t mask_phase_ = 0;  // payload bytes consumed so far, mod 4
+  std::uint8_t msg_op_ = 0;      // opcode of the message in progress; 0 when none
+  bool delivered_ = false;       // msg_/ctl_ hold a payload already handed out
   Utf8Validator utf8_;
 };
 

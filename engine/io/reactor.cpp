@@ -264,9 +264,11 @@ void Reactor::begin_shutdown(Socket& s) {
     finish_close(s);
     return;
   }
-  io_uring_sqe* sqe = ring_.sqe();
-  io_uring_prep_shutdown(sqe, s.fd, SHUT_WR);
-  sqe->user_data = tag(kOpShutdown, index_of(s), s.gen);
+  // A plain syscall, not IORING_OP_SHUTDOWN: that op always runs in an io-wq worker, which
+  // looks the fd number up only when it gets to it; by then our close may have run and the
+  // number belong to a new connection (the fd table is shared by all cores), which would lose
+  // its write side. shutdown() on a TCP socket never blocks.
+  ::shutdown(s.fd, SHUT_WR);
   s.state = kLingering;
   s.flags &= static_cast<std::uint8_t>(~kCongested);
   if (!(s.flags & kRecvArmed)) arm_recv(s);  // the peer's FIN arrives as a read of 0
@@ -284,11 +286,8 @@ void Reactor::finish_close(Socket& s) {
 
 void Reactor::abort_socket(Socket& s) {
   // SHUT_RDWR ends a pending multishot recv (it holds its own file reference, so close alone
-  // would not); the close is linked so it runs after.
-  io_uring_sqe* sqe = ring_.sqe();
-  io_uring_prep_shutdown(sqe, s.fd, SHUT_RDWR);
-  sqe->user_data = tag(kOpShutdown, index_of(s), s.gen);
-  sqe->flags |= IOSQE_IO_LINK;
+  // would not). Synchronous for the reason given in begin_shutdown.
+  ::shutdown(s.fd, SHUT_RDWR);
   finish_close(s);
 }
 

@@ -138,7 +138,6 @@ class Reactor {
     kOpRecv,
     kOpSend,
     kOpConnect,
-    kOpShutdown,
     kOpCloseFd,
     kOpCancel,
     kOpTick,
@@ -398,7 +397,6 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
         sqe->user_data = tag_ptr(kOpPostSent, t);
       }
       break;
-    case kOpShutdown:
     case kOpCloseFd:
     case kOpCancel:
       break;

@@ -67,7 +67,6 @@ void probe_kernel_features() {
                     {IORING_OP_SENDMSG, "IORING_OP_SENDMSG"},
                     {IORING_OP_TIMEOUT, "IORING_OP_TIMEOUT"},
                     {IORING_OP_CLOSE, "IORING_OP_CLOSE"},
-                    {IORING_OP_SHUTDOWN, "IORING_OP_SHUTDOWN"},
                     {IORING_OP_CONNECT, "IORING_OP_CONNECT"},
                     {IORING_OP_MSG_RING, "IORING_OP_MSG_RING"},
                     {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},

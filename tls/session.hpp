@@ -1,7 +1,11 @@
 #pragma once
-// One TLS connection over memory BIOs, driven by whoever owns the socket: ciphertext that
-// arrived goes in with feed(), plaintext comes out of read(); plaintext goes in with write(),
-// ciphertext to send comes out of drain(). No socket, no blocking, no callbacks.
+// One TLS connection driven by whoever owns the socket: ciphertext that arrived goes in with
+// feed(), plaintext comes out of read(); plaintext goes in with write(), and the ciphertext it
+// makes is handed to a sink at once. No socket, no blocking.
+//
+// The BIO under the SSL object is our own: OpenSSL reads records straight out of the caller's
+// receive buffer and writes them straight into the caller's output queue, where memory BIOs
+// would copy both ways and keep two growable buffers per connection.
 #include <openssl/ssl.h>
 
 #include <cstddef>
@@ -16,14 +20,17 @@ class Session {
     kClosed,  // the peer sent close_notify
     kError,   // protocol error or failed handshake: drop the connection
   };
+  // Receives ciphertext to send, in order, from inside read(), write() and shutdown().
+  using Sink = void (*)(void* arg, std::uint64_t key, const std::byte* data, std::size_t len);
 
   // Server side when `server`, client side otherwise (for tests and the load generator).
-  Session(SSL_CTX* ctx, bool server);
+  Session(SSL_CTX* ctx, bool server, Sink sink, void* arg, std::uint64_t key);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Hands received ciphertext to OpenSSL (copied into the read BIO).
+  // Offers received ciphertext to the following read() calls, which must run until one yields
+  // no plaintext: by then OpenSSL has taken every byte, and `data` may go away.
   void feed(const std::byte* data, std::size_t len);
   // Advances the handshake, then decrypts into `out`; `n` is the plaintext produced (0 when a
   // whole record has not arrived yet). Call until it yields 0 bytes.
@@ -32,20 +39,25 @@ class Session {
   Result write(const std::byte* data, std::size_t len);
   // Sends close_notify.
   void shutdown();
-  // Ciphertext waiting to be sent.
-  std::size_t pending() const;
-  // Moves up to `cap` bytes of pending ciphertext into `out`; returns how many.
-  std::size_t drain(std::byte* out, std::size_t cap);
 
   bool handshake_done() const { return SSL_is_init_finished(ssl_) == 1; }
   SSL* ssl() const { return ssl_; }
   const char* error() const { return error_; }
 
  private:
+  static int bio_read(BIO* b, char* out, std::size_t len, std::size_t* got);
+  static int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* done);
+  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
+  static const BIO_METHOD* bio_method();
   Result fail(const char* why);
+  Result want_more();
 
   SSL* ssl_;
-  BIO* wbio_;  // ciphertext produced by OpenSSL, owned by ssl_
+  const std::byte* in_ = nullptr;  // ciphertext fed and not yet taken by OpenSSL
+  std::size_t in_len_ = 0;
+  Sink sink_;
+  void* sink_arg_;
+  std::uint64_t sink_key_;
   const char* error_ = nullptr;
 };
 

@@ -66,6 +66,17 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
   }
   std::size_t hlen =
       protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
+  if (!client && payload.size() >= kTlsDirectWrite && id.idx < tls_conns_.size() &&
+      tls_conns_[id.idx].session && tls_conns_[id.idx].session->handshake_done()) {
+    // A large payload is encrypted from where it lies, after what is staged and its header:
+    // copying it into the staging buffer would cost more than the one extra record this makes.
+    TlsConn& t = tls_conns_[id.idx];
+    emit(id, header, hlen);
+    tls_flush(t, false);
+    if (t.session->write(payload.data(), payload.size()) != tls::Session::Result::kOk)
+      ++counters_.tls_errors;
+    return;
+  }
   // One reservation for header and payload: the frame lands in one output buffer when it fits.
   const std::byte* src = payload.data();
   emit(id, hlen + payload.size(), [&](std::byte* dst, std::size_t off, std::size_t len) {
@@ -195,21 +206,31 @@ void EndpointBase::emit(io::SocketId id, const void* data, std::size_t len) {
 void EndpointBase::start_tls(io::SocketId id) {
   if (!tls_) return;
   if (tls_conns_.size() <= id.idx) tls_conns_.resize(id.idx + 1);
-  tls_conns_[id.idx].session = std::make_unique<tls::Session>(tls_->default_ctx(), true);
+  tls_conns_[id.idx].session = new_session(id, tls_->default_ctx(), true);
+}
+
+std::unique_ptr<tls::Session> EndpointBase::new_session(io::SocketId id, SSL_CTX* ctx,
+                                                        bool server) {
+  return std::make_unique<tls::Session>(ctx, server, tls_out, this,
+                                        std::uint64_t{id.gen} << 32 | id.idx);
+}
+
+void EndpointBase::tls_out(void* self, std::uint64_t key, const std::byte* data, std::size_t len) {
+  io::SocketId id{static_cast<std::uint32_t>(key), static_cast<std::uint32_t>(key >> 32)};
+  static_cast<EndpointBase*>(self)->reactor_.write(id, data, len);
 }
 
 void EndpointBase::start_client_tls(io::SocketId id, std::string_view host) {
   if (!client_tls_) return;
   if (tls_conns_.size() <= id.idx) tls_conns_.resize(id.idx + 1);
   TlsConn& t = tls_conns_[id.idx];
-  t.session = std::make_unique<tls::Session>(client_tls_, false);
+  t.session = new_session(id, client_tls_, false);
   std::string name(
       host.substr(0, host.rfind(':') == std::string_view::npos ? host.size() : host.rfind(':')));
   SSL_set_tlsext_host_name(t.session->ssl(), name.c_str());
   if (client_resume_ && client_session_) SSL_set_session(t.session->ssl(), client_session_);
   std::size_t n = 0;
   t.session->read(tls_plain_.data(), tls_plain_.size(), n);  // produces the ClientHello
-  tls_flush(id, t, false);
 }
 
 void EndpointBase::remember_client_session(tls::Session& s) {
@@ -223,7 +244,7 @@ void EndpointBase::remember_client_session(tls::Session& s) {
   client_session_ = sess;
 }
 
-void EndpointBase::tls_flush(io::SocketId id, TlsConn& t, bool close_notify) {
+void EndpointBase::tls_flush(TlsConn& t, bool close_notify) {
   // A client's upgrade request waits, staged, until its handshake is done.
   if (t.staged && t.session->handshake_done()) {
     // Everything this turn produced, in one go: OpenSSL cuts it into 16 KiB records.
@@ -233,18 +254,13 @@ void EndpointBase::tls_flush(io::SocketId id, TlsConn& t, bool close_notify) {
     t.staged = nullptr;
   }
   if (close_notify) t.session->shutdown();  // after the last data, before our FIN
-  tls::Session* s = t.session.get();
-  std::size_t n = s->pending();
-  if (n)
-    reactor_.write_with(id, n,
-                        [s](std::byte* dst, std::size_t, std::size_t len) { s->drain(dst, len); });
 }
 
 void EndpointBase::on_flush() {
   for (std::uint32_t idx : tls_dirty_) {
     TlsConn& t = tls_conns_[idx];
     t.dirty = false;
-    if (t.session) tls_flush(reactor_.id_at(idx), t, false);
+    if (t.session) tls_flush(t, false);
   }
   tls_dirty_.clear();
 }
@@ -262,7 +278,7 @@ void EndpointBase::on_reload() {
 
 void EndpointBase::close_socket(io::SocketId id) {
   if (id.idx < tls_conns_.size() && tls_conns_[id.idx].session) {
-    tls_flush(id, tls_conns_[id.idx], true);
+    tls_flush(tls_conns_[id.idx], true);
   }
   reactor_.close(id);
 }

@@ -109,9 +109,12 @@ class EndpointBase {
   bool tls_receive(io::SocketId id, tls::Session& s, const std::byte* data, std::size_t len,
                    Deliver&& deliver);
   void remember_client_session(tls::Session& s);
-  // Encrypts what is staged, then (closing) adds close_notify, and moves all pending
-  // ciphertext to the socket.
-  void tls_flush(io::SocketId id, TlsConn& t, bool close_notify);
+  // Encrypts what is staged (the records go straight to the socket's output queue); closing,
+  // adds close_notify after it.
+  void tls_flush(TlsConn& t, bool close_notify);
+  // Where a session's ciphertext goes: the output queue of the socket named by `key`.
+  static void tls_out(void* self, std::uint64_t key, const std::byte* data, std::size_t len);
+  std::unique_ptr<tls::Session> new_session(io::SocketId id, SSL_CTX* ctx, bool server);
   // Graceful close: for TLS, staged data and close_notify go out first.
   void close_socket(io::SocketId id);
   Conn& start(io::SocketId id, Phase phase, std::uint8_t flags, std::uint32_t timer_ms);
@@ -123,6 +126,8 @@ class EndpointBase {
     return {cfg_.max_message, !(c.flags & kClient)};
   }
 
+  // Server payloads this large skip the TLS staging buffer.
+  static constexpr std::size_t kTlsDirectWrite = 8192;
   void write_frame(io::SocketId id, bool client, protocol::Opcode op,
                    std::span<const std::byte> payload, bool fin);
   void send_close(io::SocketId id, std::uint16_t code, std::string_view reason);
@@ -204,8 +209,8 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
     if (tls_session(id) != &s) return false;
   }
   TlsConn& t = tls_conns_[id.idx];
-  // Handshake records, alerts, tickets; or what a client queued before its handshake ended.
-  if ((s.pending() || (t.staged && s.handshake_done())) && !t.dirty) {
+  // What a client queued before its handshake ended.
+  if (t.staged && s.handshake_done() && !t.dirty) {
     t.dirty = true;
     tls_dirty_.push_back(id.idx);
   }

@@ -3,11 +3,14 @@
 #include "tls/session.hpp"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "temp_cert.hpp"
 #include "tls/context.hpp"
+#include "tls/memory_session.hpp"
 
 namespace wsedge::tls {
 namespace {
@@ -17,7 +20,7 @@ using test::TempCert;
 struct Pair {
   std::shared_ptr<Context> server_ctx;
   CtxPtr client_ctx{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
-  std::unique_ptr<Session> server, client;
+  std::unique_ptr<MemorySession> server, client;
   std::string server_got, client_got;
 
   explicit Pair(const TempCert& c, int client_max = TLS1_3_VERSION) {
@@ -25,13 +28,12 @@ struct Pair {
     SSL_CTX_set_max_proto_version(client_ctx.get(), client_max);
     SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
     SSL_CTX_set_security_level(client_ctx.get(), 0);
-    server = std::make_unique<Session>(server_ctx->default_ctx(), true);
-    client = std::make_unique<Session>(client_ctx.get(), false);
+    server = std::make_unique<MemorySession>(server_ctx->default_ctx(), true);
+    client = std::make_unique<MemorySession>(client_ctx.get(), false);
   }
 
   // Moves ciphertext both ways, `chunk` bytes at a time, until neither side has more.
   Session::Result pump(std::size_t chunk = 1 << 20) {
-    std::byte buf[1 << 15];
     std::byte plain[1 << 15];
     for (int round = 0; round < 1000; ++round) {
       bool moved = false;
@@ -39,15 +41,16 @@ struct Pair {
                                    std::tuple{server.get(), client.get(), &client_got}}) {
         // Kick the handshake along (a client's first read sends its ClientHello).
         std::size_t n = 0;
-        Session::Result r = from->read(plain, sizeof plain, n);
+        Session::Result r = (*from)->read(plain, sizeof plain, n);
         if (r != Session::Result::kOk) return r;
         from == server.get() ? server_got.append(reinterpret_cast<char*>(plain), n)
                              : client_got.append(reinterpret_cast<char*>(plain), n);
-        while (std::size_t k = from->drain(buf, std::min(chunk, sizeof buf))) {
+        std::vector<std::byte> wire = from->take();
+        for (std::size_t off = 0; off < wire.size(); off += chunk) {
           moved = true;
-          to->feed(buf, k);
+          (*to)->feed(wire.data() + off, std::min(chunk, wire.size() - off));
           for (;;) {
-            r = to->read(plain, sizeof plain, n);
+            r = (*to)->read(plain, sizeof plain, n);
             if (r != Session::Result::kOk) return r;
             if (n == 0) break;
             got->append(reinterpret_cast<char*>(plain), n);
@@ -64,12 +67,12 @@ TEST(TlsSession, HandshakeAndDataBothWays) {
   TempCert cert;
   Pair p(cert);
   ASSERT_EQ(p.pump(), Session::Result::kOk);
-  EXPECT_TRUE(p.server->handshake_done());
-  EXPECT_TRUE(p.client->handshake_done());
-  EXPECT_STREQ(SSL_get_version(p.server->ssl()), "TLSv1.3");
+  EXPECT_TRUE((*p.server)->handshake_done());
+  EXPECT_TRUE((*p.client)->handshake_done());
+  EXPECT_STREQ(SSL_get_version((*p.server)->ssl()), "TLSv1.3");
   std::string big(100000, 'x');
-  p.client->write(reinterpret_cast<const std::byte*>(big.data()), big.size());
-  p.server->write(reinterpret_cast<const std::byte*>("hello"), 5);
+  (*p.client)->write(reinterpret_cast<const std::byte*>(big.data()), big.size());
+  (*p.server)->write(reinterpret_cast<const std::byte*>("hello"), 5);
   ASSERT_EQ(p.pump(), Session::Result::kOk);
   EXPECT_EQ(p.server_got, big);
   EXPECT_EQ(p.client_got, "hello");
@@ -79,33 +82,54 @@ TEST(TlsSession, RecordsSplitAtEveryBoundary) {
   TempCert cert;
   Pair p(cert);
   ASSERT_EQ(p.pump(1), Session::Result::kOk);  // the whole handshake one byte at a time
-  std::string msg = "split me anywhere";
-  p.client->write(reinterpret_cast<const std::byte*>(msg.data()), msg.size());
-  std::vector<std::byte> record(p.client->pending());
-  record.resize(p.client->drain(record.data(), record.size()));
-  for (std::size_t cut = 1; cut < record.size(); ++cut) {
+  std::string msg = "split me anywhere, in the header or the body";
+  for (std::size_t cut = 1; cut <= 40; ++cut) {  // every split inside the header, into the body
     Pair q(cert);
     ASSERT_EQ(q.pump(), Session::Result::kOk);
-    q.client->write(reinterpret_cast<const std::byte*>(msg.data()), msg.size());
-    std::vector<std::byte> rec(q.client->pending());
-    rec.resize(q.client->drain(rec.data(), rec.size()));
+    (*q.client)->write(reinterpret_cast<const std::byte*>(msg.data()), msg.size());
+    std::vector<std::byte> rec = q.client->take();
+    ASSERT_GT(rec.size(), cut);
     std::byte plain[256];
     std::size_t n = 0;
-    q.server->feed(rec.data(), cut);
-    ASSERT_EQ(q.server->read(plain, sizeof plain, n), Session::Result::kOk);
-    ASSERT_EQ(n, 0u) << "no plaintext before the record is complete, cut " << cut;
-    q.server->feed(rec.data() + cut, rec.size() - cut);
-    ASSERT_EQ(q.server->read(plain, sizeof plain, n), Session::Result::kOk);
+    // Each piece lives in its own buffer that is gone before the next arrives, as a reactor's
+    // receive buffers are recycled.
+    {
+      std::vector<std::byte> first(rec.begin(), rec.begin() + static_cast<std::ptrdiff_t>(cut));
+      (*q.server)->feed(first.data(), first.size());
+      ASSERT_EQ((*q.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+      ASSERT_EQ(n, 0u) << "no plaintext before the record is complete, cut " << cut;
+      std::fill(first.begin(), first.end(), std::byte{0});
+    }
+    std::vector<std::byte> rest(rec.begin() + static_cast<std::ptrdiff_t>(cut), rec.end());
+    (*q.server)->feed(rest.data(), rest.size());
+    ASSERT_EQ((*q.server)->read(plain, sizeof plain, n), Session::Result::kOk);
     ASSERT_EQ(std::string(reinterpret_cast<char*>(plain), n), msg) << cut;
-    if (cut > 40) break;  // every split inside the header and well into the body
   }
+}
+
+TEST(TlsSession, RecordsFedTogetherComeOutOneAtATime) {
+  TempCert cert;
+  Pair p(cert);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  (*p.client)->write(reinterpret_cast<const std::byte*>("one"), 3);
+  (*p.client)->write(reinterpret_cast<const std::byte*>("two"), 3);
+  std::vector<std::byte> wire = p.client->take();
+  (*p.server)->feed(wire.data(), wire.size());
+  std::byte plain[64];
+  std::size_t n = 0;
+  ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(plain), n), "one");
+  ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(plain), n), "two");
+  ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+  EXPECT_EQ(n, 0u);
 }
 
 TEST(TlsSession, CloseNotifyIsReported) {
   TempCert cert;
   Pair p(cert);
   ASSERT_EQ(p.pump(), Session::Result::kOk);
-  p.client->shutdown();
+  (*p.client)->shutdown();
   EXPECT_EQ(p.pump(), Session::Result::kClosed);
 }
 
@@ -113,18 +137,18 @@ TEST(TlsSession, OldProtocolVersionsAreRefused) {
   TempCert cert;
   Pair p(cert, TLS1_1_VERSION);
   EXPECT_EQ(p.pump(), Session::Result::kError);
-  EXPECT_FALSE(p.server->handshake_done());
+  EXPECT_FALSE((*p.server)->handshake_done());
 }
 
 TEST(TlsSession, Tls12WorksAndRenegotiationIsRefused) {
   TempCert cert;
   Pair p(cert, TLS1_2_VERSION);
   ASSERT_EQ(p.pump(), Session::Result::kOk);
-  EXPECT_STREQ(SSL_get_version(p.server->ssl()), "TLSv1.2");
-  ASSERT_EQ(SSL_renegotiate(p.client->ssl()), 1);
+  EXPECT_STREQ(SSL_get_version((*p.server)->ssl()), "TLSv1.2");
+  ASSERT_EQ(SSL_renegotiate((*p.client)->ssl()), 1);
   std::size_t n = 0;
   std::byte plain[64];
-  p.client->read(plain, sizeof plain, n);  // sends the renegotiation ClientHello
+  (*p.client)->read(plain, sizeof plain, n);  // sends the renegotiation ClientHello
   Session::Result r = p.pump();
   EXPECT_NE(r, Session::Result::kOk) << "the renegotiation must fail";
 }
@@ -132,12 +156,12 @@ TEST(TlsSession, Tls12WorksAndRenegotiationIsRefused) {
 TEST(TlsSession, GarbageIsAnError) {
   TempCert cert;
   auto ctx = Context::load({{{cert.cert, cert.key}}});
-  Session s(ctx->default_ctx(), true);
+  MemorySession s(ctx->default_ctx(), true);
   std::string http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  s.feed(reinterpret_cast<const std::byte*>(http.data()), http.size());
+  s->feed(reinterpret_cast<const std::byte*>(http.data()), http.size());
   std::byte plain[64];
   std::size_t n = 0;
-  EXPECT_EQ(s.read(plain, sizeof plain, n), Session::Result::kError);
+  EXPECT_EQ(s->read(plain, sizeof plain, n), Session::Result::kError);
 }
 
 TEST(TlsTicketKeys, RotationKeepsThePreviousKeyOnly) {

@@ -170,6 +170,30 @@ void Reactor::mark_dirty(Socket& s) {
   dirty_.push_back(index_of(s));
 }
 
+void Reactor::queued_more(Socket& s, std::size_t len) {
+  s.queued += static_cast<std::uint32_t>(len);
+  mark_dirty(s);
+  if (s.queued > cfg_.out_high_water && !(s.flags & kCongested)) {
+    s.flags |= kCongested;
+    pause_recv(s);
+  }
+}
+
+void Reactor::write_buffer(SocketId id, memory::Buffer* b) {
+  if (!writable(id)) {
+    pool_.release(b);
+    return;
+  }
+  Socket& s = sockets_[id.idx];
+  b->next = nullptr;
+  if (s.out_tail)
+    s.out_tail->next = b;
+  else
+    s.out_head = b;
+  s.out_tail = b;
+  queued_more(s, b->len - b->off);
+}
+
 memory::Buffer* Reactor::out_space(Socket& s, std::size_t want) {
   memory::Buffer* t = s.out_tail;
   if (t && t->room() > 0) return t;

@@ -101,6 +101,8 @@ class Reactor {
   // Queues `len` bytes produced by fill(dst, offset, n) piecewise, without a staging copy.
   template <class Fill>
   void write_with(SocketId id, std::size_t len, Fill&& fill);
+  // Queues a pooled buffer's unconsumed bytes as they are, taking ownership: no copy.
+  void write_buffer(SocketId id, memory::Buffer* b);
   std::size_t queued(SocketId id) const { return sockets_[id.idx].queued; }
   bool congested(SocketId id) const { return sockets_[id.idx].flags & kCongested; }
 
@@ -226,6 +228,9 @@ class Reactor {
   void pause_recv(Socket& s);
   void resume_recv(Socket& s);
   void mark_dirty(Socket& s);
+  // Accounts for `len` more bytes queued: the send goes at the end of the turn, and reading
+  // pauses above the high-water mark.
+  void queued_more(Socket& s, std::size_t len);
   void flush();
   void start_send(Socket& s);
   void consume_output(Socket& s, std::size_t n);
@@ -275,12 +280,7 @@ void Reactor::write_with(SocketId id, std::size_t len, Fill&& fill) {
     b->len += static_cast<std::uint32_t>(n);
     done += n;
   }
-  s.queued += static_cast<std::uint32_t>(len);
-  mark_dirty(s);
-  if (s.queued > cfg_.out_high_water && !(s.flags & kCongested)) {
-    s.flags |= kCongested;
-    pause_recv(s);
-  }
+  queued_more(s, len);
 }
 
 template <class Handler>

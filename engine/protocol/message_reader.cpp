@@ -32,6 +32,15 @@ void MessageReader::release_delivered(BufferPool& pool) {
   }
 }
 
+Buffer* MessageReader::take_delivered(std::span<const std::byte> payload) {
+  if (!delivered_ || !msg_ || msg_op_ != 0 || payload.data() != msg_->data() ||
+      payload.size() != msg_->len)
+    return nullptr;
+  Buffer* b = msg_;
+  msg_ = nullptr;
+  return b;
+}
+
 ReadResult MessageReader::fail(std::uint16_t code, const char* why, std::size_t used) {
   state_ = kFailed;
   return {ReadEvent::kFail, Opcode::kClose, code, used, {}, why};

@@ -236,7 +236,9 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            delivering_ = &c.reader;
             app_.on_message(Connection{this, id}, r.opcode, r.payload);
+            delivering_ = nullptr;
           }
           break;
         case ReadEvent::kPing:

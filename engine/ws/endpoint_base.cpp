@@ -66,16 +66,23 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
   }
   std::size_t hlen =
       protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
-  if (!client && payload.size() >= kTlsDirectWrite && id.idx < tls_conns_.size() &&
-      tls_conns_[id.idx].session && tls_conns_[id.idx].session->handshake_done()) {
-    // A large payload is encrypted from where it lies, after what is staged and its header:
-    // copying it into the staging buffer would cost more than the one extra record this makes.
-    TlsConn& t = tls_conns_[id.idx];
-    emit(id, header, hlen);
-    tls_flush(t, false);
-    if (t.session->write(payload.data(), payload.size()) != tls::Session::Result::kOk)
-      ++counters_.tls_errors;
-    return;
+  if (!client && payload.size() >= kLargePayload) {
+    if (id.idx < tls_conns_.size() && tls_conns_[id.idx].session) {
+      TlsConn& t = tls_conns_[id.idx];
+      if (t.session->handshake_done()) {
+        // After what is staged and the header; one extra record costs less than the copy.
+        emit(id, header, hlen);
+        tls_flush(t, false);
+        if (t.session->write(payload.data(), payload.size()) != tls::Session::Result::kOk)
+          ++counters_.tls_errors;
+        return;
+      }
+    } else if (memory::Buffer* b = delivering_ ? delivering_->take_delivered(payload) : nullptr) {
+      // Sending back (or on) the message being delivered: its buffer joins the output queue.
+      emit(id, header, hlen);
+      reactor_.write_buffer(id, b);
+      return;
+    }
   }
   // One reservation for header and payload: the frame lands in one output buffer when it fits.
   const std::byte* src = payload.data();

@@ -126,8 +126,9 @@ class EndpointBase {
     return {cfg_.max_message, !(c.flags & kClient)};
   }
 
-  // Server payloads this large skip the TLS staging buffer.
-  static constexpr std::size_t kTlsDirectWrite = 8192;
+  // Server payloads this large are not copied into output: over TLS they are encrypted from
+  // where they lie; in plain ws, a message being delivered is queued in its own buffer.
+  static constexpr std::size_t kLargePayload = 8192;
   void write_frame(io::SocketId id, bool client, protocol::Opcode op,
                    std::span<const std::byte> payload, bool fin);
   void send_close(io::SocketId id, std::uint16_t code, std::string_view reason);
@@ -150,8 +151,9 @@ class EndpointBase {
   io::Reactor& reactor_;
   EndpointConfig cfg_;
   EndpointCounters counters_;
-  std::vector<Conn> conns_;   // indexed like the reactor's slots
-  std::uint64_t mask_state_;  // xorshift state for client masking keys
+  std::vector<Conn> conns_;                        // indexed like the reactor's slots
+  protocol::MessageReader* delivering_ = nullptr;  // whose message on_message is handling
+  std::uint64_t mask_state_;                       // xorshift state for client masking keys
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
   std::vector<TlsConn> tls_conns_;        // indexed like conns_, only when serving TLS

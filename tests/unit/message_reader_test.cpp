@@ -120,6 +120,29 @@ TEST(MessageReader, WholeFramesAreDeliveredInPlace) {
   EXPECT_EQ(pool.allocations(), 0u);
 }
 
+TEST(MessageReader, AnAssembledMessageCanBeTakenOnlyWhole) {
+  Bytes in = frame(2, std::string(5000, 'm'));
+  memory::BufferPool pool;
+  MessageReader r;
+  ReadResult first = r.next(in.data(), 100, kServer, pool);
+  ASSERT_EQ(first.event, ReadEvent::kNeedMore);
+  ReadResult res = r.next(in.data() + 100, in.size() - 100, kServer, pool);
+  ASSERT_EQ(res.event, ReadEvent::kMessage);
+  EXPECT_EQ(r.take_delivered(res.payload.subspan(1)), nullptr);  // only the whole message
+  memory::Buffer* b = r.take_delivered(res.payload);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->data(), res.payload.data());
+  EXPECT_EQ(b->len, 5000u);
+  EXPECT_EQ(r.take_delivered(res.payload), nullptr);  // taken once
+  r.release_delivered(pool);                           // no longer the reader's to give back
+  pool.release(b);
+  // A message delivered in place lives in the caller's bytes: nothing to take.
+  Bytes whole = frame(2, "in place");
+  res = r.next(whole.data(), whole.size(), kServer, pool);
+  ASSERT_EQ(res.event, ReadEvent::kMessage);
+  EXPECT_EQ(r.take_delivered(res.payload), nullptr);
+}
+
 TEST(MessageReader, ProtocolViolationsFailWith1002) {
   struct Case {
     const char* name;

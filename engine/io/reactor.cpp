@@ -44,11 +44,16 @@ Reactor::~Reactor() {
   ::close(wake_fd_);
 }
 
-void Reactor::update_clock() {
+std::uint64_t Reactor::monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  now_ms_ = static_cast<std::uint64_t>(ts.tv_sec) * 1000 +
-            static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000 +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void Reactor::update_clock() {
+  now_ns_ = monotonic_ns();
+  now_ms_ = now_ns_ / 1'000'000;
 }
 
 void Reactor::listen(int listen_fd) {

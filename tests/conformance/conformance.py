@@ -410,6 +410,20 @@ def _(addr):
     c.expect_close(1000, answer=False)
 
 
+@case("close: clients that leave as soon as they read the Close never harm the next connection")
+def _(addr):
+    # Such a client closes before the server's FIN is out; the fd number it frees is at once
+    # reused by the next accept, whose connection must not be touched by the old one's close.
+    for i in range(1000):
+        c = Client(addr)
+        c.frame(1, b"n%d" % i)
+        c.expect(1, b"n%d" % i)
+        c.frame(8, close_payload(1000))
+        fin, rsv, op, payload = c.read_frame()
+        assert op == 8, f"connection {i}: frame op={op}, wanted Close"
+        c.sock.close()
+
+
 # ---------------------------------------------------------------- 9 limits
 @case("limits: 16 MiB binary message echoed")
 def _(addr):

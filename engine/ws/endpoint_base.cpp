@@ -20,7 +20,7 @@ EndpointBase::~EndpointBase() {
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
     : reactor_(reactor), cfg_(cfg) {
   conns_.reserve(reactor.config().max_connections);
-  tls_plain_.resize(16384 + 512);  // one TLS record's plaintext at most
+  tls_plain_.resize(kTlsRecord);  // one record's plaintext at most
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;

@@ -2,6 +2,7 @@
 // The application-independent half of a WebSocket endpoint: per-connection protocol state,
 // framing of outgoing messages, and the handshake answers. Endpoint<App> adds the calls into
 // the application; keeping this half out of the template keeps it compiled once.
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -129,6 +130,7 @@ class EndpointBase {
   // Server payloads this large are not copied into output: over TLS they are encrypted from
   // where they lie; in plain ws, a message being delivered is queued in its own buffer.
   static constexpr std::size_t kLargePayload = 8192;
+  static constexpr std::size_t kTlsRecord = 16384;  // the most plaintext one TLS record holds
   void write_frame(io::SocketId id, bool client, protocol::Opcode op,
                    std::span<const std::byte> payload, bool fin);
   void send_close(io::SocketId id, std::uint16_t code, std::string_view reason);
@@ -171,7 +173,9 @@ void EndpointBase::emit(io::SocketId id, std::size_t len, Fill&& fill) {
     return;
   }
   TlsConn& t = tls_conns_[id.idx];
-  t.staged = reactor_.pool().reserve(t.staged, len);
+  // Room for a whole record at once: the frames of a turn then land in one buffer without
+  // being moved as it grows. It goes back to the pool at the end of the turn.
+  t.staged = reactor_.pool().reserve(t.staged, t.staged ? len : std::max(len, kTlsRecord));
   fill(t.staged->data() + t.staged->len, 0, len);
   t.staged->len += static_cast<std::uint32_t>(len);
   if (!t.dirty) {

@@ -134,7 +134,7 @@ TEST(MessageReader, AnAssembledMessageCanBeTakenOnlyWhole) {
   EXPECT_EQ(b->data(), res.payload.data());
   EXPECT_EQ(b->len, 5000u);
   EXPECT_EQ(r.take_delivered(res.payload), nullptr);  // taken once
-  r.release_delivered(pool);                           // no longer the reader's to give back
+  r.release_delivered(pool);                          // no longer the reader's to give back
   pool.release(b);
   // A message delivered in place lives in the caller's bytes: nothing to take.
   Bytes whole = frame(2, "in place");

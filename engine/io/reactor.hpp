@@ -103,7 +103,8 @@ class Reactor {
   // Queues `len` bytes produced by fill(dst, offset, n) piecewise, without a staging copy.
   template <class Fill>
   void write_with(SocketId id, std::size_t len, Fill&& fill);
-  // Queues a pooled buffer's unconsumed bytes as they are, taking ownership: no copy.
+  // Queues a pooled buffer's unconsumed bytes as they are, no copy; takes over the caller's
+  // reference and releases it once they are sent.
   void write_buffer(SocketId id, memory::Buffer* b);
   std::size_t queued(SocketId id) const { return sockets_[id.idx].queued; }
   bool congested(SocketId id) const { return sockets_[id.idx].flags & kCongested; }

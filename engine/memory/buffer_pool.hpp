@@ -12,6 +12,7 @@ struct Buffer {
   std::uint32_t len;  // bytes written
   std::uint32_t off;  // bytes already consumed (e.g. sent) from the front
   std::uint8_t size_class;
+  std::uint8_t refs;  // holders; the last release() gives it back
 
   std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
   std::size_t capacity() const;
@@ -32,7 +33,13 @@ class BufferPool {
 
   // A buffer with capacity() >= min_capacity, len and off zero.
   Buffer* acquire(std::size_t min_capacity);
+  // Drops one reference; the buffer returns to the pool with the last.
   void release(Buffer* b);
+  // One more holder for `b` (e.g. an output queue sending a message its reader still holds).
+  static Buffer* share(Buffer* b) {
+    ++b->refs;
+    return b;
+  }
   // Ensures `b` (which may be null) can hold `extra` more bytes, moving its contents if needed.
   Buffer* reserve(Buffer* b, std::size_t extra);
   // Appends bytes, growing as needed; returns the (possibly moved) buffer.

@@ -33,12 +33,11 @@ void MessageReader::release_delivered(BufferPool& pool) {
 }
 
 Buffer* MessageReader::take_delivered(std::span<const std::byte> payload) {
-  if (!delivered_ || !msg_ || msg_op_ != 0 || payload.data() != msg_->data() ||
+  // One other holder at most: a buffer can sit in one output queue only.
+  if (!delivered_ || !msg_ || msg_op_ != 0 || msg_->refs > 1 || payload.data() != msg_->data() ||
       payload.size() != msg_->len)
     return nullptr;
-  Buffer* b = msg_;
-  msg_ = nullptr;
-  return b;
+  return BufferPool::share(msg_);
 }
 
 ReadResult MessageReader::fail(std::uint16_t code, const char* why, std::size_t used) {

@@ -46,8 +46,9 @@ class MessageReader {
   void release(memory::BufferPool& pool);
   // Gives back storage of messages already delivered; call once a read's bytes are processed.
   void release_delivered(memory::BufferPool& pool);
-  // Hands over the pooled buffer of the message just delivered when `payload` is exactly that
-  // message (else null); the new owner gives it back to the pool.
+  // A reference to the pooled buffer of the message just delivered when `payload` is exactly
+  // that message (else null), for its new holder to release. The reader keeps its own until
+  // release_delivered(), so the payload stays valid whatever the new holder does meanwhile.
   memory::Buffer* take_delivered(std::span<const std::byte> payload);
   bool failed() const { return state_ == kFailed; }
 

@@ -78,7 +78,8 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
         return;
       }
     } else if (memory::Buffer* b = delivering_ ? delivering_->take_delivered(payload) : nullptr) {
-      // Sending back (or on) the message being delivered: its buffer joins the output queue.
+      // Sending back (or on) the message being delivered: its buffer joins the output queue,
+      // shared with the reader until on_message returns.
       emit(id, header, hlen);
       reactor_.write_buffer(id, b);
       return;

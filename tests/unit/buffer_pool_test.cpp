@@ -40,6 +40,20 @@ TEST(BufferPool, CacheIsBounded) {
   EXPECT_LE(pool.cached_bytes(), BufferPool::kCacheBytesPerClass);
 }
 
+TEST(BufferPool, ASharedBufferReturnsWithItsLastHolder) {
+  BufferPool pool;
+  Buffer* b = pool.acquire(1000);
+  EXPECT_EQ(BufferPool::share(b), b);
+  pool.release(b);
+  EXPECT_EQ(pool.cached_bytes(), 0u);  // still held once
+  pool.release(b);
+  EXPECT_GT(pool.cached_bytes(), 0u);
+  Buffer* again = pool.acquire(1000);
+  EXPECT_EQ(again, b);
+  EXPECT_EQ(again->refs, 1);
+  pool.release(again);
+}
+
 TEST(BufferPool, RefusesMoreThanTheLargestClass) {
   BufferPool pool;
   EXPECT_THROW(pool.acquire(BufferPool::kMaxCapacity + 1), std::length_error);

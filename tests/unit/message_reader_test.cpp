@@ -133,8 +133,10 @@ TEST(MessageReader, AnAssembledMessageCanBeTakenOnlyWhole) {
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->data(), res.payload.data());
   EXPECT_EQ(b->len, 5000u);
-  EXPECT_EQ(r.take_delivered(res.payload), nullptr);  // taken once
-  r.release_delivered(pool);                          // no longer the reader's to give back
+  EXPECT_EQ(r.take_delivered(res.payload), nullptr);  // one other holder at most
+  r.release_delivered(pool);
+  EXPECT_EQ(b->refs, 1);  // the taker's reference keeps it out of the pool
+  EXPECT_EQ(b->data()[0], std::byte{'m'});
   pool.release(b);
   // A message delivered in place lives in the caller's bytes: nothing to take.
   Bytes whole = frame(2, "in place");

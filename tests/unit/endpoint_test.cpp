@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <new>
 #include <thread>
 #include <vector>
@@ -79,6 +80,8 @@ struct RoundTripApp {
   unsigned clients = 0;
   std::uint16_t close_code = 1000;
   bool server_closes = false;  // the server side starts the closing handshake instead
+  bool one_at_a_time = false;  // each client connects when the previous one has closed
+  std::function<void()> connect;
   // Results.
   unsigned opened = 0, client_closes = 0, server_closes_seen = 0;
   std::uint64_t echoes = 0, mismatches = 0;
@@ -120,6 +123,8 @@ struct RoundTripApp {
       if (++client_closes == clients) {
         reactor->stop_listening();
         reactor->exit_when_idle();
+      } else if (one_at_a_time) {
+        connect();
       }
     } else {
       server_codes.push_back(code);
@@ -154,7 +159,8 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
   int lfd = io::open_listener(addr, 128);
   addr.set_port(io::local_address(lfd).port());
   reactor.listen(lfd);
-  for (unsigned i = 0; i < app.clients; ++i) ep.connect(addr, "localhost", "/");
+  app.connect = [&] { ep.connect(addr, "localhost", "/"); };
+  for (unsigned i = 0; i < (app.one_at_a_time ? 1 : app.clients); ++i) app.connect();
   reactor.run(ep);
   EXPECT_EQ(reactor.live(), 0u);
   EXPECT_EQ(ep.counters().protocol_errors, 0u);
@@ -202,6 +208,17 @@ TEST(Endpoint, EchoesOverTlsBothRoles) {
     EXPECT_EQ(c.tls_handshakes, 8u);  // both ends of 4 connections
     EXPECT_EQ(c.tls_errors, 0u);
   }
+}
+
+TEST(Endpoint, TlsClientsResumeTheLastSession) {
+  test::TempCert cert;
+  RoundTripApp app = round_trips(100, 2, 4);
+  app.one_at_a_time = true;
+  ws::EndpointCounters c;
+  run_round_trips(app, small_reactor(), &cert, &c);
+  EXPECT_EQ(app.echoes, 8u);
+  EXPECT_EQ(c.tls_handshakes, 8u);
+  EXPECT_EQ(c.tls_resumed, 6u);  // both ends of every connection after the first
 }
 
 TEST(Endpoint, ManyConcurrentConnections) {

@@ -67,13 +67,12 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
   std::size_t hlen =
       protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
   if (!client && payload.size() >= kLargePayload) {
-    if (id.idx < tls_conns_.size() && tls_conns_[id.idx].session) {
-      TlsConn& t = tls_conns_[id.idx];
-      if (t.session->handshake_done()) {
+    if (TlsConn* t = tls_conn(id)) {
+      if (t->session->handshake_done()) {
         // After what is staged and the header; one extra record costs less than the copy.
         emit(id, header, hlen);
-        tls_flush(t, false);
-        if (t.session->write(payload.data(), payload.size()) != tls::Session::Result::kOk)
+        tls_flush(*t, false);
+        if (t->session->write(payload.data(), payload.size()) != tls::Session::Result::kOk)
           ++counters_.tls_errors;
         return;
       }
@@ -285,9 +284,7 @@ void EndpointBase::on_reload() {
 }
 
 void EndpointBase::close_socket(io::SocketId id) {
-  if (id.idx < tls_conns_.size() && tls_conns_[id.idx].session) {
-    tls_flush(tls_conns_[id.idx], true);
-  }
+  if (TlsConn* t = tls_conn(id)) tls_flush(*t, true);
   reactor_.close(id);
 }
 

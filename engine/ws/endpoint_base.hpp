@@ -93,8 +93,13 @@ class EndpointBase {
   };
 
   Conn& conn(io::SocketId id) { return conns_[id.idx]; }
+  // The connection's TLS state, or null when it speaks plain ws.
+  TlsConn* tls_conn(io::SocketId id) {
+    return id.idx < tls_conns_.size() && tls_conns_[id.idx].session ? &tls_conns_[id.idx] : nullptr;
+  }
   tls::Session* tls_session(io::SocketId id) {
-    return id.idx < tls_conns_.size() ? tls_conns_[id.idx].session.get() : nullptr;
+    TlsConn* t = tls_conn(id);
+    return t ? t->session.get() : nullptr;
   }
   // Queues `len` output bytes made by fill(dst, offset, n): straight to the socket, or for
   // TLS to this turn's plaintext.
@@ -168,11 +173,12 @@ class EndpointBase {
 
 template <class Fill>
 void EndpointBase::emit(io::SocketId id, std::size_t len, Fill&& fill) {
-  if (id.idx >= tls_conns_.size() || !tls_conns_[id.idx].session) {
+  TlsConn* tp = tls_conn(id);
+  if (!tp) {
     reactor_.write_with(id, len, fill);
     return;
   }
-  TlsConn& t = tls_conns_[id.idx];
+  TlsConn& t = *tp;
   // Room for a whole record at once: the frames of a turn then land in one buffer without
   // being moved as it grows. It goes back to the pool at the end of the turn.
   t.staged = reactor_.pool().reserve(t.staged, t.staged ? len : std::max(len, kTlsRecord));

@@ -78,7 +78,10 @@ class LoadApp {
 
   void start() {
     conns_.resize(opt_.connections);
-    for (auto& c : conns_) c.sent_at.resize(opt_.inflight);
+    // One flat ring of send times, `inflight` per connection, so a message touches one line.
+    sent_at_.resize(std::size_t{opt_.connections} * opt_.inflight);
+    for (std::size_t i = 0; i < conns_.size(); ++i)
+      conns_[i].sent_at = &sent_at_[i * opt_.inflight];
     while (next_to_open_ < opt_.connections && connecting_ < opt_.max_connecting) open_next();
   }
 
@@ -89,7 +92,7 @@ class LoadApp {
     Conn& s = conns_[c.user_data()];
     s.conn = c;
     s.open = true;
-    std::uint64_t t = now_ns();
+    std::uint64_t t = reactor_->now_ns();
     if (opt_.mode == "connect") {
       record_if_measuring(t, t - s.connect_started, 0);
       c.close(1000);
@@ -100,9 +103,9 @@ class LoadApp {
 
   void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
     Conn& s = conns_[c.user_data()];
-    std::uint64_t t = now_ns();
+    std::uint64_t t = reactor_->now_ns();
     if (!verify(s, op, p)) ++errors_;
-    std::uint64_t latency = t - s.sent_at[s.received % opt_.inflight];
+    std::uint64_t latency = t - s.sent_at[next_slot(s.recv_slot)];
     ++s.received;
     --s.outstanding;
     record_if_measuring(t, latency, p.size());
@@ -128,11 +131,12 @@ class LoadApp {
     }
     s.open = false;
     ++closed_;
-    if (opt_.mode == "connect" && !finished(now_ns())) {
+    if (opt_.mode == "connect" && !finished(reactor_->now_ns())) {
       connect_slot(static_cast<unsigned>(c.user_data()));
       return;
     }
-    if (closed_ >= opt_.connections && (opt_.mode != "connect" || finished(now_ns()))) done();
+    if (closed_ >= opt_.connections && (opt_.mode != "connect" || finished(reactor_->now_ns())))
+      done();
   }
 
   void on_drain(ws::Connection) {}
@@ -171,7 +175,8 @@ class LoadApp {
  private:
   struct Conn {
     ws::Connection conn;
-    std::vector<std::uint64_t> sent_at;  // ring of send times, one per message in flight
+    std::uint64_t* sent_at = nullptr;  // ring of send times, one per message in flight
+    unsigned send_slot = 0, recv_slot = 0;
     std::uint64_t sent = 0, received = 0, connect_started = 0;
     unsigned outstanding = 0;
     bool open = false;
@@ -184,7 +189,7 @@ class LoadApp {
   void connect_slot(unsigned i) {
     ++connecting_;
     Conn& s = conns_[i];
-    s.connect_started = now_ns();
+    s.connect_started = reactor_->now_ns();
     s.open = false;
     ws::Connection c = ep_->connect(opt_.target, opt_.host, "/");
     c.user_data() = i;
@@ -242,9 +247,16 @@ class LoadApp {
     }
   }
 
+  // Echoes come back in order, so sends and receipts walk the same ring (no division per message).
+  unsigned next_slot(unsigned& slot) const {
+    unsigned cur = slot;
+    slot = cur + 1 == opt_.inflight ? 0 : cur + 1;
+    return cur;
+  }
+
   void send_next(Conn& s, std::uint64_t t) {
     stamp(s.sent);
-    s.sent_at[s.sent % opt_.inflight] = t;
+    s.sent_at[next_slot(s.send_slot)] = t;
     ++s.sent;
     ++s.outstanding;
     s.conn.send(opt_.text ? Opcode::kText : Opcode::kBinary, send_buf_);
@@ -274,6 +286,7 @@ class LoadApp {
   io::Reactor* reactor_ = nullptr;
   std::vector<std::byte> pattern_, send_buf_;
   std::vector<Conn> conns_;
+  std::vector<std::uint64_t> sent_at_;
   Histogram hist_;
   std::uint64_t bytes_ = 0, errors_ = 0;
   std::uint64_t phase_start_ = 0, measure_start_ = 0, measure_end_ = 0;

@@ -15,6 +15,11 @@ class Histogram {
     ++count_;
     if (ns > max_) max_ = ns;
   }
+  void merge(const Histogram& o) {
+    for (std::size_t i = 0; i < kBuckets; ++i) buckets_[i] += o.buckets_[i];
+    count_ += o.count_;
+    if (o.max_ > max_) max_ = o.max_;
+  }
   std::uint64_t count() const { return count_; }
   std::uint64_t max() const { return max_; }
   // The upper bound of the bucket holding the p-th percentile (p in 0..100).

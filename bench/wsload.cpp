@@ -3,13 +3,16 @@
 //   wsload echo    --connect HOST:PORT [-c N] [-k K] [--size B] [--text] [--duration S]
 //   wsload connect --connect HOST:PORT [-c N] [--duration S]
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
-//   any mode: --tls for wss://, --resume (connect) to resume the last TLS session
+//   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
+//             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
 // byte for byte (a wrong byte is an error, not a number). connect: N connect-handshake-close loops.
 // idle: N connections held open (pings answered) so the server's memory can be read.
 // Prints "measure-start"/"measure-end" at the edges of the measured window, so a driver can
 // sample the server at the same moments, and a JSON summary as its last line.
+// With threads, each owns its share of the connections (its own ring, nothing shared per
+// message); the window opens for all of them together once every connection is open.
 #include <sched.h>
 #include <sys/resource.h>
 
@@ -17,6 +20,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <latch>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -56,15 +62,50 @@ struct Options {
   bool text = false;
   double duration = 5;
   double warmup = 1;
-  int cpu = -1;
+  std::vector<int> cpus;  // thread i runs on cpus[i % size]; empty: unpinned
+  unsigned threads = 1;
   unsigned max_connecting = 256;  // connects in progress at once, so a big N ramps up politely
   bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
   bool resume = false;            // offer the last session: resumed handshakes
 };
 
+class LoadApp;
+
+// What the loader threads share. Touched when a phase changes, never per message.
+struct Group {
+  explicit Group(const Options& o) : opt(o) {}
+  const Options& opt;
+  std::vector<LoadApp*> apps;              // one per thread, filled before any connection opens
+  std::atomic<unsigned> joined{0};         // connections opened for the first time, all threads
+  std::atomic<std::uint64_t> ready_ns{0};  // when the last of them opened
+  std::uint64_t measure_start = 0, measure_end = 0;  // written before the start is posted
+  std::atomic<bool> started{false}, ended{false};
+  double cpu_start = 0, cpu_end = 0;
+
+  // What the threads measured, summed as each finishes.
+  std::mutex mu;
+  Histogram hist;
+  std::uint64_t bytes = 0, errors = 0, resumed = 0;
+  unsigned opened = 0;
+
+  void mark_start() {
+    if (started.exchange(true)) return;
+    cpu_start = cpu_seconds();
+    std::puts("measure-start");
+    std::fflush(stdout);
+  }
+  void mark_end() {
+    if (!started.load() || ended.exchange(true)) return;
+    cpu_end = cpu_seconds();
+    std::puts("measure-end");
+    std::fflush(stdout);
+  }
+};
+
 class LoadApp {
  public:
-  explicit LoadApp(const Options& o) : opt_(o) {
+  LoadApp(const Options& o, Group& g, unsigned connections)
+      : opt_(o), group_(g), connections_(connections) {
     pattern_.resize(o.size);
     for (std::size_t i = 0; i < o.size; ++i)
       pattern_[i] = static_cast<std::byte>(o.text ? 'a' + i % 26 : (i * 131 + 7) & 0xFF);
@@ -77,12 +118,16 @@ class LoadApp {
   }
 
   void start() {
-    conns_.resize(opt_.connections);
+    conns_.resize(connections_);
     // One flat ring of send times, `inflight` per connection, so a message touches one line.
-    sent_at_.resize(std::size_t{opt_.connections} * opt_.inflight);
+    sent_at_.resize(std::size_t{connections_} * opt_.inflight);
     for (std::size_t i = 0; i < conns_.size(); ++i)
       conns_[i].sent_at = &sent_at_[i * opt_.inflight];
-    while (next_to_open_ < opt_.connections && connecting_ < opt_.max_connecting) open_next();
+    start_task_.app = this;
+    start_task_.run = [](io::PostTask* t, io::Reactor&) {
+      static_cast<StartTask*>(t)->app->begin_phases();
+    };
+    open_more();
   }
 
   // --- application callbacks ---
@@ -97,8 +142,8 @@ class LoadApp {
       record_if_measuring(t, t - s.connect_started, 0);
       c.close(1000);
     }
-    if (opened_ == opt_.connections && phase_start_ == 0) begin_phases(t);
-    while (next_to_open_ < opt_.connections && connecting_ < opt_.max_connecting) open_next();
+    if (opened_ == connections_ && !joined_) join();
+    open_more();
   }
 
   void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
@@ -135,42 +180,22 @@ class LoadApp {
       connect_slot(static_cast<unsigned>(c.user_data()));
       return;
     }
-    if (closed_ >= opt_.connections && (opt_.mode != "connect" || finished(reactor_->now_ns())))
-      done();
+    if (closed_ >= connections_ && (opt_.mode != "connect" || finished(reactor_->now_ns()))) done();
   }
 
   void on_drain(ws::Connection) {}
 
-  void print_summary() const {
-    double secs = static_cast<double>(measure_end_ - measure_start_) / 1e9;
-    if (measure_end_ == 0 || measure_start_ == 0) secs = 0;
-    double rate = secs > 0 ? static_cast<double>(hist_.count()) / secs : 0;
-    double mbps = secs > 0 ? static_cast<double>(bytes_) / secs / 1e6 : 0;
-    double cpu = secs > 0 ? (cpu_end_ - cpu_start_) / secs * 100 : 0;
-    const char* unit = opt_.mode == "connect" ? "connects" : "messages";
-    std::printf(
-        "%s: %.0f %s/s, %.1f MB/s, p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us, errors "
-        "%llu, loader cpu %.0f%%\n",
-        opt_.mode.c_str(), rate, unit, mbps, us(hist_.percentile(50)), us(hist_.percentile(99)),
-        us(hist_.percentile(99.9)), us(hist_.max()), static_cast<unsigned long long>(errors_), cpu);
-    std::printf(
-        "{\"mode\":\"%s\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"text\":%s,\"seconds\":%"
-        ".3f,"
-        "\"count\":%llu,\"rate\":%.1f,\"mb_per_s\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_"
-        "us\":%.2f,"
-        "\"max_us\":%.2f,\"errors\":%llu,\"opened\":%u,\"loader_cpu_pct\":%.1f,\"tls\":%s,"
-        "\"resumed\":%llu}\n",
-        opt_.mode.c_str(), opt_.connections, opt_.inflight, opt_.size, opt_.text ? "true" : "false",
-        secs, static_cast<unsigned long long>(hist_.count()), rate, mbps, us(hist_.percentile(50)),
-        us(hist_.percentile(99)), us(hist_.percentile(99.9)), us(hist_.max()),
-        static_cast<unsigned long long>(errors_), opened_, cpu, opt_.tls ? "true" : "false",
-        static_cast<unsigned long long>(ep_->counters().tls_resumed));
-    std::fflush(stdout);
+  // Adds what this thread measured to the group's totals.
+  void collect() const {
+    std::lock_guard<std::mutex> lock(group_.mu);
+    group_.hist.merge(hist_);
+    group_.bytes += bytes_;
+    group_.errors += errors_;
+    group_.opened += opened_;
+    group_.resumed += ep_->counters().tls_resumed;
   }
 
-  std::uint64_t errors() const { return errors_; }
-  // When every connection was open (0 until then): the watchdog's clock starts there.
-  std::uint64_t ready_ns() const { return ready_ns_.load(); }
+  io::Reactor& reactor() { return *reactor_; }
 
  private:
   struct Conn {
@@ -182,9 +207,36 @@ class LoadApp {
     bool open = false;
   };
 
-  static double us(std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
+  struct StartTask : io::PostTask {
+    LoadApp* app = nullptr;
+  };
 
-  void open_next() { connect_slot(next_to_open_++); }
+  void open_more() {
+    unsigned most = std::max(1u, opt_.max_connecting / opt_.threads);
+    while (next_to_open_ < connections_ && connecting_ < most) connect_slot(next_to_open_++);
+  }
+
+  // This thread's connections are all open; the thread that completes the group opens the
+  // window for every thread at once.
+  void join() {
+    joined_ = true;
+    unsigned total = group_.joined.fetch_add(connections_) + connections_;
+    if (total < opt_.connections) return;
+    std::uint64_t t = reactor_->now_ns();
+    group_.measure_start = t + static_cast<std::uint64_t>(opt_.warmup * 1e9);
+    group_.measure_end = group_.measure_start + static_cast<std::uint64_t>(opt_.duration * 1e9);
+    group_.ready_ns.store(t);
+    if (opt_.mode == "idle") {
+      std::printf("idle: %u open\n", opt_.connections);
+      std::fflush(stdout);
+    }
+    for (LoadApp* a : group_.apps) {
+      if (a == this)
+        begin_phases();
+      else
+        reactor_->post(*a->reactor_, &a->start_task_);
+    }
+  }
 
   void connect_slot(unsigned i) {
     ++connecting_;
@@ -195,15 +247,10 @@ class LoadApp {
     c.user_data() = i;
   }
 
-  void begin_phases(std::uint64_t t) {
-    phase_start_ = t;
-    ready_ns_.store(t);
-    measure_start_ = t + static_cast<std::uint64_t>(opt_.warmup * 1e9);
-    measure_end_ = measure_start_ + static_cast<std::uint64_t>(opt_.duration * 1e9);
-    if (opt_.mode == "idle") {
-      std::printf("idle: %u open\n", opened_);
-      std::fflush(stdout);
-    }
+  void begin_phases() {
+    measure_start_ = group_.measure_start;
+    measure_end_ = group_.measure_end;
+    std::uint64_t t = reactor_->now_ns();
     // Echo load starts only once every connection is open, so the ramp-up never competes
     // with the load for the server's core.
     if (opt_.mode == "echo") {
@@ -217,22 +264,13 @@ class LoadApp {
 
   void record_if_measuring(std::uint64_t t, std::uint64_t latency, std::size_t bytes) {
     if (measure_start_ == 0 || t < measure_start_) return;
-    if (!measuring_ && t < measure_end_) {
-      measuring_ = true;
-      measure_start_ = t;
-      cpu_start_ = cpu_seconds();
-      std::puts("measure-start");
-      std::fflush(stdout);
-    }
     if (t >= measure_end_) {
-      if (measuring_) {
-        measuring_ = false;
-        measure_end_ = t;
-        cpu_end_ = cpu_seconds();
-        std::puts("measure-end");
-        std::fflush(stdout);
-      }
+      group_.mark_end();
       return;
+    }
+    if (!measuring_) {
+      measuring_ = true;
+      group_.mark_start();
     }
     hist_.record(latency);
     bytes_ += bytes;
@@ -271,17 +309,12 @@ class LoadApp {
            std::memcmp(p.data() + n, pattern_.data() + n, p.size() - n) == 0;
   }
 
-  void done() {
-    if (measuring_) {
-      measuring_ = false;
-      cpu_end_ = cpu_seconds();
-      measure_end_ = now_ns();
-      std::puts("measure-end");
-    }
-    reactor_->exit_when_idle();
-  }
+  void done() { reactor_->exit_when_idle(); }
 
   const Options& opt_;
+  Group& group_;
+  const unsigned connections_;  // this thread's share
+  StartTask start_task_;
   ws::Endpoint<LoadApp>* ep_ = nullptr;
   io::Reactor* reactor_ = nullptr;
   std::vector<std::byte> pattern_, send_buf_;
@@ -289,19 +322,63 @@ class LoadApp {
   std::vector<std::uint64_t> sent_at_;
   Histogram hist_;
   std::uint64_t bytes_ = 0, errors_ = 0;
-  std::uint64_t phase_start_ = 0, measure_start_ = 0, measure_end_ = 0;
-  double cpu_start_ = 0, cpu_end_ = 0;
+  std::uint64_t measure_start_ = 0, measure_end_ = 0;  // the group's window, once it opened
   unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0;
-  bool measuring_ = false;
-  std::atomic<std::uint64_t> ready_ns_{0};
+  bool joined_ = false, measuring_ = false;
 };
+
+void print_summary(const Group& g) {
+  const Options& opt = g.opt;
+  double secs = g.started ? static_cast<double>(g.measure_end - g.measure_start) / 1e9 : 0;
+  double rate = secs > 0 ? static_cast<double>(g.hist.count()) / secs : 0;
+  double mbps = secs > 0 ? static_cast<double>(g.bytes) / secs / 1e6 : 0;
+  // Of one CPU: with threads it can pass 100.
+  double cpu = secs > 0 && g.ended ? (g.cpu_end - g.cpu_start) / secs * 100 : 0;
+  auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+  const Histogram& h = g.hist;
+  const char* unit = opt.mode == "connect" ? "connects" : "messages";
+  std::printf(
+      "%s: %.0f %s/s, %.1f MB/s, p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us, errors "
+      "%llu, loader cpu %.0f%% (%u threads)\n",
+      opt.mode.c_str(), rate, unit, mbps, us(h.percentile(50)), us(h.percentile(99)),
+      us(h.percentile(99.9)), us(h.max()), static_cast<unsigned long long>(g.errors), cpu,
+      opt.threads);
+  std::printf(
+      "{\"mode\":\"%s\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"text\":%s,"
+      "\"threads\":%u,\"seconds\":%.3f,\"count\":%llu,\"rate\":%.1f,\"mb_per_s\":%.2f,"
+      "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,\"errors\":%llu,"
+      "\"opened\":%u,\"loader_cpu_pct\":%.1f,\"tls\":%s,\"resumed\":%llu}\n",
+      opt.mode.c_str(), opt.connections, opt.inflight, opt.size, opt.text ? "true" : "false",
+      opt.threads, secs, static_cast<unsigned long long>(h.count()), rate, mbps,
+      us(h.percentile(50)), us(h.percentile(99)), us(h.percentile(99.9)), us(h.max()),
+      static_cast<unsigned long long>(g.errors), g.opened, cpu, opt.tls ? "true" : "false",
+      static_cast<unsigned long long>(g.resumed));
+  std::fflush(stdout);
+}
+
+// "3", "1-7" or "1,3,5-6".
+std::vector<int> parse_cpus(const std::string& list) {
+  std::vector<int> cpus;
+  std::size_t pos = 0;
+  while (pos < list.size()) {
+    std::size_t comma = list.find(',', pos);
+    std::string item = list.substr(pos, comma == std::string::npos ? comma : comma - pos);
+    std::size_t dash = item.find('-');
+    int lo = std::stoi(item.substr(0, dash));
+    int hi = dash == std::string::npos ? lo : std::stoi(item.substr(dash + 1));
+    for (int c = lo; c <= hi; ++c) cpus.push_back(c);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return cpus;
+}
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "wsload: %s\nusage: wsload echo|connect|idle --connect HOST:PORT [-c CONNECTIONS] "
                "[-k INFLIGHT]\n"
-               "              [--size BYTES] [--text] [--duration S] [--warmup S] [--cpu N] "
-               "[--tls] [--resume]\n",
+               "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
+               "              [--cpu LIST] [--tls] [--resume]\n",
                why);
   std::exit(2);
 }
@@ -335,7 +412,9 @@ Options parse(int argc, char** argv) {
     else if (a == "--warmup")
       o.warmup = std::stod(value());
     else if (a == "--cpu")
-      o.cpu = std::stoi(value());
+      o.cpus = parse_cpus(value());
+    else if (a == "--threads")
+      o.threads = static_cast<unsigned>(std::stoul(value()));
     else if (a == "--tls")
       o.tls = true;
     else if (a == "--resume")
@@ -345,7 +424,71 @@ Options parse(int argc, char** argv) {
   }
   if (!have_target) usage("--connect HOST:PORT is required");
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
+  if (o.threads == 0 || o.threads > o.connections)
+    usage("threads must be at least 1 and at most the connections");
   return o;
+}
+
+}  // namespace
+}  // namespace wsedge::bench
+
+namespace wsedge::bench {
+namespace {
+
+void pin(const Options& opt, unsigned index) {
+  if (opt.cpus.empty()) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(opt.cpus[index % opt.cpus.size()], &set);
+  sched_setaffinity(0, sizeof set, &set);
+}
+
+// One loader thread: its reactor, endpoint and share of the connections, all its own.
+void run_thread(const Options& opt, Group& g, unsigned index, std::latch& registered,
+                std::latch& finished, std::latch& release, std::atomic<bool>& failed) {
+  pin(opt, index);
+  unsigned share = opt.connections / opt.threads + (index < opt.connections % opt.threads);
+  std::unique_ptr<io::Reactor> reactor;
+  std::unique_ptr<ws::Endpoint<LoadApp>> ep;
+  std::unique_ptr<LoadApp> app;
+  tls::CtxPtr tls_ctx(nullptr, SSL_CTX_free);
+  try {
+    io::ReactorConfig rc;
+    // Connect churn keeps closing sockets in their slots while they linger; a load generator
+    // waits only briefly for a server's FIN.
+    rc.max_connections = opt.mode == "connect" ? share * 8 + 1024 : share + 64;
+    rc.linger_ms = 200;
+    rc.buf_count = 4096;
+    reactor = std::make_unique<io::Reactor>(rc, index);
+    ws::EndpointConfig ec;
+    ec.ping_interval_ms = 0;  // the server pings; the loader only answers
+    ec.max_message = std::max<std::uint64_t>(opt.size, 1024);
+    app = std::make_unique<LoadApp>(opt, g, share);
+    ep = std::make_unique<ws::Endpoint<LoadApp>>(*reactor, ec, *app);
+    app->attach(ep.get(), reactor.get());
+    if (opt.tls) {
+      tls_ctx.reset(SSL_CTX_new(TLS_client_method()));
+      SSL_CTX_set_min_proto_version(tls_ctx.get(), TLS1_2_VERSION);
+      SSL_CTX_set_session_cache_mode(tls_ctx.get(), SSL_SESS_CACHE_CLIENT);
+      ep->set_client_tls(tls_ctx.get(), opt.resume);
+    }
+    g.apps[index] = app.get();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wsload: thread %u: %s\n", index, e.what());
+    failed = true;
+  }
+  registered.arrive_and_wait();
+  if (!failed) {
+    app->start();
+    try {
+      reactor->run(*ep);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "wsload: %s\n", e.what());
+    }
+    app->collect();
+  }
+  finished.count_down();
+  release.wait();  // the watchdog may still reach this reactor until every thread is done
 }
 
 }  // namespace
@@ -354,62 +497,48 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   using namespace wsedge;
   bench::Options opt = bench::parse(argc, argv);
-  if (opt.cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(opt.cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-  }
   rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
   signal(SIGPIPE, SIG_IGN);
 
-  io::ReactorConfig rc;
-  // Connect churn keeps closing sockets in their slots while they linger; a load generator
-  // waits only briefly for a server's FIN.
-  rc.max_connections = opt.mode == "connect" ? opt.connections * 8 + 1024 : opt.connections + 64;
-  rc.linger_ms = 200;
-  rc.buf_count = 4096;
-  io::Reactor reactor(rc, 0);
-  ws::EndpointConfig ec;
-  ec.ping_interval_ms = 0;  // the server pings; the loader only answers
-  ec.max_message = std::max<std::uint64_t>(opt.size, 1024);
-  bench::LoadApp app(opt);
-  ws::Endpoint<bench::LoadApp> ep(reactor, ec, app);
-  app.attach(&ep, &reactor);
-  tls::CtxPtr tls_ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
-  if (opt.tls) {
-    SSL_CTX_set_min_proto_version(tls_ctx.get(), TLS1_2_VERSION);
-    SSL_CTX_set_session_cache_mode(tls_ctx.get(), SSL_SESS_CACHE_CLIENT);
-    ep.set_client_tls(tls_ctx.get(), opt.resume);
-  }
+  bench::Group group(opt);
+  group.apps.assign(opt.threads, nullptr);
+  std::latch registered(opt.threads), finished(opt.threads), release(1);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < opt.threads; ++i)
+    threads.emplace_back(bench::run_thread, std::cref(opt), std::ref(group), i,
+                         std::ref(registered), std::ref(finished), std::ref(release),
+                         std::ref(failed));
 
   // Opening gets a minute; then the run gets its time (idle: exactly its time, to hold the
   // connections; otherwise plus a grace period). A run that cannot finish is ended here.
   std::atomic<bool> over{false};
   std::thread watchdog([&] {
+    registered.wait();
     const std::uint64_t started = bench::now_ns();
     const double run_s = opt.warmup + opt.duration + (opt.mode == "idle" ? 0 : 30);
     while (!over) {
-      std::uint64_t ready = app.ready_ns();
+      std::uint64_t ready = group.ready_ns.load();
       std::uint64_t now = bench::now_ns();
       if (ready ? now >= ready + static_cast<std::uint64_t>(run_s * 1e9)
                 : now >= started + 60000000000ull)
         break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (!over) reactor.request_stop();
+    if (over) return;
+    for (bench::LoadApp* a : group.apps) {
+      if (a) a->reactor().request_stop();
+    }
   });
-  app.start();
-  try {
-    reactor.run(ep);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "wsload: %s\n", e.what());
-  }
+  finished.wait();
   over = true;
   watchdog.join();
-  app.print_summary();
-  return app.errors() ? 1 : 0;
+  release.count_down();
+  for (std::thread& t : threads) t.join();
+  group.mark_end();
+  bench::print_summary(group);
+  return group.errors || failed ? 1 : 0;
 }

@@ -265,7 +265,10 @@ class LoadApp {
   void record_if_measuring(std::uint64_t t, std::uint64_t latency, std::size_t bytes) {
     if (measure_start_ == 0 || t < measure_start_) return;
     if (t >= measure_end_) {
-      group_.mark_end();
+      if (!past_end_) {  // once per thread: the shared flags are not for every late echo
+        past_end_ = true;
+        group_.mark_end();
+      }
       return;
     }
     if (!measuring_) {
@@ -324,7 +327,7 @@ class LoadApp {
   std::uint64_t bytes_ = 0, errors_ = 0;
   std::uint64_t measure_start_ = 0, measure_end_ = 0;  // the group's window, once it opened
   unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0;
-  bool joined_ = false, measuring_ = false;
+  bool joined_ = false, measuring_ = false, past_end_ = false;
 };
 
 void print_summary(const Group& g) {

@@ -38,13 +38,6 @@ namespace {
 
 using protocol::Opcode;
 
-std::uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 double cpu_seconds() {
   rusage u;
   getrusage(RUSAGE_SELF, &u);
@@ -521,11 +514,11 @@ int main(int argc, char** argv) {
   std::atomic<bool> over{false};
   std::thread watchdog([&] {
     registered.wait();
-    const std::uint64_t started = bench::now_ns();
+    const std::uint64_t started = io::Reactor::monotonic_ns();
     const double run_s = opt.warmup + opt.duration + (opt.mode == "idle" ? 0 : 30);
     while (!over) {
       std::uint64_t ready = group.ready_ns.load();
-      std::uint64_t now = bench::now_ns();
+      std::uint64_t now = io::Reactor::monotonic_ns();
       if (ready ? now >= ready + static_cast<std::uint64_t>(run_s * 1e9)
                 : now >= started + 60000000000ull)
         break;

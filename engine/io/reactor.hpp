@@ -133,6 +133,8 @@ class Reactor {
   std::uint64_t now_ms() const { return now_ms_; }
   // CLOCK_MONOTONIC as read at the start of this turn: one clock read serves every event in it.
   std::uint64_t now_ns() const { return now_ns_; }
+  // CLOCK_MONOTONIC now, from any thread.
+  static std::uint64_t monotonic_ns();
   memory::BufferPool& pool() { return pool_; }
   const ReactorCounters& counters() const { return counters_; }
   std::uint32_t live() const { return live_; }
@@ -245,7 +247,6 @@ class Reactor {
   void unref(Socket& s);
   void release(Socket& s);
   void update_clock();
-  static std::uint64_t monotonic_ns();
   std::uint32_t ticks() const { return static_cast<std::uint32_t>(now_ms_ / kTickMs); }
   memory::Buffer* out_space(Socket& s, std::size_t want);
 

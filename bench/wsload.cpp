@@ -123,11 +123,16 @@ class LoadApp {
     open_more();
   }
 
+  // Which of conns_ a connection is.
+  struct ConnState {
+    unsigned index = 0;
+  };
+
   // --- application callbacks ---
   void on_open(ws::Connection c) {
     --connecting_;
     ++opened_;
-    Conn& s = conns_[c.user_data()];
+    Conn& s = conns_[ep_->state(c)->index];
     s.conn = c;
     s.open = true;
     std::uint64_t t = reactor_->now_ns();
@@ -140,7 +145,7 @@ class LoadApp {
   }
 
   void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
-    Conn& s = conns_[c.user_data()];
+    Conn& s = conns_[ep_->state(c)->index];
     std::uint64_t t = reactor_->now_ns();
     if (!verify(s, op, p)) ++errors_;
     std::uint64_t latency = t - s.sent_at[next_slot(s.recv_slot)];
@@ -154,7 +159,7 @@ class LoadApp {
   }
 
   void on_close(ws::Connection c, std::uint16_t code, std::string_view reason) {
-    Conn& s = conns_[c.user_data()];
+    Conn& s = conns_[ep_->state(c)->index];
     if (!s.open) {
       --connecting_;
       ++errors_;
@@ -170,7 +175,7 @@ class LoadApp {
     s.open = false;
     ++closed_;
     if (opt_.mode == "connect" && !finished(reactor_->now_ns())) {
-      connect_slot(static_cast<unsigned>(c.user_data()));
+      connect_slot(ep_->state(c)->index);
       return;
     }
     if (closed_ >= connections_ && (opt_.mode != "connect" || finished(reactor_->now_ns()))) done();
@@ -237,7 +242,7 @@ class LoadApp {
     s.connect_started = reactor_->now_ns();
     s.open = false;
     ws::Connection c = ep_->connect(opt_.target, opt_.host, "/");
-    c.user_data() = i;
+    ep_->state(c)->index = i;
   }
 
   void begin_phases() {

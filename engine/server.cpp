@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <stdexcept>
+#include <string>
 
 namespace wsedge::server_detail {
 
@@ -115,36 +116,17 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
 }
 
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {
-  const io::ReactorCounters& k = r.counters();
-  const std::pair<const char*, std::uint64_t> fields[] = {
-      {"accepted", k.accepted},
-      {"closed", k.closed},
-      {"rejected_full", k.rejected_full},
-      {"handshakes", c.handshakes},
-      {"rejected", c.handshake_rejected},
-      {"handshake_timeouts", c.handshake_timeouts},
-      {"messages_in", c.messages_in},
-      {"messages_out", c.messages_out},
-      {"protocol_errors", c.protocol_errors},
-      {"invalid_utf8", c.invalid_utf8},
-      {"too_big", c.too_big},
-      {"backlog_exceeded", c.backlog_exceeded},
-      {"ping_timeouts", c.ping_timeouts},
-      {"close_timeouts", c.close_timeouts},
-      {"abnormal", c.abnormal_closes},
-      {"tls_handshakes", c.tls_handshakes},
-      {"tls_resumed", c.tls_resumed},
-      {"tls_errors", c.tls_errors},
-      {"bytes_in", k.bytes_in},
-      {"bytes_out", k.bytes_out},
+  // Every counter, named as the metrics tables name them, so a log and a scrape compare.
+  std::string line = "msg=\"core stopped\" core=" + std::to_string(r.core());
+  auto add = [&line](const auto& info, std::uint64_t value) {
+    line += ' ';
+    line += info.name;
+    line += '=';
+    line += std::to_string(value);
   };
-  char line[1024];
-  int n = std::snprintf(line, sizeof line, "msg=\"core stopped\" core=%u", r.core());
-  for (const auto& [name, value] : fields) {
-    n += std::snprintf(line + n, sizeof line - static_cast<std::size_t>(n), " %s=%llu", name,
-                       static_cast<unsigned long long>(value));
-  }
-  LOG_INFO("%s", line);
+  for_each_metric<io::ReactorCounters>(io::kReactorMetrics, r.counters(), add);
+  for_each_metric<ws::EndpointCounters>(ws::kEndpointMetrics, c, add);
+  LOG_INFO("%s", line.c_str());
 }
 
 }  // namespace wsedge::server_detail

@@ -42,8 +42,10 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
-// make_app(core_index) returns the App for one core. Blocks until stopped; throws what a core
-// threw.
+// make_app(core_index) returns the App for one core. Its optional on_start(Endpoint<App>&)
+// runs on the core's thread before the first connection (open backend sockets, watch their
+// fds, set timers); its optional on_stop() runs there after the last connection is gone,
+// before the core's reactor is destroyed. Blocks until stopped; throws what a core threw.
 template <class App, class MakeApp>
 void serve(ServerOptions opts, MakeApp make_app,
            std::function<void(const io::Address&)> on_listening = {}) {
@@ -72,6 +74,7 @@ void serve(ServerOptions opts, MakeApp make_app,
           endpoint.set_tls(tls::Context::load(opts.tls));
           endpoint.set_tls_loader([&opts] { return tls::Context::load(opts.tls); });
         }
+        if constexpr (requires { app.on_start(endpoint); }) app.on_start(endpoint);
         reactor.listen(listeners[i]);
         {
           std::lock_guard<std::mutex> lock(mu);
@@ -79,6 +82,8 @@ void serve(ServerOptions opts, MakeApp make_app,
           if (stopping) reactor.request_stop();
         }
         reactor.run(endpoint);
+        // Before the reactor and endpoint go: the application closes what it opened.
+        if constexpr (requires { app.on_stop(); }) app.on_stop();
         log_core_summary(reactor, endpoint.counters());
         std::lock_guard<std::mutex> lock(mu);
         reactors[i] = nullptr;

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <system_error>
 
+#include "engine/log.hpp"
+
 namespace wsedge::io {
 
 Reactor::Reactor(const ReactorConfig& cfg, unsigned core)
@@ -56,9 +58,23 @@ void Reactor::update_clock() {
   now_ms_ = now_ns_ / 1'000'000;
 }
 
-void Reactor::listen(int listen_fd) {
+unsigned Reactor::listen(int listen_fd) {
+  // The index travels in a Socket's one-byte listener field.
+  if (listeners_.size() >= kNoListener) throw std::length_error("too many listeners on one core");
   listeners_.push_back(listen_fd);
-  arm_accept(listen_fd, static_cast<std::uint32_t>(listeners_.size() - 1));
+  auto index = static_cast<std::uint32_t>(listeners_.size() - 1);
+  arm_accept(listen_fd, index);
+  return index;
+}
+
+void Reactor::accept_failed(int err) {
+  ++counters_.accept_errors;
+  // EMFILE and friends repeat for every waiting connection: one line a second is enough to
+  // see it, and the count says how many.
+  if (now_ms_ - accept_error_logged_ms_ < 1000 && accept_error_logged_ms_ != 0) return;
+  accept_error_logged_ms_ = now_ms_;
+  LOG_WARN("msg=\"accept failed\" core=%u error=\"%s\" accept_errors=%llu", core_,
+           std::strerror(err), static_cast<unsigned long long>(counters_.accept_errors.get()));
 }
 
 void Reactor::stop_listening() {
@@ -126,7 +142,10 @@ Reactor::Socket* Reactor::allocate(int fd, State state) {
   s.flags = 0;
   s.inflight = 0;
   s.queued = 0;
+  s.listener = kNoListener;
+  s.peer = {};
   ++live_;
+  ++counters_.connections;
   return &s;
 }
 
@@ -139,6 +158,7 @@ SocketId Reactor::connect(const Address& to) {
     throw std::runtime_error("connection table full");
   }
   set_nodelay(fd);
+  s->peer = PeerAddress::from(to.sa());
   io_uring_sqe* sqe = ring_.sqe();
   io_uring_prep_connect(sqe, fd, to.sa(), to.len);
   std::uint32_t idx = index_of(*s);
@@ -157,8 +177,7 @@ void Reactor::arm_recv(Socket& s) {
   ++s.inflight;
 }
 
-void Reactor::pause_recv(Socket& s) {
-  ++counters_.recv_pauses;
+void Reactor::stop_recv(Socket& s) {
   if (!(s.flags & kRecvArmed)) return;
   io_uring_sqe* sqe = ring_.sqe();
   io_uring_prep_cancel64(sqe, tag(kOpRecv, index_of(s), s.gen), 0);
@@ -166,7 +185,21 @@ void Reactor::pause_recv(Socket& s) {
 }
 
 void Reactor::resume_recv(Socket& s) {
-  if (!(s.flags & kRecvArmed) && s.state != kDead) arm_recv(s);
+  if (!(s.flags & kRecvArmed) && !reading_held(s) && s.state != kDead) arm_recv(s);
+}
+
+void Reactor::pause_reading(SocketId id) {
+  if (!alive(id)) return;
+  Socket& s = sockets_[id.idx];
+  s.flags |= kAppPaused;
+  stop_recv(s);
+}
+
+void Reactor::resume_reading(SocketId id) {
+  if (!current(id)) return;
+  Socket& s = sockets_[id.idx];
+  s.flags &= static_cast<std::uint8_t>(~kAppPaused);
+  if (s.state == kOpen) resume_recv(s);
 }
 
 void Reactor::mark_dirty(Socket& s) {
@@ -180,12 +213,13 @@ void Reactor::queued_more(Socket& s, std::size_t len) {
   mark_dirty(s);
   if (s.queued > cfg_.out_high_water && !(s.flags & kCongested)) {
     s.flags |= kCongested;
-    pause_recv(s);
+    ++counters_.recv_pauses;
+    stop_recv(s);
   }
 }
 
 void Reactor::write_buffer(SocketId id, memory::Buffer* b) {
-  if (!writable(id)) {
+  if (!accepts_output(id)) {
     pool_.release(b);
     return;
   }
@@ -299,7 +333,8 @@ void Reactor::begin_shutdown(Socket& s) {
   // its write side. shutdown() on a TCP socket never blocks.
   ::shutdown(s.fd, SHUT_WR);
   s.state = kLingering;
-  s.flags &= static_cast<std::uint8_t>(~kCongested);
+  // Whatever held reading back, the peer's FIN must now be read.
+  s.flags &= static_cast<std::uint8_t>(~(kCongested | kAppPaused));
   if (!(s.flags & kRecvArmed)) arm_recv(s);  // the peer's FIN arrives as a read of 0
 }
 
@@ -337,13 +372,90 @@ void Reactor::release(Socket& s) {
   s.flags = 0;
   ++s.gen;
   ++counters_.closed;
+  --counters_.connections;
   --live_;
   free_.push_back(index_of(s));
 }
 
 void Reactor::set_timer(SocketId id, std::uint32_t ms) {
-  if (!writable(id)) return;
+  if (!accepts_output(id)) return;
   wheel_.schedule(id.idx, ticks() + (ms + kTickMs - 1) / kTickMs);
+}
+
+TimerId Reactor::schedule(std::uint32_t ms, TimerFn fn, void* ctx) {
+  std::uint32_t idx;
+  if (!free_timers_.empty()) {
+    idx = free_timers_.back();
+    free_timers_.pop_back();
+  } else {
+    idx = static_cast<std::uint32_t>(timers_.size());
+    timers_.emplace_back();
+    app_wheel_.grow(idx + 1);
+  }
+  AppTimer& t = timers_[idx];
+  t.fn = fn;
+  t.ctx = ctx;
+  app_wheel_.schedule(idx, ticks() + (ms + kTickMs - 1) / kTickMs);
+  return {idx, t.gen};
+}
+
+bool Reactor::cancel(TimerId id) {
+  if (id.idx >= timers_.size() || timers_[id.idx].gen != id.gen) return false;
+  app_wheel_.cancel(id.idx);
+  ++timers_[id.idx].gen;
+  free_timers_.push_back(id.idx);
+  return true;
+}
+
+io_uring_sqe* Reactor::submit(Completion* c) {
+  io_uring_sqe* sqe = ring_.sqe();
+  sqe->user_data = tag_ptr(kOpCompletion, c);
+  return sqe;
+}
+
+void Reactor::cancel(Completion* c) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_cancel64(sqe, tag_ptr(kOpCompletion, c), IORING_ASYNC_CANCEL_ALL);
+  sqe->user_data = tag(kOpCancel, 0, 0);
+}
+
+void Reactor::arm_watch(FdWatch* w) {
+  io_uring_sqe* sqe = submit(w);
+  io_uring_prep_poll_multishot(sqe, w->fd, w->events);
+  w->armed = true;
+}
+
+void Reactor::watch(FdWatch* w) {
+  w->done = watch_done;
+  w->wanted = true;
+  if (!w->armed) arm_watch(w);
+}
+
+void Reactor::unwatch(FdWatch* w) {
+  if (!w->wanted) return;
+  w->wanted = false;
+  if (w->armed) cancel(w);
+}
+
+void Reactor::watch_done(Completion* c, Reactor& on, const io_uring_cqe& cqe) {
+  auto* w = static_cast<FdWatch*>(c);
+  bool last = !(cqe.flags & IORING_CQE_F_MORE);
+  if (last) w->armed = false;
+  if (!w->wanted) return;
+  if (cqe.res < 0) {
+    // The poll failed (a closed fd, say); re-arming would fail the same way at once.
+    if (cqe.res == -ECANCELED) {
+      if (last) on.arm_watch(w);  // cancelled by an unwatch that a watch() has since undone
+      return;
+    }
+    w->wanted = false;
+    w->ready(w, on, cqe.res);
+    return;
+  }
+  // The kernel ends a multishot poll on its own at times (a full completion queue): the
+  // watch goes on regardless. Armed again before ready(), which may unwatch.
+  if (last) on.arm_watch(w);
+  w->ready(w, on, cqe.res);
 }
 
 }  // namespace wsedge::io

@@ -3,20 +3,29 @@
 // buffers and time, nothing of WebSocket; the layer above (a Handler) gets bytes and events:
 //
 //   void on_accept(SocketId);              new server-side connection, already reading
+//                                          (listener(id) says on which listening socket)
 //   void on_connect(SocketId, int err);    client connect finished (err 0) or failed (errno)
 //   void on_data(SocketId, std::byte*, std::size_t);  bytes from a provided buffer, which goes
 //                                          back to the kernel when this returns
-//   void on_peer_closed(SocketId, int err);  EOF (0) or error while open; the handler must
-//                                          close() or abort(), else the reactor aborts
-//   void on_writable(SocketId);            output fell below the low-water mark again
+//   void on_peer_closed(SocketId, int err);  the peer's FIN (0) or an error while open; every
+//                                          byte received before it was delivered. The handler
+//                                          must close() (flushes what is queued: a half-closed
+//                                          peer still reads) or abort(), else the reactor
+//                                          aborts
+//   void on_drain(SocketId);               output fell below the low-water mark again
 //   void on_timer(SocketId);               the connection's timer is due
 //   void on_stop();                        request_stop() was called
 //   void on_reload();                      request_reload() was called
 //   void on_flush();                       the turn's completions are done; output is next
 //
+// Code above the reactor also submits operations of its own (Completion), watches foreign
+// file descriptors (FdWatch: ZeroMQ's ZMQ_FD, eventfds) and sets any number of timers
+// (schedule/cancel), all on this core's thread.
+//
 // Each loop turn: submit everything queued and wait for one completion, run every completion
 // that arrived, hand back consumed buffers, then flush each connection's output as one send.
 #include <liburing.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,7 +38,9 @@
 
 #include "address.hpp"
 #include "buffer_ring.hpp"
+#include "engine/counter.hpp"
 #include "engine/memory/buffer_pool.hpp"
+#include "peer_address.hpp"
 #include "ring.hpp"
 #include "timer_wheel.hpp"
 
@@ -47,23 +58,54 @@ struct ReactorConfig {
   unsigned buf_size = 16384;               // bytes per provided buffer
   std::uint32_t max_connections = 262144;  // per core
   std::size_t out_high_water = 1 << 20;    // queued output that pauses reading
-  std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_writable)
+  std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_drain)
   unsigned linger_ms = 5000;               // how long a closing socket waits for the peer's FIN
   int backlog = 4096;
 };
 
 struct ReactorCounters {
-  std::uint64_t accepted = 0;
-  std::uint64_t connected = 0;
-  std::uint64_t rejected_full = 0;  // accepted while the connection table was full
-  std::uint64_t accept_errors = 0;
-  std::uint64_t closed = 0;
-  std::uint64_t bytes_in = 0;
-  std::uint64_t bytes_out = 0;
-  std::uint64_t recv_no_buffers = 0;  // ENOBUFS: the buffer ring ran dry, recv re-armed
-  std::uint64_t io_errors = 0;        // resets, broken pipes
-  std::uint64_t linger_timeouts = 0;
-  std::uint64_t recv_pauses = 0;  // reading paused because output backed up
+  Counter accepted;
+  Counter connected;
+  Counter rejected_full;  // accepted while the connection table was full
+  Counter accept_errors;  // EMFILE, ENFILE, ENOMEM...: logged, at most once a second
+  Counter closed;
+  Counter connections;  // gauge: open or closing right now
+  Counter bytes_in;
+  Counter bytes_out;
+  Counter recv_no_buffers;   // ENOBUFS: the buffer ring ran dry, recv re-armed
+  Counter io_errors;         // resets, broken pipes
+  Counter peer_half_closes;  // FIN while open: what was received is handled, output flushed
+  Counter linger_timeouts;
+  Counter recv_pauses;  // reading paused because output backed up
+};
+
+inline constexpr MetricInfo<ReactorCounters> kReactorMetrics[] = {
+    {"accepted_total", "TCP connections accepted", MetricType::kCounter,
+     &ReactorCounters::accepted},
+    {"connected_total", "outgoing TCP connections established", MetricType::kCounter,
+     &ReactorCounters::connected},
+    {"rejected_full_total", "connections refused because the connection table was full",
+     MetricType::kCounter, &ReactorCounters::rejected_full},
+    {"accept_errors_total", "accept failures (EMFILE, ENFILE, ENOMEM, ...)", MetricType::kCounter,
+     &ReactorCounters::accept_errors},
+    {"closed_total", "connections whose socket was closed", MetricType::kCounter,
+     &ReactorCounters::closed},
+    {"connections", "connections open or closing", MetricType::kGauge,
+     &ReactorCounters::connections},
+    {"received_bytes_total", "bytes received from sockets", MetricType::kCounter,
+     &ReactorCounters::bytes_in},
+    {"sent_bytes_total", "bytes sent to sockets", MetricType::kCounter,
+     &ReactorCounters::bytes_out},
+    {"recv_no_buffers_total", "receives that found the provided-buffer ring empty",
+     MetricType::kCounter, &ReactorCounters::recv_no_buffers},
+    {"io_errors_total", "connections ended by a socket error (reset, broken pipe)",
+     MetricType::kCounter, &ReactorCounters::io_errors},
+    {"peer_half_closes_total", "peers that sent FIN while the connection was open",
+     MetricType::kCounter, &ReactorCounters::peer_half_closes},
+    {"linger_timeouts_total", "closing connections dropped when the peer's FIN did not come",
+     MetricType::kCounter, &ReactorCounters::linger_timeouts},
+    {"recv_pauses_total", "times reading paused because a peer's output backed up",
+     MetricType::kCounter, &ReactorCounters::recv_pauses},
 };
 
 class Reactor;
@@ -74,6 +116,34 @@ struct PostTask {
   void (*run)(PostTask* self, Reactor& on) = nullptr;
   int target_ring_fd = -1;
 };
+
+// An operation submitted by code above the reactor: its completions call done() on this core's
+// thread. The owner keeps it alive until its last completion (one without IORING_CQE_F_MORE) or
+// until the reactor's run() has returned.
+struct Completion {
+  void (*done)(Completion* self, Reactor& on, const io_uring_cqe& cqe) = nullptr;
+};
+
+// Readiness of a file descriptor the reactor does not own, through one multishot poll,
+// re-armed whenever the kernel ends it. ready() gets the poll's revents, or -errno when the
+// watch failed (it is not re-armed then). Alive from watch() until run() returns or the
+// unwatch()ed poll has completed (watching() false).
+struct FdWatch : Completion {
+  void (*ready)(FdWatch* self, Reactor& on, int revents) = nullptr;
+  int fd = -1;
+  unsigned events = POLLIN;
+  bool wanted = false;  // the reactor's: between watch() and unwatch()
+  bool armed = false;   // the reactor's: a poll is in the kernel
+  bool watching() const { return wanted || armed; }
+};
+
+// An application timer: any number per core, 10 ms resolution, O(1) to set and cancel.
+struct TimerId {
+  std::uint32_t idx = UINT32_MAX;
+  std::uint32_t gen = 0;
+  bool operator==(const TimerId&) const = default;
+};
+using TimerFn = void (*)(void* ctx, Reactor& on);
 
 class Reactor {
  public:
@@ -86,17 +156,27 @@ class Reactor {
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
 
-  // Takes ownership of a listening socket and accepts on it (multishot).
-  void listen(int listen_fd);
+  // Takes ownership of a listening socket and accepts on it (multishot); returns its index,
+  // which listener() reports for the connections it accepts.
+  unsigned listen(int listen_fd);
   // Starts a connect; on_connect reports the result. `to` must outlive the connect.
   SocketId connect(const Address& to);
 
+  // Every accessor taking a SocketId checks that the id still names the same connection: a
+  // handle kept past its connection's end (its slot reused by a newer one) answers as closed.
   bool alive(SocketId id) const { return state_is(id, kOpen); }
+  // The id still names a connection that has not been released (open, connecting, closing).
+  bool current(SocketId id) const {
+    return id.idx < sockets_.size() && sockets_[id.idx].gen == id.gen &&
+           sockets_[id.idx].state != kFree;
+  }
   // The current id of a slot, for walking all connections (e.g. at shutdown).
   SocketId id_at(std::uint32_t idx) const { return {idx, sockets_[idx].gen}; }
   std::uint32_t slots() const { return static_cast<std::uint32_t>(sockets_.size()); }
   // Open or still connecting: output may be queued.
-  bool writable(SocketId id) const { return state_is(id, kOpen) || state_is(id, kConnecting); }
+  bool accepts_output(SocketId id) const {
+    return state_is(id, kOpen) || state_is(id, kConnecting);
+  }
 
   // Queues bytes; everything queued in one loop turn leaves in one send at its end.
   void write(SocketId id, const void* data, std::size_t len);
@@ -106,16 +186,56 @@ class Reactor {
   // Queues a pooled buffer's unconsumed bytes as they are, no copy; takes over the caller's
   // reference and releases it once they are sent.
   void write_buffer(SocketId id, memory::Buffer* b);
-  std::size_t queued(SocketId id) const { return sockets_[id.idx].queued; }
-  bool congested(SocketId id) const { return sockets_[id.idx].flags & kCongested; }
+  std::size_t queued(SocketId id) const { return current(id) ? sockets_[id.idx].queued : 0; }
+  bool congested(SocketId id) const { return current(id) && (sockets_[id.idx].flags & kCongested); }
+
+  // Stops reading from a connection until resume_reading(): its bytes wait in the kernel and
+  // TCP's window pushes back on the peer (an application whose consumer is full). Independent
+  // of the pause the reactor makes by itself while output is backed up: reading resumes only
+  // when neither holds it.
+  void pause_reading(SocketId id);
+  void resume_reading(SocketId id);
+  bool reading_paused(SocketId id) const {
+    return current(id) && (sockets_[id.idx].flags & kAppPaused);
+  }
+  // Where the connection comes from (accepted) or goes to (connected); the zero address for a
+  // stale id. The layer above may correct it (a PROXY protocol header names the real client).
+  PeerAddress peer(SocketId id) const {
+    return current(id) ? sockets_[id.idx].peer : PeerAddress{};
+  }
+  void set_peer(SocketId id, const PeerAddress& p) {
+    if (current(id)) sockets_[id.idx].peer = p;
+  }
+  // The index listen() returned for the socket that accepted it; kNoListener for connect().
+  static constexpr std::uint8_t kNoListener = 0xFF;
+  unsigned listener(SocketId id) const {
+    return current(id) ? sockets_[id.idx].listener : kNoListener;
+  }
 
   // Graceful: flush output, send FIN, wait (at most linger_ms) for the peer's FIN, close.
   void close(SocketId id);
   // Immediate: drop queued output and close.
   void abort(SocketId id);
 
+  // The connection's one timer (handshake, keep-alive, close deadlines): on_timer when due.
   void set_timer(SocketId id, std::uint32_t ms);
-  void cancel_timer(SocketId id) { wheel_.cancel(id.idx); }
+  void cancel_timer(SocketId id) {
+    if (current(id)) wheel_.cancel(id.idx);
+  }
+  // Application timers: fn(ctx) runs on this thread once, `ms` from now (rounded up to the
+  // 10 ms tick). cancel() is false when it already ran or was cancelled.
+  TimerId schedule(std::uint32_t ms, TimerFn fn, void* ctx);
+  bool cancel(TimerId t);
+
+  // An operation of the caller's: prepare the returned sqe (liburing's prep functions leave
+  // its user_data alone); each completion calls c->done on this thread.
+  io_uring_sqe* submit(Completion* c);
+  // Cancels every operation of `c` still in the kernel; each completes with -ECANCELED.
+  void cancel(Completion* c);
+  // Starts watching w->fd for w->events (multishot IORING_OP_POLL_ADD, Linux 5.13).
+  void watch(FdWatch* w);
+  // No ready() call comes after this returns; the poll's cancellation completes later.
+  void unwatch(FdWatch* w);
 
   // Runs task->run on `target`'s thread (IORING_OP_MSG_RING). Call from this reactor's thread.
   void post(Reactor& target, PostTask* task);
@@ -153,6 +273,7 @@ class Reactor {
     kOpWake,
     kOpPost,
     kOpPostSent,
+    kOpCompletion,
   };
   enum State : std::uint8_t { kFree, kConnecting, kOpen, kClosing, kLingering, kDead };
   enum Flag : std::uint8_t {
@@ -162,6 +283,7 @@ class Reactor {
     kCongested = 8,
     kPeerClosed = 16,
     kRearm = 32,
+    kAppPaused = 64,
   };
   static constexpr unsigned kMaxIov = 64;
   // Small enough that the 101 answers of a burst of handshakes cost little; frames larger than
@@ -187,6 +309,14 @@ class Reactor {
     State state = kFree;
     std::uint8_t flags = 0;
     std::uint8_t inflight = 0;  // recv/send/connect completions still to come
+    std::uint8_t listener = kNoListener;
+    PeerAddress peer;
+  };
+
+  struct AppTimer {
+    TimerFn fn = nullptr;
+    void* ctx = nullptr;
+    std::uint32_t gen = 0;
   };
 
   static std::uint64_t tag(Op op, std::uint32_t idx, std::uint32_t gen) {
@@ -223,7 +353,7 @@ class Reactor {
   template <class Handler>
   void peer_gone(Handler& h, Socket& s, int err);
   template <class Handler>
-  void on_accepted(Handler& h, int fd);
+  void on_accepted(Handler& h, int fd, std::uint32_t listener);
   template <class Handler>
   void on_tick(Handler& h);
 
@@ -232,8 +362,13 @@ class Reactor {
   void arm_recv(Socket& s);
   void arm_tick();
   void arm_wake();
-  void pause_recv(Socket& s);
+  // Reading is wanted unless output is backed up or the application paused it.
+  static bool reading_held(const Socket& s) { return s.flags & (kCongested | kAppPaused); }
+  void stop_recv(Socket& s);
   void resume_recv(Socket& s);
+  void accept_failed(int err);
+  static void watch_done(Completion* c, Reactor& on, const io_uring_cqe& cqe);
+  void arm_watch(FdWatch* w);
   void mark_dirty(Socket& s);
   // Accounts for `len` more bytes queued: the send goes at the end of the turn, and reading
   // pauses above the high-water mark.
@@ -255,7 +390,10 @@ class Reactor {
   Ring ring_;
   BufferRing bufs_;
   memory::BufferPool pool_;
-  TimerWheel wheel_;
+  TimerWheel wheel_;      // one deadline per connection slot
+  TimerWheel app_wheel_;  // application timers, by index into timers_
+  std::vector<AppTimer> timers_;
+  std::vector<std::uint32_t> free_timers_;
   std::vector<Socket> sockets_;
   std::vector<std::uint32_t> free_;
   std::vector<std::uint32_t> dirty_;
@@ -274,11 +412,12 @@ class Reactor {
   bool stopping_ = false;
   bool exit_when_idle_ = false;
   bool accept_rearm_ = false;
+  std::uint64_t accept_error_logged_ms_ = 0;
 };
 
 template <class Fill>
 void Reactor::write_with(SocketId id, std::size_t len, Fill&& fill) {
-  if (!writable(id)) return;
+  if (!accepts_output(id)) return;
   Socket& s = sockets_[id.idx];
   std::size_t done = 0;
   while (done < len) {
@@ -326,7 +465,7 @@ void Reactor::run(Handler& h) {
     for (std::uint32_t idx : rearm_) {
       Socket& s = sockets_[idx];
       s.flags &= static_cast<std::uint8_t>(~kRearm);
-      if (s.state != kFree && s.state != kDead && !(s.flags & (kRecvArmed | kCongested)))
+      if (s.state != kFree && s.state != kDead && !(s.flags & kRecvArmed) && !reading_held(s))
         arm_recv(s);
     }
     rearm_.clear();
@@ -360,9 +499,9 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
       break;
     case kOpAccept:
       if (res >= 0)
-        on_accepted(h, res);
+        on_accepted(h, res, static_cast<std::uint32_t>(ud));
       else if (res != -ECANCELED)
-        ++counters_.accept_errors;
+        accept_failed(-res);
       if (!(flags & IORING_CQE_F_MORE) && !stopping_) {
         // Re-arm now, or on the next tick after an error such as EMFILE, to avoid spinning.
         if (res >= 0)
@@ -415,6 +554,11 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
         sqe->user_data = tag_ptr(kOpPostSent, t);
       }
       break;
+    case kOpCompletion: {
+      auto* c = static_cast<Completion*>(untag_ptr(ud));
+      c->done(c, *this, *cqe);
+      break;
+    }
     case kOpCloseFd:
     case kOpCancel:
       break;
@@ -424,7 +568,10 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
 template <class Handler>
 void Reactor::peer_gone(Handler& h, Socket& s, int err) {
   s.flags |= kPeerClosed;
-  if (err) ++counters_.io_errors;
+  if (err)
+    ++counters_.io_errors;
+  else if (s.state == kOpen)
+    ++counters_.peer_half_closes;
   if (s.state == kOpen) {
     h.on_peer_closed(id_of(index_of(s)), err);
     if (s.state == kOpen) abort_socket(s);
@@ -449,7 +596,7 @@ void Reactor::on_recv_end(Handler& h, Socket& s, int res) {
     }
   } else if (res == 0 || (res < 0 && res != -ECANCELED)) {
     peer_gone(h, s, -res);
-  } else if (s.state != kDead && !(s.flags & kCongested)) {
+  } else if (s.state != kDead && !reading_held(s)) {
     // Cancelled by a pause that has since been lifted (output drained before this arrived),
     // or ended by the kernel on its own (e.g. CQ overflow): keep reading.
     arm_recv(s);
@@ -480,7 +627,7 @@ void Reactor::on_send_done(Handler& h, Socket& s, int res) {
       s.flags &= static_cast<std::uint8_t>(~kCongested);
       if (s.state == kOpen) {
         resume_recv(s);
-        h.on_writable(id_of(index_of(s)));
+        h.on_drain(id_of(index_of(s)));
       }
     }
   }
@@ -488,7 +635,7 @@ void Reactor::on_send_done(Handler& h, Socket& s, int res) {
 }
 
 template <class Handler>
-void Reactor::on_accepted(Handler& h, int fd) {
+void Reactor::on_accepted(Handler& h, int fd, std::uint32_t listener) {
   Socket* s = allocate(fd, kOpen);
   if (!s) {
     ::close(fd);
@@ -496,6 +643,9 @@ void Reactor::on_accepted(Handler& h, int fd) {
     return;
   }
   ++counters_.accepted;
+  s->listener = static_cast<std::uint8_t>(listener);
+  // Multishot accept cannot return each peer's address; one getpeername per connection can.
+  s->peer = PeerAddress::of_socket(fd);
   // Accepted sockets inherit TCP_NODELAY from the listener on Linux; set it anyway so a
   // listener configured elsewhere cannot bring Nagle back.
   set_nodelay(fd);
@@ -517,6 +667,12 @@ void Reactor::on_tick(Handler& h) {
       ++counters_.linger_timeouts;
       abort_socket(s);
     }
+  });
+  app_wheel_.advance(ticks(), [&](std::uint32_t idx) {
+    AppTimer t = timers_[idx];
+    ++timers_[idx].gen;  // fired: its TimerId no longer cancels anything
+    free_timers_.push_back(idx);
+    t.fn(t.ctx, *this);
   });
 }
 

@@ -70,7 +70,8 @@ void probe_kernel_features() {
                     {IORING_OP_CONNECT, "IORING_OP_CONNECT"},
                     {IORING_OP_MSG_RING, "IORING_OP_MSG_RING"},
                     {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
-                    {IORING_OP_READ, "IORING_OP_READ"}};
+                    {IORING_OP_READ, "IORING_OP_READ"},
+                    {IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD"}};
   for (const Op& o : ops) {
     if (!io_uring_opcode_supported(probe, o.op)) {
       io_uring_free_probe(probe);

@@ -22,20 +22,23 @@ class TimerWheel {
   bool scheduled(std::uint32_t slot) const { return slot < nodes_.size() && nodes_[slot].linked; }
   std::size_t size() const { return size_; }
 
-  // Moves time to `now`, calling fire(slot) for each expired slot (already unlinked).
+  // Moves time to `now`, calling fire(slot) for each expired slot (already unlinked). fire may
+  // schedule or cancel any slot, including the next one in the bucket being walked: the walk
+  // follows next_ (kept valid by cancel), never a pointer read before fire ran.
   template <class Fn>
   void advance(std::uint32_t now, Fn&& fire) {
     while (before(now_, now)) {
       ++now_;
       std::uint32_t i = buckets_[now_ & (kBuckets - 1)];
       while (i != kNil) {
-        std::uint32_t next = nodes_[i].next;
+        next_ = nodes_[i].next;
         if (!before(now_, nodes_[i].deadline)) {
           cancel(i);
           fire(i);
         }
-        i = next;
+        i = next_;
       }
+      next_ = kNil;
     }
   }
 
@@ -48,6 +51,7 @@ class TimerWheel {
   std::vector<Node> nodes_;
   std::uint32_t buckets_[kBuckets] = {};
   std::uint32_t now_ = 0;
+  std::uint32_t next_ = kNil;  // the node advance() visits next
   std::size_t size_ = 0;
 
   static bool before(std::uint32_t a, std::uint32_t b) {
@@ -74,6 +78,7 @@ inline void TimerWheel::schedule(std::uint32_t slot, std::uint32_t deadline) {
 inline void TimerWheel::cancel(std::uint32_t slot) {
   Node& n = nodes_[slot];
   if (!n.linked) return;
+  if (slot == next_) next_ = n.next;  // advance() must not walk into a node that left its bucket
   if (n.prev != kNil)
     nodes_[n.prev].next = n.next;
   else

@@ -11,6 +11,14 @@ struct EndpointConfig {
   std::uint32_t ping_interval_ms =
       30000;  // idle time before a ping; twice that without a reply closes; 0 = off
   std::uint32_t close_timeout_ms = 5000;  // wait for the peer's Close after sending ours
+  // How long an upgrade whose decision on_upgrade deferred may wait for it (then 503).
+  std::uint32_t upgrade_decision_timeout_ms = 10000;
+  // Bytes all unfinished (fragmented or split) messages of one core may hold together; the
+  // connection that needs more is closed with 1009. Without it, 50 clients each holding a
+  // message just under max_message took a server to 1 GiB.
+  std::uint64_t max_assembly_bytes = std::uint64_t{256} << 20;
+  // Frames per message; one more closes with 1009. Autobahn 9.3.1 sends 65,536.
+  std::uint32_t max_fragments = 1 << 17;
   std::size_t max_outbound = std::size_t{64}
                              << 20;  // queued output that closes a non-reading peer (1008)
 };

@@ -1,6 +1,8 @@
 #pragma once
 // What an application holds for one WebSocket connection: a small value handle, valid to copy
-// and keep; after the connection ends, its calls do nothing and return kClosed.
+// and keep. Every call checks that the handle still names the same connection: after it ends
+// (and its slot is reused by a newer one) calls do nothing and answer as for a closed
+// connection, and a default-constructed handle is a closed one.
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -18,12 +20,23 @@ enum class SendResult : std::uint8_t {
   kClosed,        // not sent: the connection is gone or closing
 };
 
-// What on_upgrade answers: accept (status 101), optionally choosing a subprotocol, or refuse
-// with an HTTP status and a short reason.
+// What on_upgrade answers, now or later (Connection::decide): accept with status 101, refuse
+// with an HTTP status, or kPending to decide later.
 struct UpgradeDecision {
+  static constexpr std::uint16_t kPending = 0;
   std::uint16_t status = 101;
-  std::string_view reason;
-  std::string_view protocol;
+  std::string_view reason;      // refusal: a short text, also the response body
+  std::string_view protocol;    // accept: the chosen subprotocol
+  std::string_view extensions;  // accept: the Sec-WebSocket-Extensions answer
+  std::string_view headers;     // either way: extra lines, each "Name: value\r\n"
+                                // (WWW-Authenticate, Retry-After, Set-Cookie)
+  std::uint8_t rsv = 0;         // accept: RSV bits the accepted extensions put on messages
+
+  static UpgradeDecision pending() { return {.status = kPending}; }
+  static UpgradeDecision refuse(std::uint16_t status, std::string_view reason,
+                                std::string_view headers = {}) {
+    return {.status = status, .reason = reason, .headers = headers};
+  }
 };
 
 class Connection {
@@ -31,7 +44,9 @@ class Connection {
   Connection() = default;
   Connection(EndpointBase* ep, io::SocketId id) : ep_(ep), id_(id) {}
 
-  SendResult send(protocol::Opcode op, std::span<const std::byte> payload, bool fin = true);
+  // `rsv`: RSV bits for a message an accepted extension transformed (RSV1: compressed).
+  SendResult send(protocol::Opcode op, std::span<const std::byte> payload, bool fin = true,
+                  std::uint8_t rsv = 0);
   SendResult send_text(std::string_view text) {
     return send(protocol::Opcode::kText, std::as_bytes(std::span(text.data(), text.size())));
   }
@@ -41,12 +56,24 @@ class Connection {
   SendResult ping(std::span<const std::byte> payload = {});
   // Starts the closing handshake (RFC 6455 §7.1.2).
   void close(std::uint16_t code = 1000, std::string_view reason = {});
+  // The decision for an upgrade that on_upgrade left pending. False when it is too late: the
+  // client left, the decision deadline passed, or it was decided already.
+  bool decide(const UpgradeDecision& d);
+
+  // Stop reading this client (its backend is full, say) until resume_reading(); TCP pushes
+  // back on it meanwhile.
+  void pause_reading();
+  void resume_reading();
 
   bool open() const;
+  // Still this connection (any phase, from the upgrade to on_close).
+  bool current() const;
   std::size_t buffered() const;  // bytes queued and not yet sent
-  std::uint64_t& user_data();    // free for the application, zero at open
   bool is_client() const;        // this side connected out (client role)
+  io::PeerAddress peer() const;
+  unsigned listener() const;  // which listening socket accepted it (Reactor::listen's index)
   io::SocketId id() const { return id_; }
+  EndpointBase* endpoint() const { return ep_; }
   bool operator==(const Connection& o) const { return ep_ == o.ep_ && id_ == o.id_; }
 
  private:

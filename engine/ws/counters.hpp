@@ -1,29 +1,82 @@
 #pragma once
-// Per-core WebSocket counters: plain integers, only the owning core writes them.
-#include <cstdint>
+// Per-core WebSocket counters: written by the owning core only, readable from any thread
+// (engine/counter.hpp), described once in kEndpointMetrics for logs and metrics alike.
+#include "engine/counter.hpp"
 
 namespace wsedge::ws {
 
 struct EndpointCounters {
-  std::uint64_t handshakes = 0;          // upgrades answered 101 (server) or accepted (client)
-  std::uint64_t handshake_rejected = 0;  // 4xx answers, refused 101s
-  std::uint64_t handshake_timeouts = 0;
-  std::uint64_t health_checks = 0;
-  std::uint64_t messages_in = 0;
-  std::uint64_t messages_out = 0;
-  std::uint64_t pings_in = 0;
-  std::uint64_t pings_sent = 0;
-  std::uint64_t closes_in = 0;         // Close frames received with a valid code
-  std::uint64_t protocol_errors = 0;   // closed with 1002
-  std::uint64_t invalid_utf8 = 0;      // closed with 1007
-  std::uint64_t too_big = 0;           // closed with 1009
-  std::uint64_t backlog_exceeded = 0;  // closed with 1008: the peer stopped reading
-  std::uint64_t ping_timeouts = 0;
-  std::uint64_t close_timeouts = 0;
-  std::uint64_t abnormal_closes = 0;  // TCP ended without a Close handshake
-  std::uint64_t tls_handshakes = 0;
-  std::uint64_t tls_resumed = 0;  // handshakes that resumed a session (ticket)
-  std::uint64_t tls_errors = 0;   // failed handshakes, bad records, plain HTTP on TLS
+  Counter handshakes;          // upgrades answered 101 (server) or accepted (client)
+  Counter handshake_rejected;  // 4xx/5xx answers, refused 101s
+  Counter handshake_timeouts;
+  Counter upgrades_pending;   // on_upgrade deferred its decision
+  Counter upgrade_timeouts;   // ... and did not decide in time (503)
+  Counter upgrade_abandoned;  // ... and the client left before the decision
+  Counter health_checks;
+  Counter messages_in;
+  Counter messages_out;
+  Counter pings_in;
+  Counter pings_sent;
+  Counter closes_in;         // Close frames received with a valid code
+  Counter protocol_errors;   // closed with 1002
+  Counter invalid_utf8;      // closed with 1007
+  Counter too_big;           // closed with 1009: message over --max-message or too many fragments
+  Counter assembly_refused;  // closed with 1009: the core's message-assembly budget was spent
+  Counter backlog_exceeded;  // closed with 1008: the peer stopped reading
+  Counter ping_timeouts;     // closed with 1011
+  Counter close_timeouts;
+  Counter abnormal_closes;  // TCP ended without a Close handshake
+  Counter tls_handshakes;
+  Counter tls_resumed;  // handshakes that resumed a session (ticket)
+  Counter tls_errors;   // failed handshakes, bad records, plain HTTP on TLS
+};
+
+inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
+    {"handshakes_total", "WebSocket upgrades completed", MetricType::kCounter,
+     &EndpointCounters::handshakes},
+    {"handshakes_rejected_total", "upgrade requests answered with an HTTP error",
+     MetricType::kCounter, &EndpointCounters::handshake_rejected},
+    {"handshake_timeouts_total", "connections that did not complete the upgrade in time",
+     MetricType::kCounter, &EndpointCounters::handshake_timeouts},
+    {"upgrades_pending_total", "upgrades whose decision the application deferred",
+     MetricType::kCounter, &EndpointCounters::upgrades_pending},
+    {"upgrade_timeouts_total", "deferred upgrades not decided before the deadline (503)",
+     MetricType::kCounter, &EndpointCounters::upgrade_timeouts},
+    {"upgrades_abandoned_total", "deferred upgrades whose client left before the decision",
+     MetricType::kCounter, &EndpointCounters::upgrade_abandoned},
+    {"health_checks_total", "GET /healthz answered", MetricType::kCounter,
+     &EndpointCounters::health_checks},
+    {"messages_received_total", "WebSocket messages received", MetricType::kCounter,
+     &EndpointCounters::messages_in},
+    {"messages_sent_total", "WebSocket messages sent", MetricType::kCounter,
+     &EndpointCounters::messages_out},
+    {"pings_received_total", "pings received", MetricType::kCounter, &EndpointCounters::pings_in},
+    {"pings_sent_total", "keep-alive pings sent", MetricType::kCounter,
+     &EndpointCounters::pings_sent},
+    {"closes_received_total", "Close frames received", MetricType::kCounter,
+     &EndpointCounters::closes_in},
+    {"protocol_errors_total", "connections closed with 1002 (protocol error)", MetricType::kCounter,
+     &EndpointCounters::protocol_errors},
+    {"invalid_utf8_total", "connections closed with 1007 (invalid UTF-8)", MetricType::kCounter,
+     &EndpointCounters::invalid_utf8},
+    {"too_big_total", "connections closed with 1009 (message or fragment count over the limit)",
+     MetricType::kCounter, &EndpointCounters::too_big},
+    {"assembly_refused_total", "connections closed with 1009 (core's assembly budget spent)",
+     MetricType::kCounter, &EndpointCounters::assembly_refused},
+    {"backlog_exceeded_total", "connections closed with 1008 (peer stopped reading)",
+     MetricType::kCounter, &EndpointCounters::backlog_exceeded},
+    {"ping_timeouts_total", "connections closed with 1011 (no pong)", MetricType::kCounter,
+     &EndpointCounters::ping_timeouts},
+    {"close_timeouts_total", "closing handshakes the peer did not finish in time",
+     MetricType::kCounter, &EndpointCounters::close_timeouts},
+    {"abnormal_closes_total", "connections ended without a Close handshake", MetricType::kCounter,
+     &EndpointCounters::abnormal_closes},
+    {"tls_handshakes_total", "TLS handshakes completed", MetricType::kCounter,
+     &EndpointCounters::tls_handshakes},
+    {"tls_resumed_total", "TLS handshakes that resumed a session", MetricType::kCounter,
+     &EndpointCounters::tls_resumed},
+    {"tls_errors_total", "TLS failures (bad handshakes and records, plain HTTP on TLS)",
+     MetricType::kCounter, &EndpointCounters::tls_errors},
 };
 
 }  // namespace wsedge::ws

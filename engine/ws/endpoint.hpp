@@ -6,13 +6,22 @@
 //   void on_message(Connection, protocol::Opcode, std::span<std::byte> payload);
 //   void on_close(Connection, std::uint16_t code, std::string_view reason);
 //   void on_drain(Connection);   // output fell back below the low-water mark
-//   UpgradeDecision on_upgrade(Connection, const protocol::UpgradeRequest&);   // optional
+// and optionally:
+//   UpgradeDecision on_upgrade(Connection, const protocol::UpgradeRequest&);
+//       accept, refuse, or UpgradeDecision::pending() and Connection::decide() later
+//   void on_message(Connection, protocol::Opcode, std::span<std::byte>, std::uint8_t rsv);
+//       instead of the three-argument form, for an application that accepts extensions: the
+//       message's RSV bits (RSV1: compressed); its text is not UTF-8-validated then (the
+//       application validates after transforming)
+//   struct ConnState;  state(Connection) gives it, value-initialised when the connection
+//       starts, cleared after on_close
 //
 // Payload views are valid during the call only. on_close comes exactly once for each
 // connection that was opened, and for each client connection, opened or not.
 #include <cstring>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "endpoint_base.hpp"
 #include "engine/protocol/close_code.hpp"
@@ -20,7 +29,26 @@
 namespace wsedge::ws {
 
 template <class App>
+concept HasConnState = requires {
+  typename App::ConnState;
+};
+
+namespace detail {
+struct NoConnState {};
+template <class App>
+struct ConnStateOf {
+  using type = NoConnState;
+};
+template <HasConnState App>
+struct ConnStateOf<App> {
+  using type = typename App::ConnState;
+};
+}  // namespace detail
+
+template <class App>
 class Endpoint : public EndpointBase {
+  using State = typename detail::ConnStateOf<App>::type;
+
  public:
   Endpoint(io::Reactor& reactor, const EndpointConfig& cfg, App& app)
       : EndpointBase(reactor, cfg), app_(app) {
@@ -29,18 +57,39 @@ class Endpoint : public EndpointBase {
       auto* ep = static_cast<Endpoint*>(self);
       ep->app_.on_close(Connection{ep, id}, code, reason);
     };
+    decide_hook_ = [](EndpointBase* self, io::SocketId id, const UpgradeDecision& d) {
+      auto* ep = static_cast<Endpoint*>(self);
+      ep->finish_deferred_upgrade(id, ep->conn(id), d);
+    };
+    if constexpr (HasConnState<App>) {
+      reset_hook_ = [](EndpointBase* self, std::uint32_t idx) {
+        static_cast<Endpoint*>(self)->states_[idx] = State{};
+      };
+    }
+  }
+
+  App& app() { return app_; }
+
+  // The application's state for a connection, or null when the handle is stale.
+  template <class A = App>
+  requires HasConnState<A>
+  typename A::ConnState* state(Connection c) {
+    if (c.endpoint() != this || !is_current(c.id())) return nullptr;
+    return &states_[c.id().idx];
   }
 
   // Client role: connects, handshakes, then on_open (or on_close with 1006 on failure).
   Connection connect(const io::Address& to, std::string_view host, std::string_view target,
                      std::string_view protocols = {}) {
     io::SocketId id = reactor_.connect(to);
+    track(id);
     begin_client_handshake(id, host, target, protocols);
     return {this, id};
   }
 
   // --- io::Reactor handler ---
   void on_accept(io::SocketId id) {
+    track(id);
     start(id, kServerHandshake, 0, cfg_.handshake_timeout_ms);
     start_tls(id);
   }
@@ -48,17 +97,88 @@ class Endpoint : public EndpointBase {
   void on_connect(io::SocketId id, int err) {
     if (err == 0) return;
     ++counters_.abnormal_closes;
+    // The reactor has already closed the socket.
     finish(id, protocol::close_code::kAbnormal, std::strerror(err));
     reset(id);
   }
 
   void on_data(io::SocketId id, std::byte* data, std::size_t len) {
-    if (tls::Session* s = tls_session(id)) {
-      tls_receive(id, *s, data, len,
-                  [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
-      return;
+    busy(id, [&] {
+      if (tls::Session* s = tls_session(id)) {
+        tls_receive(id, *s, data, len,
+                    [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+        return;
+      }
+      on_plaintext(id, data, len);
+    });
+  }
+
+  // The peer's FIN (err 0) or a socket error. Everything received before the FIN has been
+  // handled; what the application queued in answer still goes out (a client that sends and
+  // then shuts down its write side reads the replies), then our FIN.
+  void on_peer_closed(io::SocketId id, int err) {
+    Conn& c = conn(id);
+    if (c.phase == kUpgradePending)
+      ++counters_.upgrade_abandoned;
+    else if (c.phase != kServerHandshake)
+      ++counters_.abnormal_closes;
+    end(id, protocol::close_code::kAbnormal,
+        err ? std::strerror(err) : "closed without a Close frame",
+        err ? Ending::kAbort : Ending::kGraceful);
+  }
+
+  void on_drain(io::SocketId id) {
+    if (is_open(id)) app_.on_drain(Connection{this, id});
+  }
+
+  void on_timer(io::SocketId id) {
+    Conn& c = conn(id);
+    switch (c.phase) {
+      case kOpen:
+        keepalive(id, c);
+        return;
+      case kUpgradePending:
+        ++counters_.upgrade_timeouts;
+        refuse(id, 503, "upgrade decision timed out", "Retry-After: 5\r\n");
+        reset(id);
+        return;
+      case kServerHandshake:
+      case kClientHandshake:
+        ++counters_.handshake_timeouts;
+        end(id, protocol::close_code::kAbnormal, "handshake timed out", Ending::kAbort);
+        return;
+      case kCloseSent:
+        ++counters_.close_timeouts;
+        end(id, protocol::close_code::kAbnormal, "close handshake timed out", Ending::kAbort);
+        return;
+      case kIdle:
+      case kDone:
+        end(id, protocol::close_code::kAbnormal, {}, Ending::kAbort);
+        return;
     }
-    on_plaintext(id, data, len);
+  }
+
+  // Graceful stop: no new connections; open ones get Close 1001 and finish their handshake.
+  void on_stop() {
+    reactor_.stop_listening();
+    for (std::uint32_t i = 0; i < reactor_.slots(); ++i) {
+      io::SocketId id = reactor_.id_at(i);
+      if (i >= conns_.size() || !reactor_.accepts_output(id)) continue;
+      Phase p = conns_[i].phase;
+      if (p == kOpen)
+        close(id, protocol::close_code::kGoingAway, "server shutting down");
+      else if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
+        end(id, protocol::close_code::kGoingAway, "server shutting down", Ending::kAbort);
+    }
+    reactor_.exit_when_idle();
+  }
+
+ private:
+  // Every connection's application state starts fresh (ConnState{}) with the connection.
+  void track(io::SocketId id) {
+    if constexpr (HasConnState<App>) {
+      if (states_.size() <= id.idx) states_.resize(id.idx + 1);
+    }
   }
 
   void on_plaintext(io::SocketId id, std::byte* data, std::size_t len) {
@@ -66,6 +186,14 @@ class Endpoint : public EndpointBase {
     switch (c.phase) {
       case kServerHandshake:
         server_handshake(id, c, data, len);
+        break;
+      case kUpgradePending:
+        // A client must wait for the 101 before it sends (RFC 6455 §4.1); keep a little of
+        // what an eager one sends, bounded like a request header.
+        if (c.handshake->len + len > 2 * cfg_.max_header_bytes)
+          refuse(id, 400, "data sent before the upgrade was answered");
+        else
+          c.handshake = reactor_.pool().append(c.handshake, data, len);
         break;
       case kClientHandshake:
         client_handshake(id, c, data, len);
@@ -78,72 +206,17 @@ class Endpoint : public EndpointBase {
       case kDone:
         break;
     }
-    if (c.phase == kDone) reset(id);
   }
 
-  void on_peer_closed(io::SocketId id, int err) {
-    Conn& c = conn(id);
-    if (c.phase != kServerHandshake) ++counters_.abnormal_closes;
-    finish(id, protocol::close_code::kAbnormal,
-           err ? std::strerror(err) : "closed without a Close frame");
-    reactor_.abort(id);
-    reset(id);
-  }
-
-  void on_writable(io::SocketId id) {
-    if (is_open(id)) app_.on_drain(Connection{this, id});
-  }
-
-  void on_timer(io::SocketId id) {
-    Conn& c = conn(id);
-    switch (c.phase) {
-      case kOpen:
-        keepalive(id, c);
-        return;
-      case kServerHandshake:
-      case kClientHandshake:
-        ++counters_.handshake_timeouts;
-        finish(id, protocol::close_code::kAbnormal, "handshake timed out");
-        break;
-      case kCloseSent:
-        ++counters_.close_timeouts;
-        finish(id, protocol::close_code::kAbnormal, "close handshake timed out");
-        break;
-      case kIdle:
-      case kDone:
-        break;
-    }
-    reactor_.abort(id);
-    reset(id);
-  }
-
-  // Graceful stop: no new connections; open ones get Close 1001 and finish their handshake.
-  void on_stop() {
-    reactor_.stop_listening();
-    for (std::uint32_t i = 0; i < reactor_.slots(); ++i) {
-      io::SocketId id = reactor_.id_at(i);
-      if (i >= conns_.size() || !reactor_.writable(id)) continue;
-      Phase p = conns_[i].phase;
-      if (p == kOpen) {
-        close(id, protocol::close_code::kGoingAway, "server shutting down");
-      } else if (p == kServerHandshake || p == kClientHandshake) {
-        finish(id, protocol::close_code::kGoingAway, "server shutting down");
-        reactor_.abort(id);
-        reset(id);
-      }
-    }
-    reactor_.exit_when_idle();
-  }
-
- private:
   void keepalive(io::SocketId id, Conn& c) {
     if (c.flags & kHeardFrom) {
       c.flags &= static_cast<std::uint8_t>(~kHeardFrom);
     } else if (c.flags & kAwaitingPong) {
+      // A Close first, so a peer that is alive but slow learns why; then the socket goes
+      // (bounded by the linger deadline).
       ++counters_.ping_timeouts;
-      finish(id, protocol::close_code::kAbnormal, "ping timeout");
-      reactor_.abort(id);
-      reset(id);
+      send_close(id, protocol::close_code::kInternalError, "ping timeout");
+      end(id, protocol::close_code::kInternalError, "ping timeout", Ending::kGraceful);
       return;
     } else {
       ping(id, {});
@@ -180,7 +253,7 @@ class Endpoint : public EndpointBase {
         refuse(id, r.status, r.reason);
         return;
       case protocol::RequestParse::kHealth:
-        refuse(id, 200, "ok");
+        answer_health(id);
         return;
       case protocol::RequestParse::kUpgrade:
         break;
@@ -188,13 +261,35 @@ class Endpoint : public EndpointBase {
     UpgradeDecision d;
     if constexpr (requires { app_.on_upgrade(Connection{}, req); })
       d = app_.on_upgrade(Connection{this, id}, req);
-    if (d.status != 101) {
-      refuse(id, d.status, d.reason.empty() ? std::string_view("refused") : d.reason);
+    if (d.status == UpgradeDecision::kPending) {
+      // The request's bytes must outlive this read: the decision re-reads them.
+      if (!c.handshake) c.handshake = reactor_.pool().append(nullptr, data, len);
+      c.phase = kUpgradePending;
+      ++counters_.upgrades_pending;
+      reactor_.set_timer(id, cfg_.upgrade_decision_timeout_ms);
       return;
     }
-    accept_upgrade(id, req.key, d.protocol);
+    answer_upgrade(id, c, req.key, d, base + r.consumed, have - r.consumed);
+  }
+
+  void finish_deferred_upgrade(io::SocketId id, Conn& c, const UpgradeDecision& d) {
+    protocol::UpgradeRequest req;
+    std::byte* base = c.handshake->data();
+    std::size_t have = c.handshake->len;
+    auto r = protocol::parse_upgrade_request({reinterpret_cast<const char*>(base), have},
+                                             cfg_.max_header_bytes, req);
+    answer_upgrade(id, c, req.key, d, base + r.consumed, have - r.consumed);
+  }
+
+  void answer_upgrade(io::SocketId id, Conn& c, std::string_view key, const UpgradeDecision& d,
+                      std::byte* rest, std::size_t rest_len) {
+    if (d.status != 101) {
+      refuse(id, d.status, d.reason.empty() ? std::string_view("refused") : d.reason, d.headers);
+      return;
+    }
+    accept_upgrade(id, key, d);
     app_.on_open(Connection{this, id});
-    after_handshake(id, c, base + r.consumed, have - r.consumed);
+    after_handshake(id, c, rest, rest_len);
   }
 
   void client_handshake(io::SocketId id, Conn& c, std::byte* data, std::size_t len) {
@@ -207,8 +302,7 @@ class Endpoint : public EndpointBase {
     if (r.kind == protocol::RequestParse::kIncomplete) return;
     if (r.kind == protocol::RequestParse::kReject) {
       ++counters_.handshake_rejected;
-      finish(id, protocol::close_code::kAbnormal, r.reason);
-      reactor_.abort(id);
+      end(id, protocol::close_code::kAbnormal, r.reason, Ending::kAbort);
       return;
     }
     ++counters_.handshakes;
@@ -217,6 +311,13 @@ class Endpoint : public EndpointBase {
     app_.on_open(Connection{this, id});
     std::size_t used = kKey + r.consumed;
     after_handshake(id, c, c.handshake->data() + used, c.handshake->len - used);
+  }
+
+  void deliver(io::SocketId id, const protocol::ReadResult& r) {
+    if constexpr (requires { app_.on_message(Connection{}, r.opcode, r.payload, std::uint8_t{}); })
+      app_.on_message(Connection{this, id}, r.opcode, r.payload, std::uint8_t{0});
+    else
+      app_.on_message(Connection{this, id}, r.opcode, r.payload);
   }
 
   void frames(io::SocketId id, Conn& c, std::byte* data, std::size_t len) {
@@ -236,15 +337,18 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            // A deferred upgrade decided from inside another connection's on_message nests
+            // here: put back whose message was being delivered.
+            protocol::MessageReader* outer = delivering_;
             delivering_ = &c.reader;
-            app_.on_message(Connection{this, id}, r.opcode, r.payload);
-            delivering_ = nullptr;
+            deliver(id, r);
+            delivering_ = outer;
           }
           break;
         case ReadEvent::kPing:
           ++counters_.pings_in;
           if (c.phase == kOpen)
-            write_frame(id, c.flags & kClient, protocol::Opcode::kPong, r.payload, true);
+            write_frame(id, c.flags & kClient, protocol::Opcode::kPong, r.payload, true, 0);
           break;
         case ReadEvent::kClose: {
           ++counters_.closes_in;
@@ -252,15 +356,13 @@ class Endpoint : public EndpointBase {
           if (c.phase == kOpen) send_close(id, r.code, {});
           std::string_view reason(reinterpret_cast<const char*>(r.payload.data()),
                                   r.payload.size());
-          finish(id, r.code, reason);
-          close_socket(id);
+          end(id, r.code, reason, Ending::kGraceful);
           return;
         }
         case ReadEvent::kFail:
           count_failure(r.code);
           if (c.phase == kOpen) send_close(id, r.code, r.error);
-          finish(id, r.code, r.error);
-          close_socket(id);
+          end(id, r.code, r.error, Ending::kGraceful);
           return;
       }
     }
@@ -268,6 +370,7 @@ class Endpoint : public EndpointBase {
   }
 
   App& app_;
+  std::vector<State> states_;  // by slot; empty unless App has a ConnState
 };
 
 }  // namespace wsedge::ws

@@ -33,7 +33,6 @@ EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8
   Conn& c = conns_[id.idx];
   c.phase = phase;
   c.flags = flags;
-  c.user = 0;
   if (timer_ms) reactor_.set_timer(id, timer_ms);
   return c;
 }
@@ -49,11 +48,13 @@ void EndpointBase::reset(io::SocketId id) {
   Conn& c = conns_[id.idx];
   c.reader.release(reactor_.pool());
   if (c.handshake) reactor_.pool().release(c.handshake);
+  bool tracked = c.phase != kIdle;
   c = Conn{};
+  if (tracked && reset_hook_) reset_hook_(this, id.idx);
 }
 
 void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
-                               std::span<const std::byte> payload, bool fin) {
+                               std::span<const std::byte> payload, bool fin, std::uint8_t rsv) {
   std::byte header[protocol::kMaxFrameHeader];
   std::uint32_t key = 0;
   if (client) {
@@ -66,6 +67,7 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
   }
   std::size_t hlen =
       protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
+  (void)rsv;  // MERGE
   if (!client && payload.size() >= kLargePayload) {
     if (TlsConn* t = tls_conn(id)) {
       if (t->session->handshake_done()) {
@@ -110,6 +112,15 @@ void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view 
   if (known) on_close_hook_(this, id, code, reason);
 }
 
+void EndpointBase::end(io::SocketId id, std::uint16_t code, std::string_view reason, Ending how) {
+  finish(id, code, reason);
+  if (how == Ending::kGraceful)
+    close_socket(id);
+  else
+    reactor_.abort(id);
+  if (!(conns_[id.idx].flags & kBusy)) reset(id);
+}
+
 void EndpointBase::close(io::SocketId id, std::uint16_t code, std::string_view reason) {
   if (!is_open(id)) return;
   if (!protocol::is_valid_wire_close_code(code)) code = protocol::close_code::kNormal;
@@ -119,16 +130,15 @@ void EndpointBase::close(io::SocketId id, std::uint16_t code, std::string_view r
 }
 
 SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::byte> payload,
-                              bool fin) {
+                              bool fin, std::uint8_t rsv) {
   if (!is_open(id)) return SendResult::kClosed;
   Conn& c = conns_[id.idx];
-  write_frame(id, c.flags & kClient, op, payload, fin);
+  write_frame(id, c.flags & kClient, op, payload, fin, rsv);
   ++counters_.messages_out;
   if (reactor_.queued(id) > cfg_.max_outbound) {
     // The peer is not reading: closing beats holding unbounded memory for it.
     ++counters_.backlog_exceeded;
-    finish(id, protocol::close_code::kPolicyViolation, "send backlog exceeded");
-    reactor_.abort(id);
+    end(id, protocol::close_code::kPolicyViolation, "send backlog exceeded", Ending::kAbort);
     return SendResult::kClosed;
   }
   return reactor_.congested(id) ? SendResult::kBackpressure : SendResult::kOk;
@@ -136,7 +146,7 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
   if (!is_open(id) || payload.size() > protocol::kMaxControlPayload) return SendResult::kClosed;
-  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kPing, payload, true);
+  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kPing, payload, true, 0);
   ++counters_.pings_sent;
   return SendResult::kOk;
 }
@@ -144,29 +154,45 @@ SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payloa
 void EndpointBase::send_close(io::SocketId id, std::uint16_t code, std::string_view reason) {
   std::byte body[protocol::kMaxControlPayload];
   std::size_t n = protocol::write_close_body(body, code, reason);
-  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kClose, {body, n}, true);
+  write_frame(id, conns_[id.idx].flags & kClient, Opcode::kClose, {body, n}, true, 0);
 }
 
-void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_view reason) {
+bool EndpointBase::decide(io::SocketId id, const UpgradeDecision& d) {
+  if (!reactor_.alive(id) || id.idx >= conns_.size() || conns_[id.idx].phase != kUpgradePending)
+    return false;
+  if (d.status == UpgradeDecision::kPending) return true;  // still undecided; the deadline holds
+  busy(id, [&] { decide_hook_(this, id, d); });
+  return true;
+}
+
+void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_view reason,
+                          std::string_view headers) {
   char out[protocol::kMaxResponseFixed + 128];
-  std::size_t n =
-      status == 200 ? protocol::write_health(out) : protocol::write_http_error(out, status, reason);
-  if (status == 200)
-    ++counters_.health_checks;
-  else
-    ++counters_.handshake_rejected;
+  std::size_t n = protocol::write_http_error(out, status, reason);
+  (void)headers;
+  ++counters_.handshake_rejected;
   emit(id, out, n);
   conns_[id.idx].phase = kDone;
   close_socket(id);
 }
 
-void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key,
-                                  std::string_view protocol) {
+void EndpointBase::answer_health(io::SocketId id) {
+  char out[protocol::kMaxResponseFixed];
+  std::size_t n = protocol::write_health(out);
+  ++counters_.health_checks;
+  emit(id, out, n);
+  conns_[id.idx].phase = kDone;
+  close_socket(id);
+}
+
+void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d) {
   char out[protocol::kMaxResponseFixed + 256];
-  std::size_t n = protocol::write_switching_protocols(out, key, protocol.substr(0, 200));
+  std::size_t n = protocol::write_switching_protocols(out, key, d.protocol.substr(0, 200));
   emit(id, out, n);
   ++counters_.handshakes;
-  conns_[id.idx].phase = kOpen;
+  Conn& c = conns_[id.idx];
+  c.phase = kOpen;
+  c.rsv = d.rsv;
   arm_keepalive(id);
 }
 
@@ -211,7 +237,8 @@ void EndpointBase::emit(io::SocketId id, const void* data, std::size_t len) {
 }
 
 void EndpointBase::start_tls(io::SocketId id) {
-  if (!tls_) return;
+  unsigned listener = reactor_.listener(id);
+  if (!tls_ || (listener < plain_listeners_.size() && plain_listeners_[listener])) return;
   if (tls_conns_.size() <= id.idx) tls_conns_.resize(id.idx + 1);
   tls_conns_[id.idx].session = new_session(id, tls_->default_ctx(), true);
 }

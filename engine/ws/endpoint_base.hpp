@@ -30,18 +30,31 @@ class EndpointBase {
   EndpointBase& operator=(const EndpointBase&) = delete;
 
   SendResult send(io::SocketId id, protocol::Opcode op, std::span<const std::byte> payload,
-                  bool fin);
+                  bool fin, std::uint8_t rsv);
   SendResult ping(io::SocketId id, std::span<const std::byte> payload);
   // Starts the closing handshake; the application hears on_close when it completes.
   void close(io::SocketId id, std::uint16_t code, std::string_view reason);
+  // Connection::decide: the answer to an upgrade on_upgrade deferred.
+  bool decide(io::SocketId id, const UpgradeDecision& d);
   bool is_open(io::SocketId id) const {
     return reactor_.alive(id) && conns_[id.idx].phase == kOpen;
+  }
+  // The id still names a connection this endpoint tracks (upgrade to on_close).
+  bool is_current(io::SocketId id) const {
+    return reactor_.current(id) && id.idx < conns_.size() && conns_[id.idx].phase != kIdle;
   }
   std::size_t buffered(io::SocketId id) const {
     return reactor_.alive(id) ? reactor_.queued(id) : 0;
   }
-  std::uint64_t& user_data(io::SocketId id) { return conns_[id.idx].user; }
-  bool is_client(io::SocketId id) const { return conns_[id.idx].flags & kClient; }
+  bool is_client(io::SocketId id) const {
+    return is_current(id) && (conns_[id.idx].flags & kClient);
+  }
+  // Connections accepted on `listener` speak plain ws even when the endpoint serves TLS (an
+  // admin or metrics port beside the public wss one).
+  void set_listener_plain(unsigned listener) {
+    if (plain_listeners_.size() <= listener) plain_listeners_.resize(listener + 1);
+    plain_listeners_[listener] = true;
+  }
 
   // Serve TLS on connections accepted from now on; established ones keep the context they
   // started with. Null serves plain ws://. Reactor thread only.
@@ -71,19 +84,31 @@ class EndpointBase {
     kIdle,             // slot unused
     kServerHandshake,  // waiting for the client's upgrade request
     kClientHandshake,  // waiting for the server's 101
+    kUpgradePending,   // on_upgrade deferred its decision; the request waits in `handshake`
     kOpen,
     kCloseSent,  // our Close is out; waiting for the peer's
     kDone,       // finished; the reactor is closing the socket
   };
-  enum ConnFlag : std::uint8_t { kClient = 1, kHeardFrom = 2, kAwaitingPong = 4 };
+  enum ConnFlag : std::uint8_t {
+    kClient = 1,
+    kHeardFrom = 2,
+    kAwaitingPong = 4,
+    // Its bytes are being processed further up the stack: its storage (reader, TLS session)
+    // is given back when that returns, not under the code still using it.
+    kBusy = 8,
+  };
 
   struct Conn {
     protocol::MessageReader reader;
     memory::Buffer* handshake = nullptr;  // upgrade bytes split across reads; client: key first
-    std::uint64_t user = 0;
     Phase phase = kIdle;
     std::uint8_t flags = 0;
+    std::uint8_t rsv = 0;  // RSV bits the accepted extensions allow on incoming messages
   };
+
+  // How a connection ends: gracefully (what is queued is flushed, then FIN: the peer may still
+  // be reading, e.g. after a half-close), or at once (the peer is gone or misbehaving).
+  enum class Ending : std::uint8_t { kGraceful, kAbort };
 
   // TLS state, in a table of its own so plain endpoints pay nothing for it.
   struct TlsConn {
@@ -124,24 +149,32 @@ class EndpointBase {
   // Graceful close: for TLS, staged data and close_notify go out first.
   void close_socket(io::SocketId id);
   Conn& start(io::SocketId id, Phase phase, std::uint8_t flags, std::uint32_t timer_ms);
-  // Gives back the connection's pooled storage; idempotent.
+  // Gives back the connection's pooled storage and the application's state for it; idempotent.
   void reset(io::SocketId id);
   // Ends the connection's application-visible life: on_close once, if the application knew it.
   void finish(io::SocketId id, std::uint16_t code, std::string_view reason);
-  protocol::ReaderLimits limits(const Conn& c) const {
-    return {cfg_.max_message, !(c.flags & kClient)};
-  }
+  // The one way a connection ends: finish(), the socket closed or aborted, then reset() — at
+  // once, or when the processing that holds it busy returns.
+  void end(io::SocketId id, std::uint16_t code, std::string_view reason, Ending how);
+  // Marks the connection busy for the duration of fn() and resets it afterwards if it ended
+  // meanwhile. Nested calls for the same connection leave the reset to the outermost.
+  template <class Fn>
+  void busy(io::SocketId id, Fn&& fn);
+  protocol::ReaderLimits limits(const Conn& c) { return {cfg_.max_message, !(c.flags & kClient)}; }
 
   // Server payloads this large are not copied into output: over TLS they are encrypted from
   // where they lie; in plain ws, a message being delivered is queued in its own buffer.
   static constexpr std::size_t kLargePayload = 8192;
   static constexpr std::size_t kTlsRecord = 16384;  // the most plaintext one TLS record holds
   void write_frame(io::SocketId id, bool client, protocol::Opcode op,
-                   std::span<const std::byte> payload, bool fin);
+                   std::span<const std::byte> payload, bool fin, std::uint8_t rsv);
   void send_close(io::SocketId id, std::uint16_t code, std::string_view reason);
-  // Answers a handshake with an HTTP error (or 200 for /healthz) and closes.
-  void refuse(io::SocketId id, std::uint16_t status, std::string_view reason);
-  void accept_upgrade(io::SocketId id, std::string_view key, std::string_view protocol);
+  // Answers a handshake with an HTTP error and closes.
+  void refuse(io::SocketId id, std::uint16_t status, std::string_view reason,
+              std::string_view headers = {});
+  // Answers GET /healthz (load balancers) and closes.
+  void answer_health(io::SocketId id);
+  void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
   // Counts a protocol failure by the close code it earns.
   void count_failure(std::uint16_t code);
   // Schedules the next keep-alive check: a ping after an idle interval.
@@ -154,11 +187,18 @@ class EndpointBase {
   // connection. Called only when a connection ends, never per message.
   using CloseHook = void (*)(EndpointBase*, io::SocketId, std::uint16_t, std::string_view);
   CloseHook on_close_hook_ = nullptr;
+  // Endpoint<App> completes a deferred upgrade (on_open and frames are the application's).
+  using DecideHook = void (*)(EndpointBase*, io::SocketId, const UpgradeDecision&);
+  DecideHook decide_hook_ = nullptr;
+  // Endpoint<App> clears the application's per-connection state (App::ConnState), if any.
+  using ResetHook = void (*)(EndpointBase*, std::uint32_t idx);
+  ResetHook reset_hook_ = nullptr;
 
   io::Reactor& reactor_;
   EndpointConfig cfg_;
   EndpointCounters counters_;
   std::vector<Conn> conns_;                        // indexed like the reactor's slots
+  std::vector<bool> plain_listeners_;              // by listener index: no TLS there
   protocol::MessageReader* delivering_ = nullptr;  // whose message on_message is handling
   std::uint64_t mask_state_;                       // xorshift state for client masking keys
   std::shared_ptr<tls::Context> tls_;
@@ -209,16 +249,15 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
         ++counters_.tls_errors;
       else if (conns_[id.idx].phase != kServerHandshake)
         ++counters_.abnormal_closes;
-      finish(id, protocol::close_code::kAbnormal,
-             r == tls::Session::Result::kError ? s.error() : "TLS closed without a Close frame");
-      reactor_.abort(id);
-      reset(id);
+      end(id, protocol::close_code::kAbnormal,
+          r == tls::Session::Result::kError ? s.error() : "TLS closed without a Close frame",
+          Ending::kAbort);
       return false;
     }
     if (n == 0) break;
     deliver(tls_plain_.data(), n);
-    // The connection may have ended (and its session gone) while handling the plaintext.
-    if (tls_session(id) != &s) return false;
+    // The connection may have ended while handling the plaintext; what follows is not for it.
+    if (conns_[id.idx].phase == kDone) return false;
   }
   TlsConn& t = tls_conns_[id.idx];
   // What a client queued before its handshake ended.
@@ -229,9 +268,20 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
   return true;
 }
 
+template <class Fn>
+void EndpointBase::busy(io::SocketId id, Fn&& fn) {
+  Conn& c = conns_[id.idx];  // stable: conns_ never reallocates (reserved up front)
+  bool outer = !(c.flags & kBusy);
+  c.flags |= kBusy;
+  fn();
+  if (!outer) return;
+  c.flags &= static_cast<std::uint8_t>(~kBusy);
+  if (c.phase == kDone) reset(id);
+}
+
 inline SendResult Connection::send(protocol::Opcode op, std::span<const std::byte> payload,
-                                   bool fin) {
-  return ep_ ? ep_->send(id_, op, payload, fin) : SendResult::kClosed;
+                                   bool fin, std::uint8_t rsv) {
+  return ep_ ? ep_->send(id_, op, payload, fin, rsv) : SendResult::kClosed;
 }
 inline SendResult Connection::ping(std::span<const std::byte> payload) {
   return ep_ ? ep_->ping(id_, payload) : SendResult::kClosed;
@@ -245,11 +295,26 @@ inline bool Connection::open() const {
 inline std::size_t Connection::buffered() const {
   return ep_ ? ep_->buffered(id_) : 0;
 }
-inline std::uint64_t& Connection::user_data() {
-  return ep_->user_data(id_);
+inline bool Connection::decide(const UpgradeDecision& d) {
+  return ep_ && ep_->decide(id_, d);
+}
+inline void Connection::pause_reading() {
+  if (ep_ && ep_->is_current(id_)) ep_->reactor().pause_reading(id_);
+}
+inline void Connection::resume_reading() {
+  if (ep_ && ep_->is_current(id_)) ep_->reactor().resume_reading(id_);
+}
+inline bool Connection::current() const {
+  return ep_ && ep_->is_current(id_);
 }
 inline bool Connection::is_client() const {
   return ep_ && ep_->is_client(id_);
+}
+inline io::PeerAddress Connection::peer() const {
+  return ep_ && ep_->is_current(id_) ? ep_->reactor().peer(id_) : io::PeerAddress{};
+}
+inline unsigned Connection::listener() const {
+  return ep_ && ep_->is_current(id_) ? ep_->reactor().listener(id_) : io::Reactor::kNoListener;
 }
 
 }  // namespace wsedge::ws

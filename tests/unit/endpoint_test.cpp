@@ -73,7 +73,11 @@ io::ReactorConfig small_reactor() {
 // Server side echoes; client side sends `rounds` messages one after another, checks each echo,
 // then closes with `close_code`.
 struct RoundTripApp {
+  struct ConnState {
+    std::uint64_t rounds_left = 0;
+  };
   io::Reactor* reactor = nullptr;
+  ws::Endpoint<RoundTripApp>* ep = nullptr;
   std::vector<std::byte> payload;
   Opcode opcode = Opcode::kBinary;
   std::uint64_t rounds = 0;
@@ -92,7 +96,7 @@ struct RoundTripApp {
   void on_open(ws::Connection c) {
     if (!c.is_client()) return;
     ++opened;
-    c.user_data() = rounds;
+    ep->state(c)->rounds_left = rounds;
     c.send(opcode, payload);
   }
   void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
@@ -108,7 +112,7 @@ struct RoundTripApp {
       ++mismatches;
     if (echoes == warm_at) warm_allocs = g_allocations.load();
     if (echoes == end_at) end_allocs = g_allocations.load();
-    if (--c.user_data() == 0) {
+    if (--ep->state(c)->rounds_left == 0) {
       if (server_closes)
         c.send_text("close");
       else
@@ -150,6 +154,7 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
   io::Reactor reactor(rc, 0);
   app.reactor = &reactor;
   ws::Endpoint<RoundTripApp> ep(reactor, {}, app);
+  app.ep = &ep;
   tls::CtxPtr client_ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
   if (tls) {
     ep.set_tls(tls::Context::load({{{tls->cert, tls->key}}}));
@@ -265,7 +270,7 @@ struct IdleHandler {
   void on_connect(io::SocketId, int) {}
   void on_data(io::SocketId, std::byte*, std::size_t) {}
   void on_peer_closed(io::SocketId, int) {}
-  void on_writable(io::SocketId) {}
+  void on_drain(io::SocketId) {}
   void on_timer(io::SocketId) {}
   void on_stop() { stop(); }
   void on_reload() {}

@@ -63,3 +63,34 @@ TEST(TimerWheel, TickCounterWrapsAround) {
 
 }  // namespace
 }  // namespace wsedge::io
+
+namespace wsedge::io {
+namespace {
+
+TEST(TimerWheel, AFiredSlotMayCancelOrRescheduleTheNextOneInItsBucket) {
+  // Three slots due at the same tick share a bucket; the first to fire cancels one and moves
+  // the other a revolution later (the same bucket). Before the walk followed a pointer read
+  // before fire ran, the cancelled and the moved slot fired anyway.
+  for (int victim_moves = 0; victim_moves < 2; ++victim_moves) {
+    TimerWheel w;
+    w.grow(3);
+    for (std::uint32_t s = 0; s < 3; ++s) w.schedule(s, 5);
+    std::vector<std::uint32_t> fired;
+    w.advance(5, [&](std::uint32_t s) {
+      fired.push_back(s);
+      if (fired.size() > 1) return;
+      for (std::uint32_t o = 0; o < 3; ++o) {
+        if (o == s) continue;
+        if (victim_moves && o == (s + 1) % 3)
+          w.schedule(o, 5 + TimerWheel::kBuckets);
+        else
+          w.cancel(o);
+      }
+    });
+    EXPECT_EQ(fired.size(), 1u);
+    EXPECT_EQ(w.size(), victim_moves ? 1u : 0u);
+  }
+}
+
+}  // namespace
+}  // namespace wsedge::io

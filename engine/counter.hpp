@@ -1,0 +1,56 @@
+#pragma once
+// Live counters. Each core's counters are written by that core only and read by any thread at
+// any time (the exit log, a metrics exporter): a relaxed atomic load and store, never a locked
+// read-modify-write, so counting costs what a plain increment costs and a reader never sees a
+// torn value. Every counter struct comes with one table of names, help texts and types, which
+// both the exit summary and a metrics endpoint print from, so the two never disagree.
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+namespace wsedge {
+
+class Counter {
+ public:
+  Counter() = default;
+  // Copies are snapshots (tests and exporters copy whole counter structs).
+  Counter(const Counter& o) : v_(o.get()) {}
+  Counter& operator=(const Counter& o) {
+    v_.store(o.get(), std::memory_order_relaxed);
+    return *this;
+  }
+
+  // Owner core only: a load and a store, not fetch_add; no other thread ever writes.
+  void operator++() { add(1); }
+  void operator--() { v_.store(get() - 1, std::memory_order_relaxed); }
+  void operator+=(std::uint64_t n) { add(n); }
+  // Any thread.
+  std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+  operator std::uint64_t() const { return get(); }
+
+ private:
+  void add(std::uint64_t n) { v_.store(get() + n, std::memory_order_relaxed); }
+  std::atomic<std::uint64_t> v_{0};
+};
+
+enum class MetricType : std::uint8_t {
+  kCounter,  // only grows
+  kGauge,    // goes up and down (live connections)
+};
+
+// One row of a counter struct's table; Struct is the struct the member belongs to.
+template <class Struct>
+struct MetricInfo {
+  const char* name;  // snake_case, unique across all tables; exporters add a prefix
+  const char* help;
+  MetricType type;
+  Counter Struct::*field;
+};
+
+// Calls fn(info, value) for every row of `table` over one struct instance.
+template <class Struct, class Fn>
+void for_each_metric(std::span<const MetricInfo<Struct>> table, const Struct& s, Fn&& fn) {
+  for (const MetricInfo<Struct>& m : table) fn(m, (s.*m.field).get());
+}
+
+}  // namespace wsedge

@@ -312,7 +312,7 @@ void Reactor::close(SocketId id) {
   if (!alive(id)) return;
   Socket& s = sockets_[id.idx];
   s.state = kClosing;
-  wheel_.schedule(id.idx, ticks() + (cfg_.linger_ms + kTickMs - 1) / kTickMs);
+  wheel_.schedule(id.idx, deadline_tick(cfg_.linger_ms));
   mark_dirty(s);
 }
 
@@ -379,7 +379,7 @@ void Reactor::release(Socket& s) {
 
 void Reactor::set_timer(SocketId id, std::uint32_t ms) {
   if (!accepts_output(id)) return;
-  wheel_.schedule(id.idx, ticks() + (ms + kTickMs - 1) / kTickMs);
+  wheel_.schedule(id.idx, deadline_tick(ms));
 }
 
 TimerId Reactor::schedule(std::uint32_t ms, TimerFn fn, void* ctx) {
@@ -395,7 +395,7 @@ TimerId Reactor::schedule(std::uint32_t ms, TimerFn fn, void* ctx) {
   AppTimer& t = timers_[idx];
   t.fn = fn;
   t.ctx = ctx;
-  app_wheel_.schedule(idx, ticks() + (ms + kTickMs - 1) / kTickMs);
+  app_wheel_.schedule(idx, deadline_tick(ms));
   return {idx, t.gen};
 }
 

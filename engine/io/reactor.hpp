@@ -383,6 +383,11 @@ class Reactor {
   void release(Socket& s);
   void update_clock();
   std::uint32_t ticks() const { return static_cast<std::uint32_t>(now_ms_ / kTickMs); }
+  // The first tick at or after `ms` from now: counting from the current tick instead would fire
+  // up to one tick early.
+  std::uint32_t deadline_tick(std::uint32_t ms) const {
+    return static_cast<std::uint32_t>((now_ms_ + ms + kTickMs - 1) / kTickMs);
+  }
   memory::Buffer* out_space(Socket& s, std::size_t want);
 
   ReactorConfig cfg_;
@@ -470,6 +475,12 @@ void Reactor::run(Handler& h) {
     }
     rearm_.clear();
   }
+  // The last turn's closes (and the sends before them) must still reach the kernel: left in
+  // the submission queue they die with the ring, leaking their fds, and a peer waits for a FIN
+  // that never comes.
+  h.on_flush();
+  flush();
+  io_uring_submit(ring_.raw());
 }
 
 template <class Handler>

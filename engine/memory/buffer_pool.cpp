@@ -44,11 +44,13 @@ Buffer* BufferPool::acquire(std::size_t min_capacity) {
   b->len = 0;
   b->off = 0;
   b->refs = 1;
+  ++in_use_;
   return b;
 }
 
 void BufferPool::release(Buffer* b) {
   if (--b->refs > 0) return;
+  --in_use_;
   int c = b->size_class;
   std::size_t cap = class_capacity(c);
   if (free_count_[c] >= 2 && (free_count_[c] + 1) * cap > kCacheBytesPerClass) {

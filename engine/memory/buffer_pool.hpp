@@ -50,12 +50,15 @@ class BufferPool {
 
   std::size_t cached_bytes() const { return cached_bytes_; }
   std::uint64_t allocations() const { return allocations_; }
+  // Buffers handed out and not yet given back: what connections hold right now.
+  std::uint64_t in_use() const { return in_use_; }
 
  private:
   Buffer* free_[kClassCount] = {};
   std::uint32_t free_count_[kClassCount] = {};
   std::size_t cached_bytes_ = 0;
   std::uint64_t allocations_ = 0;
+  std::uint64_t in_use_ = 0;
 };
 
 inline std::size_t Buffer::capacity() const {

@@ -46,24 +46,24 @@ class Connection {
 
   // `rsv`: RSV bits for a message an accepted extension transformed (RSV1: compressed).
   SendResult send(protocol::Opcode op, std::span<const std::byte> payload, bool fin = true,
-                  std::uint8_t rsv = 0);
-  SendResult send_text(std::string_view text) {
+                  std::uint8_t rsv = 0) const;
+  SendResult send_text(std::string_view text) const {
     return send(protocol::Opcode::kText, std::as_bytes(std::span(text.data(), text.size())));
   }
-  SendResult send_binary(std::span<const std::byte> data) {
+  SendResult send_binary(std::span<const std::byte> data) const {
     return send(protocol::Opcode::kBinary, data);
   }
-  SendResult ping(std::span<const std::byte> payload = {});
+  SendResult ping(std::span<const std::byte> payload = {}) const;
   // Starts the closing handshake (RFC 6455 §7.1.2).
-  void close(std::uint16_t code = 1000, std::string_view reason = {});
+  void close(std::uint16_t code = 1000, std::string_view reason = {}) const;
   // The decision for an upgrade that on_upgrade left pending. False when it is too late: the
   // client left, the decision deadline passed, or it was decided already.
-  bool decide(const UpgradeDecision& d);
+  bool decide(const UpgradeDecision& d) const;
 
   // Stop reading this client (its backend is full, say) until resume_reading(); TCP pushes
   // back on it meanwhile.
-  void pause_reading();
-  void resume_reading();
+  void pause_reading() const;
+  void resume_reading() const;
 
   bool open() const;
   // Still this connection (any phase, from the upgrade to on_close).

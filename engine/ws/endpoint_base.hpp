@@ -280,13 +280,13 @@ void EndpointBase::busy(io::SocketId id, Fn&& fn) {
 }
 
 inline SendResult Connection::send(protocol::Opcode op, std::span<const std::byte> payload,
-                                   bool fin, std::uint8_t rsv) {
+                                   bool fin, std::uint8_t rsv) const {
   return ep_ ? ep_->send(id_, op, payload, fin, rsv) : SendResult::kClosed;
 }
-inline SendResult Connection::ping(std::span<const std::byte> payload) {
+inline SendResult Connection::ping(std::span<const std::byte> payload) const {
   return ep_ ? ep_->ping(id_, payload) : SendResult::kClosed;
 }
-inline void Connection::close(std::uint16_t code, std::string_view reason) {
+inline void Connection::close(std::uint16_t code, std::string_view reason) const {
   if (ep_) ep_->close(id_, code, reason);
 }
 inline bool Connection::open() const {
@@ -295,13 +295,13 @@ inline bool Connection::open() const {
 inline std::size_t Connection::buffered() const {
   return ep_ ? ep_->buffered(id_) : 0;
 }
-inline bool Connection::decide(const UpgradeDecision& d) {
+inline bool Connection::decide(const UpgradeDecision& d) const {
   return ep_ && ep_->decide(id_, d);
 }
-inline void Connection::pause_reading() {
+inline void Connection::pause_reading() const {
   if (ep_ && ep_->is_current(id_)) ep_->reactor().pause_reading(id_);
 }
-inline void Connection::resume_reading() {
+inline void Connection::resume_reading() const {
   if (ep_ && ep_->is_current(id_)) ep_->reactor().resume_reading(id_);
 }
 inline bool Connection::current() const {

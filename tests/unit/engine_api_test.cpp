@@ -1,0 +1,670 @@
+// What the engine offers applications, and the defects a review found in it, on real sockets:
+// stale handles, teardown outside on_data, half-close, completions and fd watches, timers,
+// pause/resume, deferred upgrades, ping timeouts, listener index and peer address.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/io/reactor.hpp"
+#include "engine/ws/endpoint.hpp"
+#include "temp_cert.hpp"
+#include "test_bytes.hpp"
+#include "tls/context.hpp"
+
+namespace wsedge {
+namespace {
+
+using protocol::Opcode;
+using ws::Connection;
+
+io::ReactorConfig small_reactor() {
+  io::ReactorConfig c;
+  c.ring_entries = 256;
+  c.buf_count = 64;
+  c.buf_size = 16384;
+  c.max_connections = 256;
+  return c;
+}
+
+// Listens on 127.0.0.1:0 through the reactor; returns the port.
+std::uint16_t listen_on(io::Reactor& r, unsigned* index = nullptr) {
+  io::Address a = io::parse_address("127.0.0.1:0");
+  int fd = io::open_listener(a, 64);
+  std::uint16_t port = io::local_address(fd).port();
+  unsigned i = r.listen(fd);
+  if (index) *index = i;
+  return port;
+}
+
+constexpr std::string_view kUpgrade =
+    "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+// A blocking TCP client for byte-exact conversations. Connected before the reactor runs: the
+// kernel completes the handshake from the listen backlog.
+struct RawClient {
+  int fd = -1;
+  explicit RawClient(std::uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect";
+  }
+  ~RawClient() {
+    if (fd >= 0) ::close(fd);
+  }
+  std::uint16_t local_port() const {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    return ntohs(a.sin_port);
+  }
+  void send(std::string_view s) const {
+    while (!s.empty()) {
+      ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      s.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  void send(const test::Bytes& b) const { send(test::str(b)); }
+  // Reads until EOF, until done(bytes so far) or until `ms` pass.
+  std::string read(int ms, const std::function<bool(const std::string&)>& done = {}) const {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    char buf[65536];
+    while (!(done && done(out))) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd p{fd, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+};
+
+// The bytes after the response header, or npos-safe empty when there is none.
+std::string after_head(const std::string& resp) {
+  std::size_t e = resp.find("\r\n\r\n");
+  return e == std::string::npos ? std::string() : resp.substr(e + 4);
+}
+
+// A server frame's payload (unmasked, as servers send), from the start of `s`.
+struct ServerFrame {
+  int opcode = -1;
+  std::string payload;
+  std::size_t size = 0;  // header + payload; 0 when incomplete
+};
+ServerFrame parse_server_frame(std::string_view s) {
+  ServerFrame f;
+  if (s.size() < 2) return f;
+  protocol::FrameHeader h;
+  if (protocol::parse_frame_header(reinterpret_cast<const std::byte*>(s.data()), s.size(), h) !=
+          protocol::HeaderParse::kOk ||
+      s.size() < h.size + h.payload_len)
+    return f;
+  f.opcode = h.opcode;
+  f.payload = std::string(s.substr(h.size, h.payload_len));
+  f.size = h.size + h.payload_len;
+  return f;
+}
+
+// A server-side application that records what happens and lets each test add behaviour.
+struct Recorder {
+  struct ConnState {
+    int tag = 0;
+  };
+  ws::Endpoint<Recorder>* ep = nullptr;
+  io::Reactor* reactor = nullptr;
+  bool echo = true;
+  std::function<void(Connection)> opened;
+  std::function<ws::UpgradeDecision(Connection)> upgrade;
+  std::function<void(Connection, std::uint16_t)> closed;
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> close_codes;
+
+  ws::UpgradeDecision on_upgrade(Connection c, const protocol::UpgradeRequest&) {
+    return upgrade ? upgrade(c) : ws::UpgradeDecision{};
+  }
+  void on_open(Connection c) {
+    if (opened) opened(c);
+  }
+  void on_message(Connection c, Opcode op, std::span<std::byte> p) {
+    messages.push_back(test::str(p));
+    if (echo && !c.is_client()) c.send(op, p);
+  }
+  void on_close(Connection c, std::uint16_t code, std::string_view) {
+    close_codes.push_back(code);
+    if (closed) closed(c, code);
+  }
+  void on_drain(Connection) {}
+  void stop() {
+    reactor->stop_listening();
+    reactor->exit_when_idle();
+  }
+};
+
+// Runs fn(ctx) `ms` from now on the reactor.
+struct Later {
+  std::function<void()> fn;
+  static void run(void* self, io::Reactor&) { static_cast<Later*>(self)->fn(); }
+  void after(io::Reactor& r, std::uint32_t ms) { r.schedule(ms, run, this); }
+};
+
+TEST(EngineApi, StaleHandlesAnswerAsClosed) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  std::vector<Connection> old;  // every handle of every connection that has ended
+  std::vector<Connection> live;
+  int rounds = 0;
+  app.opened = [&](Connection c) {
+    ep.state(c)->tag = rounds;
+    if (!c.is_client()) return;
+    if (rounds < 4) {
+      c.close();
+      return;
+    }
+    // The last connection stays open while the old handles are tried: their slots now hold
+    // this connection or its server side.
+    live.push_back(c);
+    for (Connection o : old) {
+      EXPECT_FALSE(o.open());
+      EXPECT_FALSE(o.current());
+      EXPECT_FALSE(o.is_client());
+      EXPECT_EQ(ep.state(o), nullptr);
+      EXPECT_EQ(o.send_text("x"), ws::SendResult::kClosed);
+      EXPECT_EQ(o.peer(), io::PeerAddress{});
+      EXPECT_FALSE(o.decide({}));
+      o.close();
+      o.pause_reading();
+    }
+    bool reused = false;
+    for (Connection o : old) reused |= o.id().idx == c.id().idx;
+    EXPECT_TRUE(reused) << "no slot was reused: the test proves nothing";
+    EXPECT_TRUE(c.open());
+    EXPECT_EQ(ep.state(c)->tag, 4);
+    c.close();
+  };
+  app.closed = [&](Connection c, std::uint16_t) {
+    old.push_back(c);
+    if (!c.is_client()) return;
+    if (++rounds <= 4)
+      ep.connect(addr, "localhost", "/");
+    else
+      app.stop();
+  };
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  EXPECT_EQ(live.size(), 1u);
+
+  Connection none;
+  EXPECT_FALSE(none.open());
+  EXPECT_FALSE(none.current());
+  EXPECT_FALSE(none.is_client());
+  EXPECT_EQ(none.send_text("x"), ws::SendResult::kClosed);
+  EXPECT_EQ(none.buffered(), 0u);
+  EXPECT_FALSE(none.decide({}));
+  none.close();
+  none.resume_reading();
+}
+
+TEST(EngineApi, SendFailingOutsideOnDataGivesTheConnectionsStorageBack) {
+  // The client holds an unfinished message in the server's reader, then stops reading; a timer
+  // (not on_data) sends past the outbound limit. Before the one teardown path, that send
+  // aborted without reset(): the reader's buffer stayed allocated until the slot was reused.
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::EndpointConfig cfg;
+  cfg.max_outbound = 64 << 10;
+  ws::Endpoint<Recorder> ep(reactor, cfg, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  RawClient client(listen_on(reactor));
+  client.send(kUpgrade);
+  client.send(test::frame(1, "the first half of a message", false));
+  std::vector<char> big(256 << 10, 'b');
+  ws::SendResult sent = ws::SendResult::kOk;
+  std::uint64_t in_use_after = 99;
+  Later send_big, check;
+  app.opened = [&](Connection c) {
+    send_big.fn = [&, c] {
+      sent = c.send_binary(std::as_bytes(std::span(big)));
+      check.after(reactor, 50);
+    };
+    send_big.after(reactor, 50);
+  };
+  check.fn = [&] {
+    in_use_after = reactor.pool().in_use();
+    app.stop();
+  };
+  reactor.run(ep);
+  EXPECT_EQ(sent, ws::SendResult::kClosed);
+  EXPECT_EQ(app.close_codes, std::vector<std::uint16_t>{1008});
+  EXPECT_EQ(ep.counters().backlog_exceeded, 1u);
+  EXPECT_EQ(in_use_after, 0u);
+}
+
+TEST(EngineApi, AHalfClosedClientGetsEveryReply) {
+  // A client that sends a message and then shuts down its write side still reads: the echo
+  // must reach it before our FIN. Before, the FIN aborted the connection and dropped it.
+  for (std::size_t size : {std::size_t{15}, std::size_t{64} << 10, std::size_t{1} << 20}) {
+    io::Reactor reactor(small_reactor(), 0);
+    Recorder app;
+    ws::Endpoint<Recorder> ep(reactor, {}, app);
+    app.ep = &ep;
+    app.reactor = &reactor;
+    app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+    RawClient client(listen_on(reactor));
+    std::string payload(size, 'h');
+    for (std::size_t i = 0; i < size; ++i) payload[i] = static_cast<char>('a' + i % 26);
+    std::string got;
+    std::thread t([&] {
+      client.send(kUpgrade);
+      client.send(test::frame(2, payload));
+      ::shutdown(client.fd, SHUT_WR);
+      got = client.read(10000);
+    });
+    reactor.run(ep);
+    t.join();
+    ServerFrame f = parse_server_frame(after_head(got));
+    EXPECT_EQ(f.opcode, 2) << size;
+    EXPECT_EQ(f.payload.size(), size);
+    EXPECT_TRUE(f.payload == payload) << size;
+    EXPECT_EQ(app.close_codes, std::vector<std::uint16_t>{1006});
+    EXPECT_EQ(reactor.counters().peer_half_closes, 1u);
+  }
+}
+
+// A handler for reactor-only tests: no connections.
+struct NoSockets {
+  void on_accept(io::SocketId) {}
+  void on_connect(io::SocketId, int) {}
+  void on_data(io::SocketId, std::byte*, std::size_t) {}
+  void on_peer_closed(io::SocketId, int) {}
+  void on_drain(io::SocketId) {}
+  void on_timer(io::SocketId) {}
+  void on_stop() {}
+  void on_reload() {}
+  void on_flush() {}
+};
+
+TEST(EngineApi, AForeignFdIsWatchedAndDrained) {
+  io::Reactor reactor(small_reactor(), 0);
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct Drain : io::FdWatch {
+    std::uint64_t total = 0;
+    unsigned wakeups = 0;
+  } w;
+  w.fd = efd;
+  w.ready = [](io::FdWatch* self, io::Reactor& on, int revents) {
+    auto* d = static_cast<Drain*>(self);
+    ASSERT_GT(revents, 0);
+    ++d->wakeups;
+    std::uint64_t v = 0;
+    while (::read(d->fd, &v, sizeof v) == sizeof v) d->total += v;  // drain: edge semantics
+    if (d->total >= 10) {
+      on.unwatch(d);
+      on.exit_when_idle();
+    }
+  };
+  reactor.watch(&w);
+  std::thread writer([efd] {
+    for (int i = 0; i < 10; ++i) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(efd, &one, sizeof one);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  NoSockets h;
+  reactor.run(h);
+  writer.join();
+  EXPECT_EQ(w.total, 10u);
+  EXPECT_GE(w.wakeups, 1u);
+  EXPECT_FALSE(w.wanted);
+  ::close(efd);
+}
+
+TEST(EngineApi, ACompletionOfTheCallersOwnOperation) {
+  io::Reactor reactor(small_reactor(), 0);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  struct ReadOp : io::Completion {
+    char buf[16] = {};
+    int res = -1;
+  } op;
+  op.done = [](io::Completion* self, io::Reactor& on, const io_uring_cqe& cqe) {
+    static_cast<ReadOp*>(self)->res = cqe.res;
+    on.exit_when_idle();
+  };
+  io_uring_prep_read(reactor.submit(&op), fds[0], op.buf, sizeof op.buf, 0);
+  ASSERT_EQ(::write(fds[1], "hello", 5), 5);
+  NoSockets h;
+  reactor.run(h);
+  EXPECT_EQ(op.res, 5);
+  EXPECT_EQ(std::string(op.buf), "hello");
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(EngineApi, TimersFireInOrderAndCancel) {
+  io::Reactor reactor(small_reactor(), 0);
+  struct Ctx {
+    std::vector<int> fired;
+    io::TimerId self;
+  };
+  Ctx a, b, c;
+  struct Entry {
+    Ctx* ctx;
+    int name;
+  } ea{&a, 1}, eb{&b, 2}, ec{&c, 3};
+  auto fn = [](void* e, io::Reactor& on) {
+    auto* en = static_cast<Entry*>(e);
+    en->ctx->fired.push_back(en->name);
+    // A timer that ran cannot be cancelled any more.
+    EXPECT_FALSE(on.cancel(en->ctx->self));
+    if (en->name == 1) on.exit_when_idle();
+  };
+  a.self = reactor.schedule(60, fn, &ea);
+  b.self = reactor.schedule(20, fn, &eb);
+  c.self = reactor.schedule(40, fn, &ec);
+  EXPECT_TRUE(reactor.cancel(c.self));
+  EXPECT_FALSE(reactor.cancel(c.self));
+  auto t0 = std::chrono::steady_clock::now();
+  NoSockets h;
+  reactor.run(h);
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_EQ(a.fired, std::vector<int>{1});
+  EXPECT_EQ(b.fired, std::vector<int>{2});
+  EXPECT_TRUE(c.fired.empty());
+  EXPECT_GE(ms.count(), 60);
+}
+
+TEST(EngineApi, PausedReadingHoldsMessagesUntilResumed) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  std::size_t seen_while_paused = 99;
+  Later resume, poll_done;
+  app.opened = [&](Connection c) {
+    if (c.is_client()) {
+      for (std::string_view m : {"m0", "m1", "m2"}) c.send_text(m);
+      return;
+    }
+    c.pause_reading();
+    EXPECT_TRUE(reactor.reading_paused(c.id()));
+    resume.fn = [&, c] {
+      seen_while_paused = app.messages.size();
+      c.resume_reading();
+      EXPECT_FALSE(reactor.reading_paused(c.id()));
+    };
+    resume.after(reactor, 100);
+  };
+  app.closed = [&](Connection c, std::uint16_t) {
+    if (c.is_client()) app.stop();
+  };
+  ws::Connection client = ep.connect(addr, "localhost", "/");
+  // Three messages reach the server after the resume, and their three echoes the client.
+  poll_done.fn = [&] {
+    if (app.messages.size() >= 6)
+      client.close();
+    else
+      poll_done.after(reactor, 10);
+  };
+  poll_done.after(reactor, 10);
+  reactor.run(ep);
+  EXPECT_EQ(seen_while_paused, 0u);
+  EXPECT_EQ(app.messages.size(), 6u);
+}
+
+TEST(EngineApi, AnUpgradeDecidedFiftyMillisecondsLater) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  Later decide, finish;
+  bool decided = false;
+  std::chrono::steady_clock::time_point asked, opened;
+  app.upgrade = [&](Connection c) {
+    asked = std::chrono::steady_clock::now();
+    ep.state(c)->tag = 7;  // state set during the upgrade survives into the connection
+    decide.fn = [&, c] { decided = c.decide({}); };
+    decide.after(reactor, 50);
+    return ws::UpgradeDecision::pending();
+  };
+  app.opened = [&](Connection c) {
+    if (c.is_client()) {
+      opened = std::chrono::steady_clock::now();
+      c.send_text("after the wait");
+    } else {
+      EXPECT_EQ(ep.state(c)->tag, 7);
+    }
+  };
+  app.closed = [&](Connection c, std::uint16_t) {
+    if (c.is_client()) app.stop();
+  };
+  ws::Connection client = ep.connect(addr, "localhost", "/");
+  finish.fn = [&] {
+    if (app.messages.size() >= 2)  // the server's copy and the client's echo
+      client.close();
+    else
+      finish.after(reactor, 10);
+  };
+  finish.after(reactor, 10);
+  reactor.run(ep);
+  EXPECT_TRUE(decided);
+  EXPECT_GE(std::chrono::duration_cast<std::chrono::milliseconds>(opened - asked).count(), 45);
+  EXPECT_EQ(ep.counters().upgrades_pending, 1u);
+  EXPECT_EQ(app.messages, (std::vector<std::string>{"after the wait", "after the wait"}));
+}
+
+TEST(EngineApi, ADeferredRefusalCarriesItsStatusAndHeaders) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  RawClient client(listen_on(reactor));
+  client.send(kUpgrade);
+  Later decide;
+  app.upgrade = [&](Connection c) {
+    decide.fn = [&, c] {
+      EXPECT_TRUE(c.decide(
+          ws::UpgradeDecision::refuse(401, "token expired", "WWW-Authenticate: Bearer\r\n")));
+      app.stop();
+    };
+    decide.after(reactor, 20);
+    return ws::UpgradeDecision::pending();
+  };
+  std::string got;
+  std::thread t([&] {
+    got = client.read(5000);
+    ::shutdown(client.fd, SHUT_RDWR);  // our FIN ends the server's linger
+  });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(got.rfind("HTTP/1.1 401 ", 0), 0u) << got;
+  EXPECT_NE(got.find("token expired"), std::string::npos) << got;
+  EXPECT_NE(got.find("WWW-Authenticate: Bearer\r\n"), std::string::npos) << got;
+  EXPECT_TRUE(app.close_codes.empty());
+}
+
+TEST(EngineApi, AClientThatLeavesWhileItsUpgradeIsPending) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  auto client = std::make_unique<RawClient>(listen_on(reactor));
+  client->send(kUpgrade);
+  Later decide;
+  bool decided = true;
+  std::uint64_t in_use = 99;
+  app.upgrade = [&](Connection c) {
+    client.reset();  // the client gives up while the application still thinks
+    decide.fn = [&, c] {
+      decided = c.decide({});
+      in_use = reactor.pool().in_use();
+      app.stop();
+    };
+    decide.after(reactor, 50);
+    return ws::UpgradeDecision::pending();
+  };
+  reactor.run(ep);
+  EXPECT_FALSE(decided);
+  EXPECT_EQ(in_use, 0u);
+  EXPECT_EQ(ep.counters().upgrade_abandoned, 1u);
+  EXPECT_TRUE(app.close_codes.empty());  // it never opened: no on_close
+  EXPECT_EQ(reactor.live(), 0u);
+}
+
+TEST(EngineApi, AnUndecidedUpgradeTimesOutWith503) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::EndpointConfig cfg;
+  cfg.upgrade_decision_timeout_ms = 50;
+  ws::Endpoint<Recorder> ep(reactor, cfg, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  RawClient client(listen_on(reactor));
+  client.send(kUpgrade);
+  ws::Connection pending;
+  Later late;
+  bool late_decided = true;
+  app.upgrade = [&](Connection c) {
+    pending = c;
+    late.fn = [&] {
+      late_decided = pending.decide({});
+      app.stop();
+    };
+    late.after(reactor, 150);
+    return ws::UpgradeDecision::pending();
+  };
+  std::string got;
+  std::thread t([&] {
+    got = client.read(5000);
+    ::shutdown(client.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(got.rfind("HTTP/1.1 503 ", 0), 0u) << got;
+  EXPECT_NE(got.find("Retry-After: 5\r\n"), std::string::npos) << got;
+  EXPECT_FALSE(late_decided);
+  EXPECT_EQ(ep.counters().upgrade_timeouts, 1u);
+}
+
+TEST(EngineApi, APingTimeoutSendsClose1011First) {
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::EndpointConfig cfg;
+  cfg.ping_interval_ms = 30;
+  ws::Endpoint<Recorder> ep(reactor, cfg, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  RawClient client(listen_on(reactor));
+  client.send(kUpgrade);
+  std::string got;
+  // Never answers the ping; reads until a Close frame has arrived, then leaves.
+  auto has_close = [](const std::string& s) {
+    std::string rest = after_head(s);
+    for (ServerFrame f; !rest.empty(); rest = rest.substr(f.size)) {
+      f = parse_server_frame(rest);
+      if (f.size == 0) return false;
+      if (f.opcode == 8) return true;
+    }
+    return false;
+  };
+  std::thread t([&] {
+    got = client.read(5000, has_close);
+    ::shutdown(client.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  std::string rest = after_head(got);
+  ServerFrame f;
+  for (; !rest.empty() && f.opcode != 8; rest = rest.substr(f.size)) {
+    f = parse_server_frame(rest);
+    if (f.size == 0) break;
+  }
+  ASSERT_EQ(f.opcode, 8) << "no Close frame";
+  ASSERT_GE(f.payload.size(), 2u);
+  EXPECT_EQ(
+      (static_cast<unsigned char>(f.payload[0]) << 8) | static_cast<unsigned char>(f.payload[1]),
+      1011);
+  EXPECT_EQ(ep.counters().ping_timeouts, 1u);
+  EXPECT_EQ(app.close_codes, std::vector<std::uint16_t>{1011});
+}
+
+TEST(EngineApi, EachListenerKeepsItsSchemeAndConnectionsKnowTheirPeer) {
+  test::TempCert cert;
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
+  unsigned tls_index = 0, plain_index = 0;
+  std::uint16_t tls_port = listen_on(reactor, &tls_index);
+  std::uint16_t plain_port = listen_on(reactor, &plain_index);
+  ep.set_listener_plain(plain_index);
+  RawClient on_tls(tls_port);
+  RawClient on_plain(plain_port);
+  on_tls.send(kUpgrade);  // plain HTTP to the TLS port: a TLS error, not a 101
+  on_plain.send(kUpgrade);
+  unsigned listener = 99;
+  io::PeerAddress peer;
+  app.opened = [&](Connection c) {
+    listener = c.listener();
+    peer = c.peer();
+    c.close();
+  };
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  std::string plain_got, tls_got;
+  std::thread t([&] {
+    plain_got = on_plain.read(
+        5000, [](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+    ::shutdown(on_plain.fd, SHUT_RDWR);  // leave at once rather than wait out the Close
+    tls_got = on_tls.read(2000);
+  });
+  reactor.run(ep);
+  t.join();
+  EXPECT_NE(tls_index, plain_index);
+  EXPECT_EQ(plain_got.rfind("HTTP/1.1 101 ", 0), 0u) << plain_got;
+  EXPECT_EQ(tls_got.find("HTTP/1.1"), std::string::npos);
+  EXPECT_EQ(listener, plain_index);
+  EXPECT_EQ(peer.to_string(false), "127.0.0.1");
+  EXPECT_TRUE(peer.is_v4());
+  EXPECT_EQ(peer.port, on_plain.local_port());
+  EXPECT_GE(ep.counters().tls_errors, 1u);
+}
+
+}  // namespace
+}  // namespace wsedge

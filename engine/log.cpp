@@ -7,7 +7,7 @@ namespace wsedge::log {
 
 void write(int level, const char* fmt, ...) {
   static const char* const kNames[] = {"error", "warn", "info", "debug"};
-  char line[1024];
+  char line[4096];  // the exit summary names every counter
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t;

@@ -154,10 +154,10 @@ def reload_and_errors(binary, tmp):
         check("a client closing without close_notify is cleaned up", True)
         old.frame(8, conformance.close_payload(1000))
         old.expect_close(1000, answer=False)
-    check("TLS failures are counted (plain HTTP and garbage at least)", counter(proc.log, "tls_errors") >= 2, proc.log[-400:])
-    check("the abrupt client is counted as an abnormal close", counter(proc.log, "abnormal") >= 1, proc.log[-400:])
-    check("the silent half-handshake is counted as a timeout", counter(proc.log, "handshake_timeouts") >= 1
-          or counter(proc.log, "tls_errors") >= 3, proc.log[-400:])
+    check("TLS failures are counted (plain HTTP and garbage at least)", counter(proc.log, "tls_errors_total") >= 2, proc.log[-400:])
+    check("the abrupt client is counted as an abnormal close", counter(proc.log, "abnormal_closes_total") >= 1, proc.log[-400:])
+    check("the silent half-handshake is counted as a timeout", counter(proc.log, "handshake_timeouts_total") >= 1
+          or counter(proc.log, "tls_errors_total") >= 3, proc.log[-400:])
 
 
 def main():

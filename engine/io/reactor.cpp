@@ -16,7 +16,8 @@ Reactor::Reactor(const ReactorConfig& cfg, unsigned core)
     : cfg_(cfg),
       core_(core),
       ring_(cfg.ring_entries),
-      bufs_(ring_.raw(), cfg.buf_count, cfg.buf_size, 0) {
+      bufs_(ring_.raw(), cfg.buf_count, cfg.buf_size, 0),
+      pool_(cfg.pool_cache_bytes) {
   // Reserve the whole table up front: addresses stay stable, and untouched pages cost nothing.
   sockets_.reserve(cfg.max_connections);
   wake_fd_ = eventfd(0, EFD_CLOEXEC);

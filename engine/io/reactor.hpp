@@ -60,6 +60,7 @@ struct ReactorConfig {
   std::size_t out_high_water = 1 << 20;    // queued output that pauses reading
   std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_drain)
   unsigned linger_ms = 5000;               // how long a closing socket waits for the peer's FIN
+  std::size_t pool_cache_bytes = memory::BufferPool::kDefaultCacheBytes;  // free buffers kept
   int backlog = 4096;
 };
 

@@ -53,7 +53,8 @@ void BufferPool::release(Buffer* b) {
   --in_use_;
   int c = b->size_class;
   std::size_t cap = class_capacity(c);
-  if (free_count_[c] >= 2 && (free_count_[c] + 1) * cap > kCacheBytesPerClass) {
+  if (cached_bytes_ + cap > cache_cap_ ||
+      (free_count_[c] >= 2 && (free_count_[c] + 1) * cap > kCacheBytesPerClass)) {
     ::operator delete(b);
     return;
   }

@@ -25,8 +25,12 @@ class BufferPool {
   static constexpr int kClassCount = 24;              // 128 B .. 1 GiB
   // Free buffers kept per class, in bytes: enough for steady state, bounded for idle cores.
   static constexpr std::size_t kCacheBytesPerClass = std::size_t{32} << 20;
+  // Free buffers kept in all, by default: the watermark above which released buffers go back
+  // to the allocator. Without it a burst of large messages (two cached per class, up to 1 GiB
+  // each) stayed resident after every connection had closed.
+  static constexpr std::size_t kDefaultCacheBytes = std::size_t{64} << 20;
 
-  BufferPool() = default;
+  explicit BufferPool(std::size_t cache_bytes = kDefaultCacheBytes) : cache_cap_(cache_bytes) {}
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
   ~BufferPool();
@@ -57,6 +61,7 @@ class BufferPool {
   Buffer* free_[kClassCount] = {};
   std::uint32_t free_count_[kClassCount] = {};
   std::size_t cached_bytes_ = 0;
+  std::size_t cache_cap_;
   std::uint64_t allocations_ = 0;
   std::uint64_t in_use_ = 0;
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <vector>
 
 namespace wsedge::memory {
 namespace {
@@ -38,6 +39,22 @@ TEST(BufferPool, CacheIsBounded) {
   for (int i = 0; i < 8; ++i) big.push_back(pool.acquire(16 << 20));
   for (Buffer* b : big) pool.release(b);
   EXPECT_LE(pool.cached_bytes(), BufferPool::kCacheBytesPerClass);
+}
+
+TEST(BufferPool, ABurstOfLargeBuffersGoesBackAboveTheWatermark) {
+  // 20 buffers of 16 MiB and 20 of 1 MiB released at once: before the total watermark, two of
+  // every class stayed cached whatever their size.
+  BufferPool pool(std::size_t{40} << 20);
+  std::vector<Buffer*> held;
+  for (int i = 0; i < 20; ++i) {
+    held.push_back(pool.acquire(std::size_t{16} << 20));
+    held.push_back(pool.acquire(std::size_t{1} << 20));
+  }
+  EXPECT_EQ(pool.in_use(), 40u);
+  for (Buffer* b : held) pool.release(b);
+  EXPECT_EQ(pool.in_use(), 0u);
+  EXPECT_LE(pool.cached_bytes(), std::size_t{40} << 20);
+  EXPECT_GT(pool.cached_bytes(), 0u);  // still a cache: steady state must not allocate
 }
 
 TEST(BufferPool, ASharedBufferReturnsWithItsLastHolder) {

@@ -113,6 +113,19 @@ const std::vector<Spec>& specs() {
        [](Flags& f, std::string_view v) {
          f.server.endpoint.max_message = number("--max-message", v, 1, std::uint64_t{1} << 30);
        }},
+      {"--max-assembly", "BYTES",
+       "bytes all unfinished messages of one core may hold; the client needing more gets 1009",
+       [](const Flags& f) { return str(f.server.endpoint.max_assembly_bytes); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.max_assembly_bytes =
+             number("--max-assembly", v, 1 << 16, std::uint64_t{1} << 40);
+       }},
+      {"--max-fragments", "N", "frames one message may arrive in; more close with 1009",
+       [](const Flags& f) { return str(f.server.endpoint.max_fragments); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.max_fragments =
+             static_cast<std::uint32_t>(number("--max-fragments", v, 1, 1u << 30));
+       }},
       {"--max-header", "BYTES", "largest upgrade request; larger ones get 431",
        [](const Flags& f) { return str(f.server.endpoint.max_header_bytes); },
        [](Flags& f, std::string_view v) {

@@ -7,6 +7,22 @@
 #include "engine/protocol/unmask.hpp"
 #include "flags.hpp"
 
+#if WSEDGE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+namespace {
+// Memory freed after a burst must go back to the system. The engine's buffer pools are the
+// cache (bounded by their watermark); mimalloc's own delayed decommit runs only when a thread
+// allocates again, so an idle core kept a burst's memory resident indefinitely.
+void tune_allocator() {
+#if WSEDGE_MIMALLOC
+  mi_option_set(mi_option_decommit_delay, 0);
+  mi_option_set(mi_option_segment_decommit_delay, 0);
+#endif
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace wsedge;
   app::Flags flags;
@@ -24,6 +40,7 @@ int main(int argc, char** argv) {
     std::puts("wsedge " WSEDGE_VERSION);
     return 0;
   }
+  tune_allocator();
   try {
     serve<app::EchoApp>(
         flags.server, [](unsigned) { return app::EchoApp{}; },

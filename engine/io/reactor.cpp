@@ -36,12 +36,6 @@ Reactor::~Reactor() {
       pool_.release(s.out_head);
       s.out_head = n;
     }
-    delete s.send_op;
-  }
-  while (free_send_ops_) {
-    SendOp* n = free_send_ops_->next;
-    delete free_send_ops_;
-    free_send_ops_ = n;
   }
   for (int fd : listeners_) ::close(fd);
   ::close(wake_fd_);
@@ -273,21 +267,23 @@ void Reactor::start_send(Socket& s) {
   io_uring_sqe* sqe = ring_.sqe();
   if (!b->next) {
     io_uring_prep_send(sqe, s.fd, b->data() + b->off, b->len - b->off, MSG_NOSIGNAL);
+    sqe->user_data = tag(kOpSend, index_of(s), s.gen);
   } else {
     SendOp* op = free_send_ops_;
     if (op)
       free_send_ops_ = op->next;
     else
-      op = new SendOp;
+      op = send_ops_.emplace_back(std::make_unique<SendOp>()).get();
     unsigned n = 0;
     for (; b && n < kMaxIov; b = b->next, ++n) op->iov[n] = {b->data() + b->off, b->len - b->off};
     op->msg = {};
     op->msg.msg_iov = op->iov;
     op->msg.msg_iovlen = n;
-    s.send_op = op;
+    op->idx = index_of(s);
+    op->gen = s.gen;
     io_uring_prep_sendmsg(sqe, s.fd, &op->msg, MSG_NOSIGNAL);
+    sqe->user_data = tag_ptr(kOpSendMsg, op);
   }
-  sqe->user_data = tag(kOpSend, index_of(s), s.gen);
   s.flags |= kSendInFlight;
   ++s.inflight;
 }

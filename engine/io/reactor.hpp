@@ -27,6 +27,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <unistd.h>
+#include <memory>
 
 #include <atomic>
 #include <cerrno>
@@ -275,6 +276,7 @@ class Reactor {
     kOpPost,
     kOpPostSent,
     kOpCompletion,
+    kOpSendMsg,  // a gathered send: user_data is its SendOp, which names the slot
   };
   enum State : std::uint8_t { kFree, kConnecting, kOpen, kClosing, kLingering, kDead };
   enum Flag : std::uint8_t {
@@ -293,17 +295,19 @@ class Reactor {
   static constexpr std::size_t kMaxOutBuffer = 1 << 20;
 
   // A send of several queued buffers: the msghdr and iovecs must live until it completes.
+  // It travels in the completion's user_data and names its slot itself, so an idle
+  // connection's slot holds no pointer to it.
   struct SendOp {
     msghdr msg;
     iovec iov[kMaxIov];
     SendOp* next;
+    std::uint32_t idx, gen;
   };
 
   // Per connection, kept small: idle connections cost this plus the layer above's state.
   struct Socket {
     memory::Buffer* out_head = nullptr;
     memory::Buffer* out_tail = nullptr;
-    SendOp* send_op = nullptr;
     std::uint32_t queued = 0;
     std::int32_t fd = -1;
     std::uint32_t gen = 0;
@@ -406,6 +410,7 @@ class Reactor {
   std::vector<std::uint32_t> rearm_;
   std::vector<int> listeners_;
   SendOp* free_send_ops_ = nullptr;
+  std::vector<std::unique_ptr<SendOp>> send_ops_;  // owns every SendOp, free or in flight
   ReactorCounters counters_;
   std::uint64_t now_ns_ = 0;
   std::uint64_t now_ms_ = 0;
@@ -509,6 +514,13 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
     case kOpSend:
       if (Socket* s = slot_of(ud)) on_send_done(h, *s, res);
       break;
+    case kOpSendMsg: {
+      auto* op = static_cast<SendOp*>(untag_ptr(ud));
+      op->next = free_send_ops_;
+      free_send_ops_ = op;
+      if (Socket* s = slot_of(tag(kOpSendMsg, op->idx, op->gen))) on_send_done(h, *s, res);
+      break;
+    }
     case kOpAccept:
       if (res >= 0)
         on_accepted(h, res, static_cast<std::uint32_t>(ud));
@@ -619,11 +631,6 @@ void Reactor::on_recv_end(Handler& h, Socket& s, int res) {
 template <class Handler>
 void Reactor::on_send_done(Handler& h, Socket& s, int res) {
   s.flags &= static_cast<std::uint8_t>(~kSendInFlight);
-  if (s.send_op) {
-    s.send_op->next = free_send_ops_;
-    free_send_ops_ = s.send_op;
-    s.send_op = nullptr;
-  }
   if (res > 0) {
     counters_.bytes_out += static_cast<unsigned>(res);
     consume_output(s, static_cast<std::size_t>(res));

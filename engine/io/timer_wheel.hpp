@@ -14,12 +14,14 @@ class TimerWheel {
   static constexpr std::uint32_t kBuckets = 1024;  // power of two
 
   void grow(std::uint32_t slots) {
-    if (slots > nodes_.size()) nodes_.resize(slots, Node{kNil, kNil, 0, false});
+    if (slots > nodes_.size()) nodes_.resize(slots, Node{kUnlinked, kNil, 0});
   }
   // (Re)schedules `slot` to fire at tick `deadline` (clamped to the next tick if already due).
   void schedule(std::uint32_t slot, std::uint32_t deadline);
   void cancel(std::uint32_t slot);
-  bool scheduled(std::uint32_t slot) const { return slot < nodes_.size() && nodes_[slot].linked; }
+  bool scheduled(std::uint32_t slot) const {
+    return slot < nodes_.size() && nodes_[slot].prev != kUnlinked;
+  }
   std::size_t size() const { return size_; }
 
   // Moves time to `now`, calling fire(slot) for each expired slot (already unlinked). fire may
@@ -43,10 +45,11 @@ class TimerWheel {
   }
 
  private:
+  // 12 bytes per connection slot: "not in any bucket" is a prev no slot index reaches.
+  static constexpr std::uint32_t kUnlinked = UINT32_MAX - 1;
   struct Node {
-    std::uint32_t prev, next;
+    std::uint32_t prev, next;  // prev is kNil at a bucket's head
     std::uint32_t deadline;
-    std::uint32_t linked;
   };
   std::vector<Node> nodes_;
   std::uint32_t buckets_[kBuckets] = {};
@@ -65,11 +68,11 @@ class TimerWheel {
 };
 
 inline void TimerWheel::schedule(std::uint32_t slot, std::uint32_t deadline) {
-  if (nodes_[slot].linked) cancel(slot);
+  if (nodes_[slot].prev != kUnlinked) cancel(slot);
   if (!before(now_, deadline)) deadline = now_ + 1;
   Node& n = nodes_[slot];
   std::uint32_t& head = buckets_[deadline & (kBuckets - 1)];
-  n = Node{kNil, head, deadline, 1};
+  n = Node{kNil, head, deadline};
   if (head != kNil) nodes_[head].prev = slot;
   head = slot;
   ++size_;
@@ -77,14 +80,14 @@ inline void TimerWheel::schedule(std::uint32_t slot, std::uint32_t deadline) {
 
 inline void TimerWheel::cancel(std::uint32_t slot) {
   Node& n = nodes_[slot];
-  if (!n.linked) return;
+  if (n.prev == kUnlinked) return;
   if (slot == next_) next_ = n.next;  // advance() must not walk into a node that left its bucket
   if (n.prev != kNil)
     nodes_[n.prev].next = n.next;
   else
     buckets_[n.deadline & (kBuckets - 1)] = n.next;
   if (n.next != kNil) nodes_[n.next].prev = n.prev;
-  n.linked = 0;
+  n.prev = kUnlinked;
   --size_;
 }
 

@@ -9,9 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -664,6 +666,74 @@ TEST(EngineApi, EachListenerKeepsItsSchemeAndConnectionsKnowTheirPeer) {
   EXPECT_TRUE(peer.is_v4());
   EXPECT_EQ(peer.port, on_plain.local_port());
   EXPECT_GE(ep.counters().tls_errors, 1u);
+}
+
+}  // namespace
+}  // namespace wsedge
+
+namespace wsedge {
+namespace {
+
+TEST(EngineApi, CountersAreReadFromAnotherThreadWhileTheCoreWritesThem) {
+  // An exporter thread reads a core's counters at any time: relaxed atomics, so every value
+  // it sees is one the core wrote (no tearing), and a counter never goes backwards.
+  io::Reactor reactor(small_reactor(), 0);
+  Recorder app;
+  ws::Endpoint<Recorder> ep(reactor, {}, app);
+  app.ep = &ep;
+  app.reactor = &reactor;
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  int rounds = 0;
+  app.opened = [&](Connection c) {
+    if (c.is_client()) c.send_text("ping-pong");
+  };
+  app.echo = true;
+  ws::Connection client;
+  std::atomic<bool> done{false};
+  std::uint64_t reads = 0, backwards = 0, last_bytes = 0, last_msgs = 0;
+  std::thread exporter([&] {
+    while (!done.load()) {
+      std::uint64_t b = reactor.counters().bytes_in.get();
+      std::uint64_t m = ep.counters().messages_in.get();
+      backwards += (b < last_bytes) + (m < last_msgs);
+      last_bytes = b;
+      last_msgs = m;
+      ++reads;
+    }
+  });
+  Later more;
+  more.fn = [&] {
+    if (++rounds < 50) {
+      client.send_text("ping-pong");
+      more.after(reactor, 0);
+    } else {
+      client.close();
+    }
+  };
+  app.closed = [&](Connection c, std::uint16_t) {
+    if (c.is_client()) app.stop();
+  };
+  client = ep.connect(addr, "localhost", "/");
+  more.after(reactor, 10);
+  reactor.run(ep);
+  done = true;
+  exporter.join();
+  EXPECT_EQ(backwards, 0u);
+  EXPECT_GT(reads, 0u);
+  EXPECT_EQ(ep.counters().messages_in.get(), app.messages.size());
+  // The table names every counter once.
+  std::set<std::string> names;
+  for_each_metric<io::ReactorCounters>(io::kReactorMetrics, reactor.counters(),
+                                       [&](const auto& m, std::uint64_t) { names.insert(m.name); });
+  for_each_metric<ws::EndpointCounters>(
+      ws::kEndpointMetrics, ep.counters(),
+      [&](const auto& m, std::uint64_t) { names.insert(m.name); });
+  EXPECT_EQ(names.size(), std::size(io::kReactorMetrics) + std::size(ws::kEndpointMetrics));
+  EXPECT_EQ(sizeof(io::ReactorCounters), std::size(io::kReactorMetrics) * sizeof(Counter))
+      << "a reactor counter is missing from kReactorMetrics";
+  EXPECT_EQ(sizeof(ws::EndpointCounters), std::size(ws::kEndpointMetrics) * sizeof(Counter))
+      << "an endpoint counter is missing from kEndpointMetrics";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "engine/protocol/close_code.hpp"
 #include "engine/ws/endpoint.hpp"
 #include "temp_cert.hpp"
+#include "test_reactor.hpp"
 #include "tls/context.hpp"
 
 // Every allocation in this test binary is counted, to prove the steady state allocates nothing.
@@ -62,12 +63,7 @@ namespace {
 using protocol::Opcode;
 
 io::ReactorConfig small_reactor() {
-  io::ReactorConfig c;
-  c.ring_entries = 256;
-  c.buf_count = 256;
-  c.buf_size = 4096;
-  c.max_connections = 4096;
-  return c;
+  return test::small_reactor(256, 4096, 4096);
 }
 
 // Server side echoes; client side sends `rounds` messages one after another, checks each echo,

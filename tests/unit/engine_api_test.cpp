@@ -22,6 +22,7 @@
 #include "engine/ws/endpoint.hpp"
 #include "temp_cert.hpp"
 #include "test_bytes.hpp"
+#include "test_reactor.hpp"
 #include "tls/context.hpp"
 
 namespace wsedge {
@@ -29,15 +30,6 @@ namespace {
 
 using protocol::Opcode;
 using ws::Connection;
-
-io::ReactorConfig small_reactor() {
-  io::ReactorConfig c;
-  c.ring_entries = 256;
-  c.buf_count = 64;
-  c.buf_size = 16384;
-  c.max_connections = 256;
-  return c;
-}
 
 // Listens on 127.0.0.1:0 through the reactor; returns the port.
 std::uint16_t listen_on(io::Reactor& r, unsigned* index = nullptr) {
@@ -161,6 +153,23 @@ struct Recorder {
   }
 };
 
+// One reactor serving one Recorder; tests take its parts by reference.
+struct Server {
+  io::Reactor reactor{test::small_reactor(), 0};
+  Recorder app;
+  ws::Endpoint<Recorder> ep;
+  explicit Server(const ws::EndpointConfig& cfg = {}) : ep(reactor, cfg, app) {
+    app.ep = &ep;
+    app.reactor = &reactor;
+  }
+  struct Parts {
+    io::Reactor& reactor;
+    Recorder& app;
+    ws::Endpoint<Recorder>& ep;
+  };
+  Parts parts() { return {reactor, app, ep}; }
+};
+
 // Runs fn(ctx) `ms` from now on the reactor.
 struct Later {
   std::function<void()> fn;
@@ -169,11 +178,8 @@ struct Later {
 };
 
 TEST(EngineApi, StaleHandlesAnswerAsClosed) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   io::Address addr = io::parse_address("127.0.0.1:0");
   addr.set_port(listen_on(reactor));
   std::vector<Connection> old;  // every handle of every connection that has ended
@@ -234,13 +240,10 @@ TEST(EngineApi, SendFailingOutsideOnDataGivesTheConnectionsStorageBack) {
   // The client holds an unfinished message in the server's reader, then stops reading; a timer
   // (not on_data) sends past the outbound limit. Before the one teardown path, that send
   // aborted without reset(): the reader's buffer stayed allocated until the slot was reused.
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
   ws::EndpointConfig cfg;
   cfg.max_outbound = 64 << 10;
-  ws::Endpoint<Recorder> ep(reactor, cfg, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   RawClient client(listen_on(reactor));
   client.send(kUpgrade);
   client.send(test::frame(1, "the first half of a message", false));
@@ -270,7 +273,7 @@ TEST(EngineApi, AHalfClosedClientGetsEveryReply) {
   // A client that sends a message and then shuts down its write side still reads: the echo
   // must reach it before our FIN. Before, the FIN aborted the connection and dropped it.
   for (std::size_t size : {std::size_t{15}, std::size_t{64} << 10, std::size_t{1} << 20}) {
-    io::Reactor reactor(small_reactor(), 0);
+    io::Reactor reactor(test::small_reactor(), 0);
     Recorder app;
     ws::Endpoint<Recorder> ep(reactor, {}, app);
     app.ep = &ep;
@@ -311,7 +314,7 @@ struct NoSockets {
 };
 
 TEST(EngineApi, AForeignFdIsWatchedAndDrained) {
-  io::Reactor reactor(small_reactor(), 0);
+  io::Reactor reactor(test::small_reactor(), 0);
   int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   struct Drain : io::FdWatch {
     std::uint64_t total = 0;
@@ -347,7 +350,7 @@ TEST(EngineApi, AForeignFdIsWatchedAndDrained) {
 }
 
 TEST(EngineApi, ACompletionOfTheCallersOwnOperation) {
-  io::Reactor reactor(small_reactor(), 0);
+  io::Reactor reactor(test::small_reactor(), 0);
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   struct ReadOp : io::Completion {
@@ -369,7 +372,7 @@ TEST(EngineApi, ACompletionOfTheCallersOwnOperation) {
 }
 
 TEST(EngineApi, TimersFireInOrderAndCancel) {
-  io::Reactor reactor(small_reactor(), 0);
+  io::Reactor reactor(test::small_reactor(), 0);
   struct Ctx {
     std::vector<int> fired;
     io::TimerId self;
@@ -403,11 +406,8 @@ TEST(EngineApi, TimersFireInOrderAndCancel) {
 }
 
 TEST(EngineApi, PausedReadingHoldsMessagesUntilResumed) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   io::Address addr = io::parse_address("127.0.0.1:0");
   addr.set_port(listen_on(reactor));
   std::size_t seen_while_paused = 99;
@@ -444,11 +444,8 @@ TEST(EngineApi, PausedReadingHoldsMessagesUntilResumed) {
 }
 
 TEST(EngineApi, AnUpgradeDecidedFiftyMillisecondsLater) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   io::Address addr = io::parse_address("127.0.0.1:0");
   addr.set_port(listen_on(reactor));
   Later decide, finish;
@@ -488,11 +485,8 @@ TEST(EngineApi, AnUpgradeDecidedFiftyMillisecondsLater) {
 }
 
 TEST(EngineApi, ADeferredRefusalCarriesItsStatusAndHeaders) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   RawClient client(listen_on(reactor));
   client.send(kUpgrade);
   Later decide;
@@ -519,11 +513,8 @@ TEST(EngineApi, ADeferredRefusalCarriesItsStatusAndHeaders) {
 }
 
 TEST(EngineApi, AClientThatLeavesWhileItsUpgradeIsPending) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   auto client = std::make_unique<RawClient>(listen_on(reactor));
   client->send(kUpgrade);
   Later decide;
@@ -548,13 +539,10 @@ TEST(EngineApi, AClientThatLeavesWhileItsUpgradeIsPending) {
 }
 
 TEST(EngineApi, AnUndecidedUpgradeTimesOutWith503) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
   ws::EndpointConfig cfg;
   cfg.upgrade_decision_timeout_ms = 50;
-  ws::Endpoint<Recorder> ep(reactor, cfg, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   RawClient client(listen_on(reactor));
   client.send(kUpgrade);
   ws::Connection pending;
@@ -583,13 +571,10 @@ TEST(EngineApi, AnUndecidedUpgradeTimesOutWith503) {
 }
 
 TEST(EngineApi, APingTimeoutSendsClose1011First) {
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
   ws::EndpointConfig cfg;
   cfg.ping_interval_ms = 30;
-  ws::Endpoint<Recorder> ep(reactor, cfg, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   app.closed = [&](Connection, std::uint16_t) { app.stop(); };
   RawClient client(listen_on(reactor));
   client.send(kUpgrade);
@@ -627,11 +612,8 @@ TEST(EngineApi, APingTimeoutSendsClose1011First) {
 
 TEST(EngineApi, EachListenerKeepsItsSchemeAndConnectionsKnowTheirPeer) {
   test::TempCert cert;
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
   unsigned tls_index = 0, plain_index = 0;
   std::uint16_t tls_port = listen_on(reactor, &tls_index);
@@ -677,11 +659,8 @@ namespace {
 TEST(EngineApi, CountersAreReadFromAnotherThreadWhileTheCoreWritesThem) {
   // An exporter thread reads a core's counters at any time: relaxed atomics, so every value
   // it sees is one the core wrote (no tearing), and a counter never goes backwards.
-  io::Reactor reactor(small_reactor(), 0);
-  Recorder app;
-  ws::Endpoint<Recorder> ep(reactor, {}, app);
-  app.ep = &ep;
-  app.reactor = &reactor;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
   io::Address addr = io::parse_address("127.0.0.1:0");
   addr.set_port(listen_on(reactor));
   int rounds = 0;

@@ -259,20 +259,6 @@ TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
 }
 
 // Cross-core posts: A posts to B, B posts back to A, on each reactor's own thread.
-struct IdleHandler {
-  io::Reactor* self = nullptr;
-  std::function<void()> stop;
-  void on_accept(io::SocketId) {}
-  void on_connect(io::SocketId, int) {}
-  void on_data(io::SocketId, std::byte*, std::size_t) {}
-  void on_peer_closed(io::SocketId, int) {}
-  void on_drain(io::SocketId) {}
-  void on_timer(io::SocketId) {}
-  void on_stop() { stop(); }
-  void on_reload() {}
-  void on_flush() {}
-};
-
 struct Hop : io::PostTask {
   io::Reactor* back = nullptr;
   std::thread::id ran_on;
@@ -304,7 +290,7 @@ TEST(Reactor, PostsRunOnTheTargetCore) {
     ta = std::this_thread::get_id();
     ++ready;
     while (ready < 2) std::this_thread::yield();
-    IdleHandler h{&r, [&] { r.post(*rb, &to_b); }};
+    test::NoSockets h{[&] { r.post(*rb, &to_b); }};
     r.run(h);
   });
   std::thread b([&] {
@@ -313,7 +299,7 @@ TEST(Reactor, PostsRunOnTheTargetCore) {
     tb = std::this_thread::get_id();
     ++ready;
     while (ready < 2) std::this_thread::yield();
-    IdleHandler h{&r, [] {}};
+    test::NoSockets h;
     r.run(h);
   });
   while (ready < 2) std::this_thread::yield();

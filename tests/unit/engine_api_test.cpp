@@ -300,19 +300,6 @@ TEST(EngineApi, AHalfClosedClientGetsEveryReply) {
   }
 }
 
-// A handler for reactor-only tests: no connections.
-struct NoSockets {
-  void on_accept(io::SocketId) {}
-  void on_connect(io::SocketId, int) {}
-  void on_data(io::SocketId, std::byte*, std::size_t) {}
-  void on_peer_closed(io::SocketId, int) {}
-  void on_drain(io::SocketId) {}
-  void on_timer(io::SocketId) {}
-  void on_stop() {}
-  void on_reload() {}
-  void on_flush() {}
-};
-
 TEST(EngineApi, AForeignFdIsWatchedAndDrained) {
   io::Reactor reactor(test::small_reactor(), 0);
   int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -340,7 +327,7 @@ TEST(EngineApi, AForeignFdIsWatchedAndDrained) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
-  NoSockets h;
+  test::NoSockets h;
   reactor.run(h);
   writer.join();
   EXPECT_EQ(w.total, 10u);
@@ -363,7 +350,7 @@ TEST(EngineApi, ACompletionOfTheCallersOwnOperation) {
   };
   io_uring_prep_read(reactor.submit(&op), fds[0], op.buf, sizeof op.buf, 0);
   ASSERT_EQ(::write(fds[1], "hello", 5), 5);
-  NoSockets h;
+  test::NoSockets h;
   reactor.run(h);
   EXPECT_EQ(op.res, 5);
   EXPECT_EQ(std::string(op.buf), "hello");
@@ -395,7 +382,7 @@ TEST(EngineApi, TimersFireInOrderAndCancel) {
   EXPECT_TRUE(reactor.cancel(c.self));
   EXPECT_FALSE(reactor.cancel(c.self));
   auto t0 = std::chrono::steady_clock::now();
-  NoSockets h;
+  test::NoSockets h;
   reactor.run(h);
   auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);

@@ -1,6 +1,7 @@
 #pragma once
 // A reactor sized for tests: a few hundred connections, not the server's 262,144 per core.
 #include <cstdint>
+#include <functional>
 
 #include "engine/io/reactor.hpp"
 
@@ -15,5 +16,20 @@ inline io::ReactorConfig small_reactor(unsigned buf_count = 64, unsigned buf_siz
   c.max_connections = max_connections;
   return c;
 }
+
+// A reactor handler for tests without connections (timers, posts, fd watches, completions);
+// on_stop() runs `stop`.
+struct NoSockets {
+  std::function<void()> stop = [] {};
+  void on_accept(io::SocketId) {}
+  void on_connect(io::SocketId, int) {}
+  void on_data(io::SocketId, std::byte*, std::size_t) {}
+  void on_peer_closed(io::SocketId, int) {}
+  void on_drain(io::SocketId) {}
+  void on_timer(io::SocketId) {}
+  void on_stop() { stop(); }
+  void on_reload() {}
+  void on_flush() {}
+};
 
 }  // namespace wsedge::test

@@ -72,6 +72,8 @@ def main():
     upgrade("bad_key", request(key="not-base64!"), split=10, probe=3)
     upgrade("health", "GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n", split=20)
     upgrade("small_limit_431", request(), split=5, max_header=64)
+    # Accepted with 101 before the fix that made origin-form targets required (a fuzz finding).
+    upgrade("regression_target_not_origin_form", request("?chat"), split=0)
     upgrade("response_101", f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
             f"Sec-WebSocket-Protocol: chat\r\n\r\n", split=30)

@@ -131,7 +131,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::uint8_t flags = byte();
   std::size_t ncuts = byte() % 16;
   std::vector<std::size_t> raw;
-  for (std::size_t i = 0; i < ncuts; ++i) raw.push_back(byte() | std::size_t{byte()} << 8);
+  for (std::size_t i = 0; i < ncuts; ++i) {
+    std::size_t lo = byte();  // little-endian, read in order (not two calls in one expression)
+    raw.push_back(lo | std::size_t{byte()} << 8);
+  }
   std::vector<std::byte> stream(size - at);
   if (!stream.empty()) std::memcpy(stream.data(), data + at, stream.size());
 

@@ -2,8 +2,9 @@
 # Fuzzes the protocol code with the libFuzzer targets in tests/fuzz/.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]  runs each TARGET (default: all) for SECONDS (default
 #       60), one after another, on a working corpus kept in build-fuzz/corpus/<target> across
-#       runs and seeded from tests/fuzz/corpus/<target> (which is only read). A crashing input is
-#       saved under build-fuzz/crashes/<target>/ and its path printed; the exit status is then 1.
+#       runs and seeded from tests/fuzz/corpus/<target> (which is only read). An input that
+#       crashes (or runs over 10 s) is saved under build-fuzz/crashes/<target>/ and its path
+#       printed; the exit status is then 1.
 #   scripts/fuzz.sh --test  runs the bounded, deterministic runs of meson's 'fuzz' suite (what
 #       scripts/test.sh does).
 # Either way build-fuzz/ is configured once, with clang, and rebuilt.
@@ -31,7 +32,7 @@ for t in "${targets[@]}"; do
   corpus=build-fuzz/corpus/$t crashes=$PWD/build-fuzz/crashes/$t log=build-fuzz/fuzz-$t.log
   mkdir -p "$corpus" "$crashes"
   echo "== $t: ${seconds}s, corpus $corpus, log $log"
-  if ! "build-fuzz/tests/fuzz/$t" -max_total_time="$seconds" -max_len=4096 \
+  if ! "build-fuzz/tests/fuzz/$t" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
       -artifact_prefix="$crashes/" -print_final_stats=1 "$corpus" "tests/fuzz/corpus/$t" \
       >"$log" 2>&1; then
     status=1

@@ -6,6 +6,7 @@ packages=(
   liburing-dev libssl-dev libmimalloc-dev openssl      # the server
   libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
   libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
+  clang libclang-rt-14-dev                              # the fuzz targets (libFuzzer)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: unit, conformance, interop and a bench
-# smoke run on the release build, then the unit and conformance suites again under ASan + UBSan.
+# smoke run on the release build, then the unit and conformance suites again under ASan + UBSan,
+# then short deterministic runs of the libFuzzer targets (a clang build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -15,11 +16,18 @@ ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   meson test -C build-asan --suite unit --suite integration --print-errorlogs || status=1
 
-# One closing line over both runs, counted from meson's own logs.
-/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
-import json, sys
+# The libFuzzer targets (clang build in build-fuzz/), a fixed number of seeded runs each.
+scripts/fuzz.sh --test || status=1
+
+# One closing line over all three runs, counted from meson's own logs.
+/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+  build-fuzz/meson-logs/testlog.json <<'PY'
+import json, os, sys
 passed = failed = 0
 for path in sys.argv[1:]:
+    if not os.path.exists(path):  # that build did not get as far as testing: count it failed
+        failed += 1
+        continue
     for line in open(path):
         r = json.loads(line)["result"]
         if r == "OK":

@@ -135,7 +135,9 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
   out.method = line.substr(0, sp1);
   out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (out.target.empty() || out.target.find(' ') != std::string_view::npos)
+  // Origin-form only ("/path?query"): not "*", an absolute URI or a bare word (RFC 9112 §3.2).
+  if (out.target.empty() || out.target.front() != '/' ||
+      out.target.find(' ') != std::string_view::npos)
     return reject(400, "malformed request line");
   if (version != "HTTP/1.1") return reject(400, "HTTP/1.1 required");
   if (out.method != "GET") return reject(400, "method must be GET");

@@ -98,6 +98,16 @@ TEST(Upgrade, BadRequestsAreRejectedWithTheRightStatus) {
   }
 }
 
+// Found by upgrade_request_fuzz (corpus/upgrade_request_fuzz/regression_target_not_origin_form).
+TEST(Upgrade, TargetMustBeOriginForm) {
+  for (std::string target : {"?chat", "chat", "*", "http://server.example.com/chat"}) {
+    UpgradeRequest r;
+    auto res = parse(replace(kGood, "/chat?x=1", target), r);
+    EXPECT_EQ(res.kind, RequestParse::kReject) << target;
+    EXPECT_EQ(res.status, 400) << target;
+  }
+}
+
 TEST(Upgrade, OversizedHeaderIs431EvenBeforeItEnds) {
   UpgradeRequest r;
   std::string big = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(9000, 'a');

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpus (tests/fuzz/corpus/<target>/): a few small meaningful
+inputs each, in the layout each target reads (see the comment at the top of each target).
+Rerun after changing a layout; the files are committed so a fresh checkout can fuzz at once."""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key; upgrade_request_fuzz checks 101s with it
+ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# upgrade_request_fuzz: HTTP, then (FuzzedDataProvider takes integers from the end) one byte
+# picking the header name to look up, the split point (2 bytes) and max_header - 1 (2 bytes).
+def upgrade(name, http, split, probe=0, max_header=8192):
+    tail = struct.pack("<BHH", probe, split, max_header - 1)
+    write("upgrade_request_fuzz", name, http.encode() + tail)
+
+
+def request(target="/chat", extra="", key=KEY):
+    return (f"GET {target} HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+            f"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n")
+
+
+# frame_reader_fuzz: [flags][cut count][cut offsets, 2 bytes each][stream]; flags bit 0 = the
+# reader expects masked frames, (flags >> 1) % 10 indexes max_message in the target.
+MAX_1000, MAX_125, MAX_1M = 6, 3, 9
+
+
+def frames(name, stream, cuts=(), masked=True, limit=MAX_1M):
+    head = bytes([(limit << 1) | masked, len(cuts)]) + b"".join(struct.pack("<H", c) for c in cuts)
+    write("frame_reader_fuzz", name, head + stream)
+
+
+def frame(op, payload, fin=True, masked=True, key=b"\x37\xfa\x21\x3d", length64=False):
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | op
+    m = 0x80 if masked else 0
+    if length64:
+        hdr = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    elif n < 126:
+        hdr = bytes([b0, m | n])
+    elif n < 65536:
+        hdr = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        hdr = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if not masked:
+        return hdr + payload
+    return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+# utf8_fuzz: text, then cut offsets (2 bytes each, last cut first) and their count (last byte).
+def utf8(name, text, cuts=()):
+    tail = b"".join(struct.pack("<H", c) for c in reversed(cuts)) + bytes([len(cuts)])
+    write("utf8_fuzz", name, text + tail)
+
+
+def main():
+    upgrade("valid", request(), split=40)
+    upgrade("query_protocols_origin",
+            request("/chat?room=1&x=%20", "Origin: https://example.com\r\n"
+                    "Sec-WebSocket-Protocol: chat, superchat\r\n"), split=100, probe=7)
+    upgrade("bad_key", request(key="not-base64!"), split=10, probe=3)
+    upgrade("health", "GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n", split=20)
+    upgrade("small_limit_431", request(), split=5, max_header=64)
+    # Accepted with 101 before the fix that made origin-form targets required (a fuzz finding).
+    upgrade("regression_target_not_origin_form", request("?chat"), split=0)
+    upgrade("response_101", f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+            f"Sec-WebSocket-Protocol: chat\r\n\r\n", split=30)
+
+    frames("text", frame(1, b"Hello"), cuts=(1, 4))
+    frames("binary_16bit_length", frame(2, bytes(range(256)) * 2), cuts=(3, 300))
+    frames("fragmented_text_with_ping", frame(1, b"fra", fin=False) + frame(9, b"ping!") +
+           frame(0, "gmé".encode(), fin=False) + frame(0, b"nted"), cuts=(2, 9, 17, 30))
+    frames("ping_pong", frame(9, b"") + frame(10, b"pong payload"))
+    frames("close_with_code", frame(8, struct.pack(">H", 1000) + b"bye"), cuts=(7,))
+    frames("length_64bit", frame(2, b"x" * 200, length64=True), cuts=(5, 12))
+    frames("too_big_1009", frame(1, b"a" * 200), limit=MAX_125)
+    frames("invalid_utf8_1007", frame(1, b"ok \xed\xa0\x80 surrogate"), cuts=(8,))
+    frames("text_4byte_split", frame(1, "😀 U+1F600".encode()[:2], fin=False) +
+           frame(0, "😀 U+1F600".encode()[2:]), cuts=(8, 9), limit=MAX_1000)
+    frames("client_unmasked", frame(1, b"from server", masked=False) +
+           frame(8, struct.pack(">H", 1001), masked=False), masked=False, cuts=(1,))
+
+    utf8("ascii", b"Hello, WebSocket!", cuts=(3, 7))
+    utf8("greek", "κόσμε".encode(), cuts=(1, 2))
+    utf8("four_byte", "emoji 😀 and max \U0010FFFF".encode(), cuts=(7, 8, 9))
+    utf8("overlong", b"\xc0\xaf / \xe0\x80\xaf")
+    utf8("surrogate", b"\xed\xa0\x80", cuts=(1,))
+    utf8("above_max", b"\xf4\x90\x80\x80")
+    utf8("truncated", b"abc\xe2\x82", cuts=(4,))
+    utf8("lone_continuation", b"\x80abc")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,6 +47,31 @@ bool valid_key(std::string_view k) {
   return std::strchr("AQgw", k[21]) != nullptr;
 }
 
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 9112 §3.2.1 origin-form: "/" path [ "?" query ], path and query made of RFC 3986 pchar,
+// "/" and "?". Asterisk- and absolute-form, control bytes, '#', spaces and non-ASCII are refused:
+// the target reaches the application, backends and logs, which must not see such bytes.
+bool valid_origin_form(std::string_view t) {
+  if (t.empty() || t[0] != '/') return false;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
+    if (c == '%') {
+      // A '%' not followed by two hex digits decodes differently in every decoder behind us.
+      if (t.size() - i < 3 || !is_hex(t[i + 1]) || !is_hex(t[i + 2])) return false;
+      i += 2;
+      continue;
+    }
+    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    // c == '\0' first: strchr would match the terminator of its own string.
+    if (!unreserved && (c == '\0' || std::strchr("!$&'()*+,;=:@/?", c) == nullptr)) return false;
+  }
+  return true;
+}
+
 struct HeaderBlock {
   std::string_view start_line;
   std::string_view headers;  // lines after the start line, each ending in CRLF
@@ -135,14 +160,14 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
   out.method = line.substr(0, sp1);
   out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (out.target.empty() || out.target.find(' ') != std::string_view::npos)
-    return reject(400, "malformed request line");
   if (version != "HTTP/1.1") return reject(400, "HTTP/1.1 required");
   if (out.method != "GET") return reject(400, "method must be GET");
+  if (!valid_origin_form(out.target)) return reject(400, "request target must be origin-form");
 
   out.headers = head.headers;
   std::string_view upgrade, connection, version13;
   int hosts = 0, keys = 0;
+  bool body = false;
   bool ok = for_each_header(head.headers, [&](std::string_view n, std::string_view v) {
     if (iequals(n, "host"))
       out.host = v, ++hosts;
@@ -160,9 +185,13 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
       // Several header lines are one comma-separated list; keep the first, which is the usual
       // form, unless it is empty.
       if (out.protocols.empty()) out.protocols = v;
-    }
+    } else if (iequals(n, "content-length") || iequals(n, "transfer-encoding"))
+      body = true;
   });
   if (!ok) return reject(400, "malformed header line");
+  // A GET carries no body. A proxy in front that believes one follows would forward our
+  // WebSocket bytes as that body, or the body as frames: request smuggling.
+  if (body) return reject(400, "a GET request carries no body");
   if (hosts != 1 || out.host.empty()) return reject(400, "exactly one Host header required");
   if (upgrade.empty() && connection.empty() && out.key.empty()) {
     std::string_view path = out.target.substr(0, out.target.find('?'));

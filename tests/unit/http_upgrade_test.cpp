@@ -98,6 +98,64 @@ TEST(Upgrade, BadRequestsAreRejectedWithTheRightStatus) {
   }
 }
 
+TEST(Upgrade, OnlyOriginFormTargetsAreAccepted) {
+  for (std::string target :
+       {"/", "/chat", "/a/b/c?x=1&y=2", "/%41%2f%Fa", "/-._~!$&'()*+,;=:@", "/p?q/r?s"}) {
+    UpgradeRequest r;
+    EXPECT_EQ(parse(replace(kGood, "/chat?x=1", target), r).kind, RequestParse::kUpgrade) << target;
+  }
+  for (const std::string& target : std::vector<std::string>{std::string("/\0", 2),
+                                                            "/\x01\x7f\xff",
+                                                            "/a\rb",
+                                                            "/a\nb",
+                                                            "/a\tb",
+                                                            "abc",
+                                                            "*",
+                                                            "http://host/chat",
+                                                            "/chat#frag",
+                                                            "/caf\xc3\xa9",
+                                                            "/a%",
+                                                            "/a%4",
+                                                            "/a%zz",
+                                                            "/a\"b",
+                                                            "/a<b>",
+                                                            "/a\\b",
+                                                            "/a{b}",
+                                                            "/a|b",
+                                                            "/a^b",
+                                                            "/a`b",
+                                                            "/a[b]"}) {
+    UpgradeRequest r;
+    auto res = parse(replace(kGood, "/chat?x=1", target), r);
+    EXPECT_EQ(res.kind, RequestParse::kReject) << target;
+    EXPECT_EQ(res.status, 400) << target;
+  }
+  // Spaces split the request line into more than three parts.
+  UpgradeRequest r;
+  EXPECT_EQ(parse(replace(kGood, "/chat?x=1", "/a b"), r).status, 400);
+}
+
+TEST(Upgrade, BareCrOrLfInTheHeadIsRefused) {
+  for (std::string bad : {"GET /chat HTTP/1.1\rX", "GET /chat HTTP/1.1\nX"}) {
+    UpgradeRequest r;
+    EXPECT_EQ(parse(replace(kGood, "GET /chat?x=1 HTTP/1.1", bad), r).status, 400) << bad;
+  }
+  for (std::string bad : {"X-Custom: a\rb", "X-Custom: a\nb", "X-Cu\rstom: a", "X-Cu\nstom: a"}) {
+    UpgradeRequest r;
+    EXPECT_EQ(parse(replace(kGood, "X-Custom:  spaced value ", bad), r).status, 400) << bad;
+  }
+}
+
+TEST(Upgrade, ARequestWithABodyIsRefused) {
+  for (std::string header : {"Content-Length: 0", "content-length: 5", "Transfer-Encoding: chunked",
+                             "TRANSFER-ENCODING: x"}) {
+    UpgradeRequest r;
+    auto res = parse(replace(kGood, "X-Custom:  spaced value ", header), r);
+    EXPECT_EQ(res.kind, RequestParse::kReject) << header;
+    EXPECT_EQ(res.status, 400) << header;
+  }
+}
+
 TEST(Upgrade, OversizedHeaderIs431EvenBeforeItEnds) {
   UpgradeRequest r;
   std::string big = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(9000, 'a');

@@ -27,11 +27,13 @@ HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader&
   if (n == 126) {
     n = (std::uint64_t{static_cast<std::uint8_t>(q[0])} << 8) | static_cast<std::uint8_t>(q[1]);
     q += 2;
+    if (n < 126) return HeaderParse::kNonMinimal;
   } else if (n == 127) {
     n = 0;
     for (int i = 0; i < 8; ++i) n = (n << 8) | static_cast<std::uint8_t>(q[i]);
     q += 8;
     if (n >> 63) return HeaderParse::kBadLength;
+    if (n <= 0xFFFF) return HeaderParse::kNonMinimal;
   }
   h.payload_len = n;
   h.mask_key = 0;

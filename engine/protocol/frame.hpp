@@ -34,8 +34,10 @@ constexpr std::size_t kMaxControlPayload = 125;
 // Header length announced by the first two bytes.
 std::size_t frame_header_size(const std::byte* p);
 
-enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength };
+enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength, kNonMinimal };
 // kBadLength: a 64-bit length with its most significant bit set (§5.2).
+// kNonMinimal: a length in more bytes than it needs (§5.2: "the minimal number of bytes MUST be
+// used"), e.g. 5 as a 16-bit length or 200 as a 64-bit one.
 HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader& h);
 
 // Writes a header for `payload_len` bytes; `mask_key` null for an unmasked (server) frame.

@@ -111,15 +111,14 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
     if (state_ == kFailed) return {ReadEvent::kNeedMore, Opcode::kClose, 0, len, {}, nullptr};
     if (state_ == kHeader) {
       FrameHeader h;
+      HeaderParse st;
       if (hdr_have_ == 0) {
-        auto st = parse_frame_header(data + used, len - used, h);
+        st = parse_frame_header(data + used, len - used, h);
         if (st == HeaderParse::kNeedMore) {
           std::memcpy(hdr_, data + used, len - used);
           hdr_have_ = static_cast<std::uint8_t>(len - used);
           return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
         }
-        if (st == HeaderParse::kBadLength)
-          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
         used += h.size;
       } else {
         // The header began in an earlier read: complete it byte-exactly, never past its end.
@@ -133,11 +132,14 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
         }
         if (hdr_have_ < want)
           return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
-        auto st = parse_frame_header(hdr_, hdr_have_, h);
+        st = parse_frame_header(hdr_, hdr_have_, h);
         hdr_have_ = 0;
-        if (st == HeaderParse::kBadLength)
-          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
       }
+      if (st != HeaderParse::kOk)
+        return fail(close_code::kProtocolError,
+                    st == HeaderParse::kBadLength ? "64-bit length with the top bit set"
+                                                  : "length not minimally encoded",
+                    len);
       ReadResult r = begin_frame(h, limits, used);
       if (r.event == ReadEvent::kFail) return r;
     }

@@ -90,6 +90,18 @@ TEST(Frame, SixtyFourBitLengthWithTopBitIsRejected) {
   EXPECT_EQ(parse_frame_header(b.data(), b.size(), h), HeaderParse::kBadLength);
 }
 
+TEST(Frame, LengthsMustBeMinimallyEncoded) {
+  FrameHeader h{};
+  for (const test::Bytes& b : {bytes({0x82, 0x7E, 0x00, 0x00}), bytes({0x82, 0x7E, 0x00, 0x7D}),
+                               bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0}),
+                               bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF})}) {
+    EXPECT_EQ(parse_frame_header(b.data(), b.size(), h), HeaderParse::kNonMinimal) << b.size();
+  }
+  // The smallest length each encoding may carry.
+  EXPECT_EQ(parse(bytes({0x82, 0x7E, 0x00, 0x7E})).payload_len, 126u);
+  EXPECT_EQ(parse(bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0})).payload_len, 0x10000u);
+}
+
 TEST(Frame, ReservedBitsAndOpcodesAreReportedRaw) {
   FrameHeader h = parse(bytes({0xF3, 0x00}));
   EXPECT_EQ(h.rsv, 0x70);

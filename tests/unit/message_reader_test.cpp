@@ -174,6 +174,11 @@ TEST(MessageReader, ProtocolViolationsFailWith1002) {
       {"close code 2999", close_frame(2999)},
       {"close code 5000", close_frame(5000)},
       {"64-bit length top bit", bytes({0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})},
+      {"16-bit length under 126", bytes({0x82, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})},
+      {"64-bit length under 65536",
+       bytes({0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4, 'x'})},
+      {"non-minimal length after a fragment",
+       cat({frame(2, "a", false), bytes({0x80, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})})},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -41,8 +41,10 @@ enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength, kNonMinimal 
 HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader& h);
 
 // Writes a header for `payload_len` bytes; `mask_key` null for an unmasked (server) frame.
+// `rsv`: the RSV bits to set, as in FrameHeader::rsv (0x40 RSV1, 0x20 RSV2, 0x10 RSV3), for an
+// extension that gives them a meaning; other bits of `rsv` are ignored.
 // Returns the number of bytes written (at most kMaxFrameHeader).
 std::size_t write_frame_header(std::byte* out, bool fin, Opcode op, std::uint64_t payload_len,
-                               const std::uint32_t* mask_key);
+                               const std::uint32_t* mask_key, std::uint8_t rsv = 0);
 
 }  // namespace wsedge::protocol

@@ -149,8 +149,8 @@ void EndpointBase::send_close(io::SocketId id, std::uint16_t code, std::string_v
 
 void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_view reason) {
   char out[protocol::kMaxResponseFixed + 128];
-  std::size_t n =
-      status == 200 ? protocol::write_health(out) : protocol::write_http_error(out, status, reason);
+  std::size_t n = status == 200 ? protocol::write_health(out, sizeof out)
+                                : protocol::write_http_error(out, sizeof out, status, reason);
   if (status == 200)
     ++counters_.health_checks;
   else
@@ -163,7 +163,8 @@ void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_vie
 void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key,
                                   std::string_view protocol) {
   char out[protocol::kMaxResponseFixed + 256];
-  std::size_t n = protocol::write_switching_protocols(out, key, protocol.substr(0, 200));
+  std::size_t n =
+      protocol::write_switching_protocols(out, sizeof out, key, protocol.substr(0, 200));
   emit(id, out, n);
   ++counters_.handshakes;
   conns_[id.idx].phase = kOpen;

@@ -98,6 +98,19 @@ Bytes close_frame(int code, std::string_view reason = "") {
   return frame(8, body);
 }
 
+struct Case {
+  const char* name;
+  Bytes input;
+};
+
+// Each input fails with `code`, however it is split.
+void expect_failures(const std::vector<Case>& cases, int code, ReaderLimits lim = kServer) {
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    expect_events(c.input, {fail(code)}, lim);
+  }
+}
+
 TEST(MessageReader, SingleFramesOfEverySizeEncoding) {
   for (std::size_t n : {0, 1, 125, 126, 127, 1000, 65535, 65536, 70000}) {
     std::string p(n, 'x');
@@ -158,44 +171,38 @@ TEST(MessageReader, AnAssembledMessageCanBeTakenOnlyWhole) {
 }
 
 TEST(MessageReader, ProtocolViolationsFailWith1002) {
-  struct Case {
-    const char* name;
-    Bytes input;
-  };
-  std::vector<Case> cases = {
-      {"rsv1", frame(1, "x", true, true, 0x40)},
-      {"rsv2", frame(1, "x", true, true, 0x20)},
-      {"rsv3", frame(1, "x", true, true, 0x10)},
-      {"opcode 3", frame(3, "")},
-      {"opcode 7", frame(7, "")},
-      {"opcode 0xB", frame(0xB, "")},
-      {"opcode 0xF", frame(0xF, "")},
-      {"unmasked client frame", frame(1, "hi", true, false)},
-      {"continuation first", frame(0, "x")},
-      {"text inside fragmented", cat({frame(1, "a", false), frame(1, "b")})},
-      {"fragmented ping", frame(9, "x", false)},
-      {"ping over 125", frame(9, std::string(126, 'p'))},
-      {"close over 125", frame(8, std::string(126, 'c'))},
-      {"close one byte", frame(8, "\x03")},
-      {"close code 999", close_frame(999)},
-      {"close code 1004", close_frame(1004)},
-      {"close code 1005", close_frame(1005)},
-      {"close code 1006", close_frame(1006)},
-      {"close code 1012", close_frame(1012)},
-      {"close code 1015", close_frame(1015)},
-      {"close code 2999", close_frame(2999)},
-      {"close code 5000", close_frame(5000)},
-      {"64-bit length top bit", bytes({0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})},
-      {"16-bit length under 126", bytes({0x82, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})},
-      {"64-bit length under 65536",
-       bytes({0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4, 'x'})},
-      {"non-minimal length after a fragment",
-       cat({frame(2, "a", false), bytes({0x80, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})})},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    expect_events(c.input, {fail(close_code::kProtocolError)});
-  }
+  expect_failures(
+      {
+          {"rsv1", frame(1, "x", true, true, 0x40)},
+          {"rsv2", frame(1, "x", true, true, 0x20)},
+          {"rsv3", frame(1, "x", true, true, 0x10)},
+          {"opcode 3", frame(3, "")},
+          {"opcode 7", frame(7, "")},
+          {"opcode 0xB", frame(0xB, "")},
+          {"opcode 0xF", frame(0xF, "")},
+          {"unmasked client frame", frame(1, "hi", true, false)},
+          {"continuation first", frame(0, "x")},
+          {"text inside fragmented", cat({frame(1, "a", false), frame(1, "b")})},
+          {"fragmented ping", frame(9, "x", false)},
+          {"ping over 125", frame(9, std::string(126, 'p'))},
+          {"close over 125", frame(8, std::string(126, 'c'))},
+          {"close one byte", frame(8, "\x03")},
+          {"close code 999", close_frame(999)},
+          {"close code 1004", close_frame(1004)},
+          {"close code 1005", close_frame(1005)},
+          {"close code 1006", close_frame(1006)},
+          {"close code 1012", close_frame(1012)},
+          {"close code 1015", close_frame(1015)},
+          {"close code 2999", close_frame(2999)},
+          {"close code 5000", close_frame(5000)},
+          {"64-bit length top bit", bytes({0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})},
+          {"16-bit length under 126", bytes({0x82, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})},
+          {"64-bit length under 65536",
+           bytes({0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4, 'x'})},
+          {"non-minimal length after a fragment",
+           cat({frame(2, "a", false), bytes({0x80, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 'x'})})},
+      },
+      close_code::kProtocolError);
 }
 
 TEST(MessageReader, ClientRoleRejectsMaskedFrames) {
@@ -283,27 +290,22 @@ TEST(MessageReader, AnExtensionsRsvBitMarksTheFirstFrameOfAMessage) {
 }
 
 TEST(MessageReader, RsvBitsOutsideTheFirstDataFrameFailWith1002) {
-  struct Case {
-    const char* name;
-    Bytes input;
-  };
-  std::vector<Case> cases = {
-      {"rsv2 not allowed", frame(1, "x", true, true, 0x20)},
-      {"rsv3 not allowed", frame(2, "x", true, true, 0x10)},
-      {"rsv1 with rsv2", frame(1, "x", true, true, 0x60)},
-      {"rsv1 on a continuation",
-       cat({frame(1, "a", false, true, 0x40), frame(0, "b", true, true, 0x40)})},
-      {"rsv1 on a continuation only", cat({frame(2, "a", false), frame(0, "b", true, true, 0x40)})},
-      {"rsv1 on a ping", frame(9, "", true, true, 0x40)},
-      {"rsv1 on a pong", frame(10, "x", true, true, 0x40)},
-      {"rsv1 on a close", frame(8, "", true, true, 0x40)},
-      {"rsv1 on a ping inside a message",
-       cat({frame(1, "a", false, true, 0x40), frame(9, "", true, true, 0x40)})},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    expect_events(c.input, {fail(close_code::kProtocolError)}, kDeflate);
-  }
+  expect_failures(
+      {
+          {"rsv2 not allowed", frame(1, "x", true, true, 0x20)},
+          {"rsv3 not allowed", frame(2, "x", true, true, 0x10)},
+          {"rsv1 with rsv2", frame(1, "x", true, true, 0x60)},
+          {"rsv1 on a continuation",
+           cat({frame(1, "a", false, true, 0x40), frame(0, "b", true, true, 0x40)})},
+          {"rsv1 on a continuation only",
+           cat({frame(2, "a", false), frame(0, "b", true, true, 0x40)})},
+          {"rsv1 on a ping", frame(9, "", true, true, 0x40)},
+          {"rsv1 on a pong", frame(10, "x", true, true, 0x40)},
+          {"rsv1 on a close", frame(8, "", true, true, 0x40)},
+          {"rsv1 on a ping inside a message",
+           cat({frame(1, "a", false, true, 0x40), frame(9, "", true, true, 0x40)})},
+      },
+      close_code::kProtocolError, kDeflate);
 }
 
 TEST(MessageReader, FragmentsPerMessageAreLimited) {

@@ -76,7 +76,6 @@ ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& 
     if (op != 0) {
       msg_op_ = op;
       msg_rsv_ = h.rsv;
-      check_utf8_ = op == static_cast<std::uint8_t>(Opcode::kText) && h.rsv == 0;
       fragments_ = 1;
       utf8_.reset();
     } else if (++fragments_ > limits.max_fragments && limits.max_fragments != 0) {
@@ -88,7 +87,6 @@ ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& 
                 limits.expect_masked ? "unmasked client frame" : "masked server frame", used);
   frame_op_ = op;
   frame_fin_ = h.fin;
-  frame_masked_ = h.masked;
   mask_ = h.mask_key;
   frame_left_ = h.payload_len;
   frame_started_ = false;
@@ -185,16 +183,19 @@ ReadResult MessageReader::read(std::byte* data, std::size_t len, const ReaderLim
           return fail(close_code::kMessageTooBig, "message assembly budget exhausted", used);
       }
       std::byte* dst = msg_->data() + msg_->len;
-      if (frame_masked_)
+      // begin_frame let through only frames masked exactly when expect_masked.
+      if (limits.expect_masked)
         copy_masked(dst, p, take, mask_, mask_phase_);
       else
         std::memcpy(dst, p, take);
       msg_->len += static_cast<std::uint32_t>(take);
       p = dst;
-    } else if (frame_masked_) {
+    } else if (limits.expect_masked) {
       apply_mask(p, take, mask_, mask_phase_);
     }
-    if (!control && check_utf8_ && !utf8_.feed(p, take))
+    // Text with RSV bits is transformed (e.g. compressed): its caller validates it once restored.
+    bool check_utf8 = msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && msg_rsv_ == 0;
+    if (!control && check_utf8 && !utf8_.feed(p, take))
       return fail(close_code::kInvalidPayload, "invalid UTF-8 in text message", used + take);
     if (control && !zero_copy) ctl_ = pool.append(ctl_, p, take);
     used += take;
@@ -215,7 +216,7 @@ ReadResult MessageReader::read(std::byte* data, std::size_t len, const ReaderLim
     if (!frame_fin_) continue;
     auto op = static_cast<Opcode>(msg_op_);
     msg_op_ = 0;
-    if (check_utf8_ && !utf8_.complete())
+    if (check_utf8 && !utf8_.complete())
       return fail(close_code::kInvalidPayload, "text message ends inside a UTF-8 sequence", used);
     std::span<std::byte> payload{p, take};
     if (!zero_copy) {

@@ -101,12 +101,10 @@ class MessageReader {
   State state_ = kHeader;
   std::uint8_t frame_op_ = 0;
   bool frame_fin_ = false;
-  bool frame_masked_ = false;
   bool frame_started_ = false;   // some of the current frame's payload has been consumed
   std::uint8_t mask_phase_ = 0;  // payload bytes consumed so far, mod 4
   std::uint8_t msg_op_ = 0;      // opcode of the message in progress; 0 when none
   std::uint8_t msg_rsv_ = 0;     // RSV bits of its first frame
-  bool check_utf8_ = false;      // it is text that arrives untransformed
   bool delivered_ = false;       // msg_/ctl_ hold a payload already handed out
   Utf8Validator utf8_;
 };

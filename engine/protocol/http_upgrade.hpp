@@ -22,8 +22,9 @@ struct UpgradeRequest {
 
   // Value of the first header named `name` (case-insensitive); empty when absent.
   std::string_view header(std::string_view name) const;
-  // Value of the next header named `name` whose line starts at or after offset `from` in
-  // `headers`; advances `from` past it. False, with `value` untouched, when none is left.
+  // Value of the next header named `name` from offset `from` in `headers` (0, or where the
+  // previous call left it), advancing `from` past its line. False, with `value` untouched, when
+  // no such header is left.
   bool next_header(std::string_view name, std::size_t& from, std::string_view& value) const;
   // Calls fn(value) for every header named `name`, in order: several lines of a list header
   // (Sec-WebSocket-Extensions, Sec-WebSocket-Protocol) form one list (RFC 7230 §3.2.2).

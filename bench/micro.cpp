@@ -102,7 +102,7 @@ void BM_Handshake(benchmark::State& state) {
     UpgradeRequest r;
     auto res = parse_upgrade_request(req, 8192, r);
     benchmark::DoNotOptimize(res);
-    benchmark::DoNotOptimize(write_switching_protocols(out, r.key, {}));
+    benchmark::DoNotOptimize(write_switching_protocols(out, sizeof out, r.key, {}));
   }
 }
 BENCHMARK(BM_Handshake);

@@ -27,11 +27,13 @@ HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader&
   if (n == 126) {
     n = (std::uint64_t{static_cast<std::uint8_t>(q[0])} << 8) | static_cast<std::uint8_t>(q[1]);
     q += 2;
+    if (n < 126) return HeaderParse::kNonMinimal;
   } else if (n == 127) {
     n = 0;
     for (int i = 0; i < 8; ++i) n = (n << 8) | static_cast<std::uint8_t>(q[i]);
     q += 8;
     if (n >> 63) return HeaderParse::kBadLength;
+    if (n <= 0xFFFF) return HeaderParse::kNonMinimal;
   }
   h.payload_len = n;
   h.mask_key = 0;
@@ -40,8 +42,8 @@ HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader&
 }
 
 std::size_t write_frame_header(std::byte* out, bool fin, Opcode op, std::uint64_t payload_len,
-                               const std::uint32_t* mask_key) {
-  out[0] = static_cast<std::byte>((fin ? 0x80 : 0) | static_cast<std::uint8_t>(op));
+                               const std::uint32_t* mask_key, std::uint8_t rsv) {
+  out[0] = static_cast<std::byte>((fin ? 0x80 : 0) | (rsv & 0x70) | static_cast<std::uint8_t>(op));
   std::uint8_t mask_bit = mask_key ? 0x80 : 0;
   std::size_t n = 2;
   if (payload_len < 126) {

@@ -34,13 +34,17 @@ constexpr std::size_t kMaxControlPayload = 125;
 // Header length announced by the first two bytes.
 std::size_t frame_header_size(const std::byte* p);
 
-enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength };
+enum class HeaderParse : std::uint8_t { kOk, kNeedMore, kBadLength, kNonMinimal };
 // kBadLength: a 64-bit length with its most significant bit set (§5.2).
+// kNonMinimal: a length in more bytes than it needs (§5.2: "the minimal number of bytes MUST be
+// used"), e.g. 5 as a 16-bit length or 200 as a 64-bit one.
 HeaderParse parse_frame_header(const std::byte* p, std::size_t len, FrameHeader& h);
 
 // Writes a header for `payload_len` bytes; `mask_key` null for an unmasked (server) frame.
+// `rsv`: the RSV bits to set, as in FrameHeader::rsv (0x40 RSV1, 0x20 RSV2, 0x10 RSV3), for an
+// extension that gives them a meaning; other bits of `rsv` are ignored.
 // Returns the number of bytes written (at most kMaxFrameHeader).
 std::size_t write_frame_header(std::byte* out, bool fin, Opcode op, std::uint64_t payload_len,
-                               const std::uint32_t* mask_key);
+                               const std::uint32_t* mask_key, std::uint8_t rsv = 0);
 
 }  // namespace wsedge::protocol

@@ -3,9 +3,13 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+
+#include "extensions.hpp"
 
 namespace wsedge::protocol {
 namespace {
@@ -29,11 +33,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is_tchar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
-
 // A Sec-WebSocket-Key must be the base64 of exactly 16 bytes (§4.1): 22 symbols and "==".
 bool valid_key(std::string_view k) {
   if (k.size() != 24 || k[22] != '=' || k[23] != '=') return false;
@@ -45,6 +44,31 @@ bool valid_key(std::string_view k) {
   }
   // The last symbol carries only 2 significant bits of the 16th byte.
   return std::strchr("AQgw", k[21]) != nullptr;
+}
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 9112 §3.2.1 origin-form: "/" path [ "?" query ], path and query made of RFC 3986 pchar,
+// "/" and "?". Asterisk- and absolute-form, control bytes, '#', spaces and non-ASCII are refused:
+// the target reaches the application, backends and logs, which must not see such bytes.
+bool valid_origin_form(std::string_view t) {
+  if (t.empty() || t[0] != '/') return false;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
+    if (c == '%') {
+      // A '%' not followed by two hex digits decodes differently in every decoder behind us.
+      if (t.size() - i < 3 || !is_hex(t[i + 1]) || !is_hex(t[i + 2])) return false;
+      i += 2;
+      continue;
+    }
+    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    // c == '\0' first: strchr would match the terminator of its own string.
+    if (!unreserved && (c == '\0' || std::strchr("!$&'()*+,;=:@/?", c) == nullptr)) return false;
+  }
+  return true;
 }
 
 struct HeaderBlock {
@@ -68,38 +92,57 @@ Split split_head(std::string_view buf, std::size_t max, HeaderBlock& out) {
   return Split::kOk;
 }
 
+enum class Line : std::uint8_t { kOk, kEnd, kMalformed };
+
+// Splits the first header line off `headers` (lines each ending in CRLF).
+Line next_line(std::string_view& headers, std::string_view& name, std::string_view& value) {
+  if (headers.empty()) return Line::kEnd;
+  std::size_t eol = headers.find("\r\n");
+  std::string_view line = headers.substr(0, eol);
+  headers.remove_prefix(eol + 2);
+  std::size_t colon = line.find(':');
+  if (colon == 0 || colon == std::string_view::npos) return Line::kMalformed;
+  name = line.substr(0, colon);
+  for (char c : name) {
+    if (!is_tchar(c)) return Line::kMalformed;  // also obsolete line folding and stray spaces
+  }
+  for (char c : line) {
+    if (c == '\0' || c == '\r' || c == '\n') return Line::kMalformed;
+  }
+  value = trim(line.substr(colon + 1));
+  return Line::kOk;
+}
+
 // Calls fn(name, value) per header line; false on a malformed line.
 template <class Fn>
 bool for_each_header(std::string_view headers, Fn&& fn) {
-  while (!headers.empty()) {
-    std::size_t eol = headers.find("\r\n");
-    std::string_view line = headers.substr(0, eol);
-    headers.remove_prefix(eol + 2);
-    std::size_t colon = line.find(':');
-    if (colon == 0 || colon == std::string_view::npos) return false;
-    std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (!is_tchar(c)) return false;  // also rejects obsolete line folding and stray spaces
-    }
-    for (char c : line) {
-      if (c == '\0' || c == '\r' || c == '\n') return false;
-    }
-    fn(name, trim(line.substr(colon + 1)));
-  }
-  return true;
+  std::string_view name, value;
+  Line st;
+  while ((st = next_line(headers, name, value)) == Line::kOk) fn(name, value);
+  return st == Line::kEnd;
 }
 
 }  // namespace
 
-std::string_view UpgradeRequest::header(std::string_view name) const {
-  std::string_view found;
-  bool done = false;
-  for_each_header(headers, [&](std::string_view n, std::string_view v) {
-    if (!done && iequals(n, name)) {
-      found = v;
-      done = true;
+bool UpgradeRequest::next_header(std::string_view name, std::size_t& from,
+                                 std::string_view& value) const {
+  std::string_view rest = headers.substr(std::min(from, headers.size()));
+  std::string_view n, v;
+  while (next_line(rest, n, v) == Line::kOk) {
+    if (iequals(n, name)) {
+      from = headers.size() - rest.size();
+      value = v;
+      return true;
     }
-  });
+  }
+  from = headers.size();
+  return false;
+}
+
+std::string_view UpgradeRequest::header(std::string_view name) const {
+  std::size_t from = 0;
+  std::string_view found;
+  next_header(name, from, found);
   return found;
 }
 
@@ -135,16 +178,14 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
   out.method = line.substr(0, sp1);
   out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  // Origin-form only ("/path?query"): not "*", an absolute URI or a bare word (RFC 9112 §3.2).
-  if (out.target.empty() || out.target.front() != '/' ||
-      out.target.find(' ') != std::string_view::npos)
-    return reject(400, "malformed request line");
   if (version != "HTTP/1.1") return reject(400, "HTTP/1.1 required");
   if (out.method != "GET") return reject(400, "method must be GET");
+  if (!valid_origin_form(out.target)) return reject(400, "request target must be origin-form");
 
   out.headers = head.headers;
   std::string_view upgrade, connection, version13;
   int hosts = 0, keys = 0;
+  bool body = false, extensions_ok = true;
   bool ok = for_each_header(head.headers, [&](std::string_view n, std::string_view v) {
     if (iequals(n, "host"))
       out.host = v, ++hosts;
@@ -162,9 +203,16 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
       // Several header lines are one comma-separated list; keep the first, which is the usual
       // form, unless it is empty.
       if (out.protocols.empty()) out.protocols = v;
-    }
+    } else if (iequals(n, "sec-websocket-extensions"))
+      extensions_ok = extensions_ok && valid_extensions(v);
+    else if (iequals(n, "content-length") || iequals(n, "transfer-encoding"))
+      body = true;
   });
   if (!ok) return reject(400, "malformed header line");
+  // A GET carries no body. A proxy in front that believes one follows would forward our
+  // WebSocket bytes as that body, or the body as frames: request smuggling.
+  if (body) return reject(400, "a GET request carries no body");
+  if (!extensions_ok) return reject(400, "malformed Sec-WebSocket-Extensions");
   if (hosts != 1 || out.host.empty()) return reject(400, "exactly one Host header required");
   if (upgrade.empty() && connection.empty() && out.key.empty()) {
     std::string_view path = out.target.substr(0, out.target.find('?'));
@@ -195,26 +243,37 @@ AcceptKey accept_key(std::string_view key) {
   return out;
 }
 
-std::size_t write_switching_protocols(char* out, std::string_view key, std::string_view protocol) {
-  AcceptKey a = accept_key(key);
-  int n;
-  if (protocol.empty()) {
-    n = std::sprintf(out,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %.28s\r\n\r\n",
-                     a.data());
-  } else {
-    n = std::sprintf(out,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %.28s\r\n"
-                     "Sec-WebSocket-Protocol: %.*s\r\n\r\n",
-                     a.data(), static_cast<int>(protocol.size()), protocol.data());
-  }
-  return static_cast<std::size_t>(n);
-}
-
 namespace {
-const char* status_text(std::uint16_t status) {
+
+// Appends to out[0, cap); once a piece does not fit, nothing more is written and size() is 0,
+// so a caller can never send a truncated response.
+class Writer {
+ public:
+  Writer(char* out, std::size_t cap) : out_(out), cap_(cap) {}
+  Writer& operator<<(std::string_view s) {
+    if (fits_ && cap_ - len_ >= s.size()) {
+      std::memcpy(out_ + len_, s.data(), s.size());
+      len_ += s.size();
+    } else {
+      fits_ = false;
+    }
+    return *this;
+  }
+  Writer& operator<<(std::size_t n) {
+    char digits[20];
+    auto r = std::to_chars(digits, digits + sizeof digits, n);
+    return *this << std::string_view(digits, static_cast<std::size_t>(r.ptr - digits));
+  }
+  std::size_t size() const { return fits_ ? len_ : 0; }
+
+ private:
+  char* out_;
+  std::size_t cap_;
+  std::size_t len_ = 0;
+  bool fits_ = true;
+};
+
+std::string_view status_text(std::uint16_t status) {
   switch (status) {
     case 200:
       return "OK";
@@ -224,34 +283,64 @@ const char* status_text(std::uint16_t status) {
       return "Unauthorized";
     case 403:
       return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
     case 426:
       return "Upgrade Required";
     case 429:
       return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
     case 503:
       return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
     default:
       return "Error";
   }
 }
+
 }  // namespace
 
-std::size_t write_http_error(char* out, std::uint16_t status, std::string_view body) {
-  // 426 must say what to upgrade to (RFC 7231 §6.5.15) and which WebSocket version we speak.
-  const char* extra = status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "";
-  body = body.substr(0, 128);
-  int n = std::sprintf(out,
-                       "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                       "Connection: close\r\n%s\r\n%.*s\n",
-                       status, status_text(status), body.size() + 1, extra,
-                       static_cast<int>(body.size()), body.data());
-  return static_cast<std::size_t>(n);
+std::size_t write_switching_protocols(char* out, std::size_t cap, std::string_view key,
+                                      std::string_view protocol, std::string_view extensions,
+                                      std::string_view extra_headers) {
+  AcceptKey a = accept_key(key);
+  Writer w(out, cap);
+  w << "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+       "Sec-WebSocket-Accept: "
+    << std::string_view(a.data(), a.size()) << "\r\n";
+  if (!protocol.empty()) w << "Sec-WebSocket-Protocol: " << protocol << "\r\n";
+  if (!extensions.empty()) w << "Sec-WebSocket-Extensions: " << extensions << "\r\n";
+  w << extra_headers << "\r\n";
+  return w.size();
 }
 
-std::size_t write_health(char* out) {
-  return write_http_error(out, 200, "ok");
+std::size_t write_http_error(char* out, std::size_t cap, std::uint16_t status,
+                             std::string_view body, std::string_view extra_headers) {
+  // 426 must say what to upgrade to (RFC 7231 §6.5.15) and which WebSocket version we speak.
+  std::string_view upgrade =
+      status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" : "";
+  body = body.substr(0, 128);
+  Writer w(out, cap);
+  w << "HTTP/1.1 " << std::size_t{status} << " " << status_text(status)
+    << "\r\nContent-Type: text/plain\r\nContent-Length: " << body.size() + 1
+    << "\r\nConnection: close\r\n"
+    << upgrade << extra_headers << "\r\n"
+    << body << "\n";
+  return w.size();
+}
+
+std::size_t write_health(char* out, std::size_t cap) {
+  return write_http_error(out, cap, 200, "ok");
 }
 
 ClientKey make_client_key() {
@@ -286,14 +375,14 @@ ResponseResult parse_upgrade_response(std::string_view buf, std::size_t max_head
   HeaderBlock head;
   switch (split_head(buf, max_header_bytes, head)) {
     case Split::kIncomplete:
-      return {RequestParse::kIncomplete, 0, nullptr, 0, {}};
+      return {RequestParse::kIncomplete, 0, nullptr, 0, {}, {}};
     case Split::kTooLarge:
-      return {RequestParse::kReject, 0, "response header too large", buf.size(), {}};
+      return {RequestParse::kReject, 0, "response header too large", buf.size(), {}, {}};
     case Split::kOk:
       break;
   }
   auto reject = [&](std::uint16_t status, const char* why) {
-    return ResponseResult{RequestParse::kReject, status, why, head.consumed, {}};
+    return ResponseResult{RequestParse::kReject, status, why, head.consumed, {}, {}};
   };
   std::string_view line = head.start_line;
   if (line.size() < 12 || line.substr(0, 9) != "HTTP/1.1 ")
@@ -304,7 +393,8 @@ ResponseResult parse_upgrade_response(std::string_view buf, std::size_t max_head
     status = static_cast<std::uint16_t>(status * 10 + (c - '0'));
   }
   if (status != 101) return reject(status, "server refused the upgrade");
-  std::string_view upgrade, connection, accept, protocol;
+  std::string_view upgrade, connection, accept, protocol, extensions;
+  int extension_lines = 0;
   bool ok = for_each_header(head.headers, [&](std::string_view n, std::string_view v) {
     if (iequals(n, "upgrade"))
       upgrade = v;
@@ -314,14 +404,19 @@ ResponseResult parse_upgrade_response(std::string_view buf, std::size_t max_head
       accept = v;
     else if (iequals(n, "sec-websocket-protocol"))
       protocol = v;
+    else if (iequals(n, "sec-websocket-extensions"))
+      extensions = v, ++extension_lines;
   });
   if (!ok) return reject(status, "malformed header line");
+  // One view can hold one line: with a second, the caller would miss extensions in force.
+  if (extension_lines > 1 || !valid_extensions(extensions))
+    return reject(status, "malformed Sec-WebSocket-Extensions");
   if (!has_token(upgrade, "websocket") || !has_token(connection, "upgrade"))
     return reject(status, "101 without Upgrade/Connection");
   AcceptKey want = accept_key(key);
   if (accept != std::string_view(want.data(), want.size()))
     return reject(status, "wrong Sec-WebSocket-Accept");
-  return {RequestParse::kUpgrade, 101, nullptr, head.consumed, protocol};
+  return {RequestParse::kUpgrade, 101, nullptr, head.consumed, protocol, extensions};
 }
 
 }  // namespace wsedge::protocol

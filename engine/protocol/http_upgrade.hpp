@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "extensions.hpp"
+
 namespace wsedge::protocol {
 
 struct UpgradeRequest {
@@ -20,6 +22,25 @@ struct UpgradeRequest {
 
   // Value of the first header named `name` (case-insensitive); empty when absent.
   std::string_view header(std::string_view name) const;
+  // Value of the next header named `name` from offset `from` in `headers` (0, or where the
+  // previous call left it), advancing `from` past its line. False, with `value` untouched, when
+  // no such header is left.
+  bool next_header(std::string_view name, std::size_t& from, std::string_view& value) const;
+  // Calls fn(value) for every header named `name`, in order: several lines of a list header
+  // (Sec-WebSocket-Extensions, Sec-WebSocket-Protocol) form one list (RFC 7230 §3.2.2).
+  template <class Fn>
+  void for_each_header(std::string_view name, Fn&& fn) const {
+    std::size_t from = 0;
+    std::string_view value;
+    while (next_header(name, from, value)) fn(value);
+  }
+  // Calls fn(const Extension&) for every extension offered, over all Sec-WebSocket-Extensions
+  // lines in order; parse_upgrade_request has refused the request if any line was malformed.
+  template <class Fn>
+  void for_each_extension(Fn&& fn) const {
+    for_each_header("sec-websocket-extensions",
+                    [&](std::string_view list) { protocol::for_each_extension(list, fn); });
+  }
 };
 
 enum class RequestParse : std::uint8_t {
@@ -45,14 +66,23 @@ bool has_token(std::string_view list, std::string_view token);
 using AcceptKey = std::array<char, 28>;
 AcceptKey accept_key(std::string_view key);
 
-// The response writers return bytes written into `out`, which must hold at least the
-// kMax*Response bytes below (plus the variable fields' lengths where noted).
+// The response writers write into out[0, cap) and return the bytes written, or 0 when the
+// response does not fit (what they wrote then must not be sent: it is cut short). A response
+// fits when cap >= kMaxResponseFixed + the lengths of the variable arguments (an error body
+// counts for at most 128 bytes). `extensions` is the Sec-WebSocket-Extensions value to answer,
+// empty for none. `extra_headers` is zero or more complete "Name: value\r\n" lines (e.g.
+// WWW-Authenticate, Retry-After), copied as they are: the caller vouches that they are well
+// formed, since a stray CRLF in them would let one response forge another.
 constexpr std::size_t kMaxResponseFixed = 256;
-std::size_t write_switching_protocols(char* out, std::string_view key, std::string_view protocol);
-std::size_t write_http_error(char* out, std::uint16_t status, std::string_view body);
-std::size_t write_health(char* out);
+std::size_t write_switching_protocols(char* out, std::size_t cap, std::string_view key,
+                                      std::string_view protocol, std::string_view extensions = {},
+                                      std::string_view extra_headers = {});
+std::size_t write_http_error(char* out, std::size_t cap, std::uint16_t status,
+                             std::string_view body, std::string_view extra_headers = {});
+std::size_t write_health(char* out, std::size_t cap);
 
-// Client role.
+// Client role. write_upgrade_request throws std::length_error when the request does not fit in
+// `cap`: its fields come from the application's own configuration, not from a peer.
 using ClientKey = std::array<char, 24>;
 ClientKey make_client_key();
 std::size_t write_upgrade_request(char* out, std::size_t cap, std::string_view host,
@@ -63,7 +93,8 @@ struct ResponseResult {
   std::uint16_t status;
   const char* reason;
   std::size_t consumed;
-  std::string_view protocol;  // the subprotocol the server chose, if any
+  std::string_view protocol;    // the subprotocol the server chose, if any
+  std::string_view extensions;  // the server's Sec-WebSocket-Extensions (validated), if any
 };
 ResponseResult parse_upgrade_response(std::string_view buf, std::size_t max_header_bytes,
                                       std::string_view key);

@@ -11,10 +11,19 @@ namespace wsedge::protocol {
 using memory::Buffer;
 using memory::BufferPool;
 
+void MessageReader::drop_message(BufferPool& pool) {
+  if (budget_) {
+    budget_->used -= msg_->capacity();
+    budget_ = nullptr;
+  }
+  pool.release(msg_);
+  msg_ = nullptr;
+}
+
 void MessageReader::release(BufferPool& pool) {
-  if (msg_) pool.release(msg_);
+  if (msg_) drop_message(pool);
   if (ctl_) pool.release(ctl_);
-  msg_ = ctl_ = nullptr;
+  ctl_ = nullptr;
   delivered_ = false;
 }
 
@@ -22,10 +31,7 @@ void MessageReader::release_delivered(BufferPool& pool) {
   if (!delivered_) return;
   delivered_ = false;
   // A delivered control frame may have interrupted a fragmented message: keep that message.
-  if (msg_ && msg_op_ == 0) {
-    pool.release(msg_);
-    msg_ = nullptr;
-  }
+  if (msg_ && msg_op_ == 0) drop_message(pool);
   if (ctl_) {
     pool.release(ctl_);
     ctl_ = nullptr;
@@ -42,13 +48,15 @@ Buffer* MessageReader::take_delivered(std::span<const std::byte> payload) {
 
 ReadResult MessageReader::fail(std::uint16_t code, const char* why, std::size_t used) {
   state_ = kFailed;
-  return {ReadEvent::kFail, Opcode::kClose, code, used, {}, why};
+  return {ReadEvent::kFail, Opcode::kClose, code, used, {}, why, 0};
 }
 
 ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& limits,
                                       std::size_t used) {
-  if (h.rsv) return fail(close_code::kProtocolError, "reserved bits set", used);
   std::uint8_t op = h.opcode;
+  // An extension's bits belong on the first frame of a data message only (RFC 7692 §6).
+  if (h.rsv && (is_control(op) || op == 0 || (h.rsv & ~limits.allowed_rsv)))
+    return fail(close_code::kProtocolError, "reserved bits set", used);
   if (is_control(op)) {
     if (op > static_cast<std::uint8_t>(Opcode::kPong))
       return fail(close_code::kProtocolError, "reserved opcode", used);
@@ -67,7 +75,11 @@ ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& 
       return fail(close_code::kMessageTooBig, "message too big", used);
     if (op != 0) {
       msg_op_ = op;
+      msg_rsv_ = h.rsv;
+      fragments_ = 1;
       utf8_.reset();
+    } else if (++fragments_ > limits.max_fragments && limits.max_fragments != 0) {
+      return fail(close_code::kMessageTooBig, "too many fragments", used);
     }
   }
   if (h.masked != limits.expect_masked)
@@ -75,7 +87,6 @@ ReadResult MessageReader::begin_frame(const FrameHeader& h, const ReaderLimits& 
                 limits.expect_masked ? "unmasked client frame" : "masked server frame", used);
   frame_op_ = op;
   frame_fin_ = h.fin;
-  frame_masked_ = h.masked;
   mask_ = h.mask_key;
   frame_left_ = h.payload_len;
   frame_started_ = false;
@@ -105,21 +116,29 @@ ReadResult MessageReader::finish_control(std::span<std::byte> payload, std::size
 
 ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLimits& limits,
                                BufferPool& pool) {
+  ReadResult r = read(data, len, limits, pool);
+  // A failed connection only closes: its buffers, and their share of the assembly budget,
+  // go back now rather than at teardown, which may be a slow Close handshake away.
+  if (r.event == ReadEvent::kFail) release(pool);
+  return r;
+}
+
+ReadResult MessageReader::read(std::byte* data, std::size_t len, const ReaderLimits& limits,
+                               BufferPool& pool) {
   release_delivered(pool);
   std::size_t used = 0;
   for (;;) {
     if (state_ == kFailed) return {ReadEvent::kNeedMore, Opcode::kClose, 0, len, {}, nullptr};
     if (state_ == kHeader) {
       FrameHeader h;
+      HeaderParse st;
       if (hdr_have_ == 0) {
-        auto st = parse_frame_header(data + used, len - used, h);
+        st = parse_frame_header(data + used, len - used, h);
         if (st == HeaderParse::kNeedMore) {
           std::memcpy(hdr_, data + used, len - used);
           hdr_have_ = static_cast<std::uint8_t>(len - used);
           return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
         }
-        if (st == HeaderParse::kBadLength)
-          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
         used += h.size;
       } else {
         // The header began in an earlier read: complete it byte-exactly, never past its end.
@@ -133,11 +152,14 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
         }
         if (hdr_have_ < want)
           return {ReadEvent::kNeedMore, Opcode::kContinuation, 0, len, {}, nullptr};
-        auto st = parse_frame_header(hdr_, hdr_have_, h);
+        st = parse_frame_header(hdr_, hdr_have_, h);
         hdr_have_ = 0;
-        if (st == HeaderParse::kBadLength)
-          return fail(close_code::kProtocolError, "64-bit length with the top bit set", len);
       }
+      if (st != HeaderParse::kOk)
+        return fail(close_code::kProtocolError,
+                    st == HeaderParse::kBadLength ? "64-bit length with the top bit set"
+                                                  : "length not minimally encoded",
+                    len);
       ReadResult r = begin_frame(h, limits, used);
       if (r.event == ReadEvent::kFail) return r;
     }
@@ -151,18 +173,29 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
     if (!zero_copy && !control) {
       // Assembled data is unmasked while it is copied. The header told us the frame's length:
       // room for all of it now means the payload is copied once, never again as it grows.
+      std::size_t had = msg_ ? msg_->capacity() : 0;
       msg_ = pool.reserve(msg_, frame_left_);
+      if (limits.budget && msg_->capacity() != had) {
+        // A grown buffer replaced the old one, whose charge it inherits: only growth is new.
+        budget_ = limits.budget;
+        budget_->used += msg_->capacity() - had;
+        if (budget_->used > budget_->limit)
+          return fail(close_code::kMessageTooBig, kBudgetExhausted, used);
+      }
       std::byte* dst = msg_->data() + msg_->len;
-      if (frame_masked_)
+      // begin_frame let through only frames masked exactly when expect_masked.
+      if (limits.expect_masked)
         copy_masked(dst, p, take, mask_, mask_phase_);
       else
         std::memcpy(dst, p, take);
       msg_->len += static_cast<std::uint32_t>(take);
       p = dst;
-    } else if (frame_masked_) {
+    } else if (limits.expect_masked) {
       apply_mask(p, take, mask_, mask_phase_);
     }
-    if (!control && msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && !utf8_.feed(p, take))
+    // Text with RSV bits is transformed (e.g. compressed): its caller validates it once restored.
+    bool check_utf8 = msg_op_ == static_cast<std::uint8_t>(Opcode::kText) && msg_rsv_ == 0;
+    if (!control && check_utf8 && !utf8_.feed(p, take))
       return fail(close_code::kInvalidPayload, "invalid UTF-8 in text message", used + take);
     if (control && !zero_copy) ctl_ = pool.append(ctl_, p, take);
     used += take;
@@ -183,14 +216,14 @@ ReadResult MessageReader::next(std::byte* data, std::size_t len, const ReaderLim
     if (!frame_fin_) continue;
     auto op = static_cast<Opcode>(msg_op_);
     msg_op_ = 0;
-    if (op == Opcode::kText && !utf8_.complete())
+    if (check_utf8 && !utf8_.complete())
       return fail(close_code::kInvalidPayload, "text message ends inside a UTF-8 sequence", used);
     std::span<std::byte> payload{p, take};
     if (!zero_copy) {
       payload = {msg_->data(), msg_->len};
       delivered_ = true;
     }
-    return {ReadEvent::kMessage, op, 0, used, payload, nullptr};
+    return {ReadEvent::kMessage, op, 0, used, payload, nullptr, msg_rsv_};
   }
 }
 

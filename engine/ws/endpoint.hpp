@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "endpoint_base.hpp"
+#include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
 
 namespace wsedge::ws {
@@ -287,6 +288,12 @@ class Endpoint : public EndpointBase {
       refuse(id, d.status, d.reason.empty() ? std::string_view("refused") : d.reason, d.headers);
       return;
     }
+    if (d.rsv && !kTakesRsv) {
+      // Its on_message could not tell transformed messages (nor validate their UTF-8).
+      LOG_ERROR("msg=\"extension accepted by an application without on_message(..., rsv)\"");
+      refuse(id, 500, "extension not supported");
+      return;
+    }
     accept_upgrade(id, key, d);
     app_.on_open(Connection{this, id});
     after_handshake(id, c, rest, rest_len);
@@ -300,6 +307,14 @@ class Endpoint : public EndpointBase {
     std::string_view resp(base + kKey, c.handshake->len - kKey);
     auto r = protocol::parse_upgrade_response(resp, cfg_.max_header_bytes, key);
     if (r.kind == protocol::RequestParse::kIncomplete) return;
+    // The client offers no extension: a server that names one is broken (RFC 6455 §4.1).
+    if (r.kind == protocol::RequestParse::kUpgrade && !r.extensions.empty())
+      r = {protocol::RequestParse::kReject,
+           r.status,
+           "server chose an extension not offered",
+           r.consumed,
+           {},
+           {}};
     if (r.kind == protocol::RequestParse::kReject) {
       ++counters_.handshake_rejected;
       end(id, protocol::close_code::kAbnormal, r.reason, Ending::kAbort);
@@ -313,9 +328,14 @@ class Endpoint : public EndpointBase {
     after_handshake(id, c, c.handshake->data() + used, c.handshake->len - used);
   }
 
+  // Applications that accept extensions take the message's RSV bits.
+  static constexpr bool kTakesRsv = requires(App & a, protocol::ReadResult r) {
+    a.on_message(Connection{}, r.opcode, r.payload, std::uint8_t{});
+  };
+
   void deliver(io::SocketId id, const protocol::ReadResult& r) {
-    if constexpr (requires { app_.on_message(Connection{}, r.opcode, r.payload, std::uint8_t{}); })
-      app_.on_message(Connection{this, id}, r.opcode, r.payload, std::uint8_t{0});
+    if constexpr (kTakesRsv)
+      app_.on_message(Connection{this, id}, r.opcode, r.payload, r.rsv);
     else
       app_.on_message(Connection{this, id}, r.opcode, r.payload);
   }
@@ -360,7 +380,7 @@ class Endpoint : public EndpointBase {
           return;
         }
         case ReadEvent::kFail:
-          count_failure(r.code);
+          count_failure(r);
           if (c.phase == kOpen) send_close(id, r.code, r.error);
           end(id, r.code, r.error, Ending::kGraceful);
           return;

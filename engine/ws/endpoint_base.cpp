@@ -18,7 +18,7 @@ EndpointBase::~EndpointBase() {
 }
 
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
-    : reactor_(reactor), cfg_(cfg) {
+    : reactor_(reactor), cfg_(cfg), assembly_{cfg.max_assembly_bytes} {
   conns_.reserve(reactor.config().max_connections);
   tls_plain_.resize(kTlsRecord);  // one record's plaintext at most
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
@@ -66,8 +66,7 @@ void EndpointBase::write_frame(io::SocketId id, bool client, Opcode op,
     key = static_cast<std::uint32_t>(mask_state_);
   }
   std::size_t hlen =
-      protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr);
-  (void)rsv;  // MERGE
+      protocol::write_frame_header(header, fin, op, payload.size(), client ? &key : nullptr, rsv);
   if (!client && payload.size() >= kLargePayload) {
     if (TlsConn* t = tls_conn(id)) {
       if (t->session->handshake_done()) {
@@ -167,9 +166,13 @@ bool EndpointBase::decide(io::SocketId id, const UpgradeDecision& d) {
 
 void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_view reason,
                           std::string_view headers) {
-  char out[protocol::kMaxResponseFixed + 128];
-  std::size_t n = protocol::write_http_error(out, status, reason);
-  (void)headers;
+  char out[protocol::kMaxResponseFixed + 128 + kMaxAnswerExtras];
+  std::size_t n = protocol::write_http_error(out, sizeof out, status, reason, headers);
+  if (n == 0) {
+    LOG_WARN("msg=\"refusal headers too long; sent without them\" core=%u bytes=%zu",
+             reactor_.core(), headers.size());
+    n = protocol::write_http_error(out, sizeof out, status, reason);
+  }
   ++counters_.handshake_rejected;
   emit(id, out, n);
   conns_[id.idx].phase = kDone;
@@ -178,7 +181,7 @@ void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_vie
 
 void EndpointBase::answer_health(io::SocketId id) {
   char out[protocol::kMaxResponseFixed];
-  std::size_t n = protocol::write_health(out);
+  std::size_t n = protocol::write_health(out, sizeof out);
   ++counters_.health_checks;
   emit(id, out, n);
   conns_[id.idx].phase = kDone;
@@ -186,8 +189,17 @@ void EndpointBase::answer_health(io::SocketId id) {
 }
 
 void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d) {
-  char out[protocol::kMaxResponseFixed + 256];
-  std::size_t n = protocol::write_switching_protocols(out, key, d.protocol.substr(0, 200));
+  char out[protocol::kMaxResponseFixed + kMaxAnswerExtras];
+  std::size_t n = protocol::write_switching_protocols(out, sizeof out, key, d.protocol,
+                                                      d.extensions, d.headers);
+  if (n == 0) {
+    // An answer that does not fit is the application's bug; the client must not get a 101
+    // without the extension or protocol it was promised.
+    LOG_ERROR("msg=\"upgrade answer too long; refused\" core=%u bytes=%zu", reactor_.core(),
+              d.protocol.size() + d.extensions.size() + d.headers.size());
+    refuse(id, 500, "upgrade answer too long");
+    return;
+  }
   emit(id, out, n);
   ++counters_.handshakes;
   Conn& c = conns_[id.idx];
@@ -203,8 +215,12 @@ void EndpointBase::arm_keepalive(io::SocketId id) {
     reactor_.cancel_timer(id);
 }
 
-void EndpointBase::count_failure(std::uint16_t code) {
-  switch (code) {
+void EndpointBase::count_failure(const protocol::ReadResult& r) {
+  if (r.error == protocol::kBudgetExhausted) {
+    ++counters_.assembly_refused;
+    return;
+  }
+  switch (r.code) {
     case protocol::close_code::kInvalidPayload:
       ++counters_.invalid_utf8;
       break;

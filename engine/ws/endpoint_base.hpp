@@ -160,7 +160,9 @@ class EndpointBase {
   // meanwhile. Nested calls for the same connection leave the reset to the outermost.
   template <class Fn>
   void busy(io::SocketId id, Fn&& fn);
-  protocol::ReaderLimits limits(const Conn& c) { return {cfg_.max_message, !(c.flags & kClient)}; }
+  protocol::ReaderLimits limits(const Conn& c) {
+    return {cfg_.max_message, !(c.flags & kClient), c.rsv, cfg_.max_fragments, &assembly_};
+  }
 
   // Server payloads this large are not copied into output: over TLS they are encrypted from
   // where they lie; in plain ws, a message being delivered is queued in its own buffer.
@@ -169,14 +171,16 @@ class EndpointBase {
   void write_frame(io::SocketId id, bool client, protocol::Opcode op,
                    std::span<const std::byte> payload, bool fin, std::uint8_t rsv);
   void send_close(io::SocketId id, std::uint16_t code, std::string_view reason);
+  // Protocol, extensions and extra headers an application's answer may add to a response.
+  static constexpr std::size_t kMaxAnswerExtras = 2048;
   // Answers a handshake with an HTTP error and closes.
   void refuse(io::SocketId id, std::uint16_t status, std::string_view reason,
               std::string_view headers = {});
   // Answers GET /healthz (load balancers) and closes.
   void answer_health(io::SocketId id);
   void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
-  // Counts a protocol failure by the close code it earns.
-  void count_failure(std::uint16_t code);
+  // Counts a protocol failure by the close code it earns (and the budget's apart).
+  void count_failure(const protocol::ReadResult& r);
   // Schedules the next keep-alive check: a ping after an idle interval.
   void arm_keepalive(io::SocketId id);
   // Client role: writes the upgrade request and keeps the key to check the answer.
@@ -199,6 +203,7 @@ class EndpointBase {
   EndpointCounters counters_;
   std::vector<Conn> conns_;                        // indexed like the reactor's slots
   std::vector<bool> plain_listeners_;              // by listener index: no TLS there
+  protocol::AssemblyBudget assembly_;              // bytes of this core's unfinished messages
   protocol::MessageReader* delivering_ = nullptr;  // whose message on_message is handling
   std::uint64_t mask_state_;                       // xorshift state for client masking keys
   std::shared_ptr<tls::Context> tls_;

@@ -476,8 +476,14 @@ def _(addr):
     chunk = b"\x00" * (8 << 20)
     c.frame(2, chunk, fin=False)
     c.frame(0, chunk, fin=False)
-    c.send(struct.pack("!BBQ", 0x00, 0xFF, 1) + b"\x00\x00\x00\x00")
+    c.send(struct.pack("!BB", 0x00, 0x81) + b"\x00\x00\x00\x00")  # header only: 1 more byte
     c.expect_close(1009)
+
+
+expect_failure("framing: a 16-bit length under 126 (not minimally encoded)", 1002,
+               struct.pack("!BBH", 0x82, 0xFE, 5) + b"\0\0\0\0" + b"hello")
+expect_failure("framing: a 64-bit length under 65536 (not minimally encoded)", 1002,
+               struct.pack("!BBQ", 0x82, 0xFF, 5) + b"\0\0\0\0" + b"hello")
 
 
 # ---------------------------------------------------------------- 12 opening handshake
@@ -502,6 +508,17 @@ for name, raw, want in [
     ("plain GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426),
     ("header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + "a" * 9000 + "\r\n\r\n", 431),
     ("garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + "\x00" * 40 + "\r\n\r\n", 400),
+    # Request targets that used to get 101 and reach the application (and its logs).
+    ("target /NUL", request("/\x00"), 400),
+    ("target /\\x01\\x7f\\xff", request("/\x01\x7f").encode().replace(b"\x7f", b"\x7f\xff"), 400),
+    ("target with a bare CR", request("/a\rb"), 400),
+    ("target with a tab", request("/a\tb"), 400),
+    ("target abc", request("abc"), 400),
+    ("target *", request("*"), 400),
+    ("absolute target", request("http://host/chat"), 400),
+    ("Content-Length", request(Content_Length="0"), 400),
+    ("Transfer-Encoding", request(Transfer_Encoding="chunked"), 400),
+    ("malformed Sec-WebSocket-Extensions", request(Sec_WebSocket_Extensions="a;;=b"), 400),
 ]:
     def _hs(addr, raw=raw, want=want):
         status, headers = http_status(addr, raw)

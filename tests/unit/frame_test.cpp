@@ -90,6 +90,34 @@ TEST(Frame, SixtyFourBitLengthWithTopBitIsRejected) {
   EXPECT_EQ(parse_frame_header(b.data(), b.size(), h), HeaderParse::kBadLength);
 }
 
+TEST(Frame, LengthsMustBeMinimallyEncoded) {
+  FrameHeader h{};
+  for (const test::Bytes& b : {bytes({0x82, 0x7E, 0x00, 0x00}), bytes({0x82, 0x7E, 0x00, 0x7D}),
+                               bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0}),
+                               bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF})}) {
+    EXPECT_EQ(parse_frame_header(b.data(), b.size(), h), HeaderParse::kNonMinimal) << b.size();
+  }
+  // The smallest length each encoding may carry.
+  EXPECT_EQ(parse(bytes({0x82, 0x7E, 0x00, 0x7E})).payload_len, 126u);
+  EXPECT_EQ(parse(bytes({0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0})).payload_len, 0x10000u);
+}
+
+TEST(Frame, WriterSetsTheRsvBitsItIsGiven) {
+  for (std::uint8_t rsv : {0x00, 0x40, 0x20, 0x10, 0x70}) {
+    std::byte out[kMaxFrameHeader];
+    std::size_t n = write_frame_header(out, false, Opcode::kText, 3, nullptr, rsv);
+    FrameHeader h = parse(test::Bytes(out, out + n));
+    EXPECT_EQ(h.rsv, rsv);
+    EXPECT_FALSE(h.fin);
+    EXPECT_EQ(h.opcode, 1);
+    EXPECT_EQ(h.payload_len, 3u);
+  }
+  // Bits outside RSV1..3 cannot corrupt FIN or the opcode.
+  std::byte out[kMaxFrameHeader];
+  write_frame_header(out, false, Opcode::kText, 0, nullptr, 0xFF);
+  EXPECT_EQ(static_cast<int>(out[0]), 0x71);
+}
+
 TEST(Frame, ReservedBitsAndOpcodesAreReportedRaw) {
   FrameHeader h = parse(bytes({0xF3, 0x00}));
   EXPECT_EQ(h.rsv, 0x70);

@@ -45,7 +45,8 @@ void check_in_pool(std::span<const std::byte> payload, std::size_t offset) {
   check(b->len <= b->capacity() && offset + payload.size() <= b->len);
 }
 
-void check_result(const ReadResult& res, const std::byte* read, std::size_t consumed) {
+void check_result(const ReadResult& res, const std::byte* read, std::size_t consumed,
+                  const ReaderLimits& limits) {
   std::span<const std::byte> p = res.payload;
   if (!p.empty() && !(p.data() >= read && p.data() + p.size() <= read + consumed))
     check_in_pool(p, res.event == ReadEvent::kClose ? 2 : 0);
@@ -55,7 +56,9 @@ void check_result(const ReadResult& res, const std::byte* read, std::size_t cons
       break;
     case ReadEvent::kMessage:
       check(res.opcode == Opcode::kText || res.opcode == Opcode::kBinary);
-      if (res.opcode == Opcode::kText) check(valid_utf8(p));
+      // Only the RSV bits an extension was granted; its messages' text is its to validate.
+      check((res.rsv & ~limits.allowed_rsv) == 0);
+      if (res.opcode == Opcode::kText && res.rsv == 0) check(valid_utf8(p));
       break;
     case ReadEvent::kPing:
     case ReadEvent::kPong:
@@ -93,7 +96,7 @@ std::vector<Event> run(std::vector<std::byte> stream, const std::vector<std::siz
       check(res.consumed > 0 && res.consumed <= left);
       // After a failure the reader swallows everything and delivers nothing.
       if (failed) check(res.event == ReadEvent::kNeedMore && res.consumed == left);
-      check_result(res, p, res.consumed);
+      check_result(res, p, res.consumed, limits);
       if (res.event == ReadEvent::kFail) failed = true;
       check(reader.failed() == failed);
       if (res.event != ReadEvent::kNeedMore) {
@@ -116,19 +119,27 @@ std::vector<Event> run(std::vector<std::byte> stream, const std::vector<std::siz
     taken.clear();
   }
   reader.release(pool);
+  // Every byte charged to the budget was given back, whatever path the message took.
+  if (limits.budget) check(limits.budget->used == 0);
   return events;  // the pool frees its cache here: a buffer the reader kept would leak (LSan)
 }
 
 constexpr std::uint64_t kMaxMessage[] = {0, 1, 2, 125, 126, 127, 1000, 65535, 65536, 1 << 20};
+constexpr std::uint8_t kAllowedRsv[] = {0, 0x40, 0x70};
+constexpr std::uint32_t kMaxFragments[] = {0, 1, 2, 3, 16};
+constexpr std::uint64_t kBudget[] = {0, 128, 4096, 1 << 16};  // 0: no budget
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  // [flags][cut count][2-byte cut offsets...][stream]. flags bit 0: the reader expects masked
-  // frames (a server); bits 1-4 pick max_message. Offsets wrap modulo the stream length.
+  // [flags][extras][cut count][2-byte cut offsets...][stream]. flags bit 0: the reader expects
+  // masked frames (a server); bits 1-4 pick max_message. extras: bits 0-1 the RSV bits an
+  // extension allows, bits 2-4 a fragment limit, bits 5-6 an assembly budget. Offsets wrap
+  // modulo the stream length.
   std::size_t at = 0;
   auto byte = [&]() -> std::uint8_t { return at < size ? data[at++] : 0; };
   std::uint8_t flags = byte();
+  std::uint8_t extras = byte();
   std::size_t ncuts = byte() % 16;
   std::vector<std::size_t> raw;
   for (std::size_t i = 0; i < ncuts; ++i) {
@@ -138,9 +149,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::byte> stream(size - at);
   if (!stream.empty()) std::memcpy(stream.data(), data + at, stream.size());
 
+  std::uint64_t budget_bytes = kBudget[(extras >> 5) % std::size(kBudget)];
+  AssemblyBudget budget{budget_bytes};
   const ReaderLimits limits{
       .max_message = kMaxMessage[(flags >> 1) % std::size(kMaxMessage)],
       .expect_masked = (flags & 1) != 0,
+      .allowed_rsv = kAllowedRsv[(extras & 3) % std::size(kAllowedRsv)],
+      .max_fragments = kMaxFragments[((extras >> 2) & 7) % std::size(kMaxFragments)],
+      .budget = budget_bytes ? &budget : nullptr,
   };
   const std::size_t n = stream.size();
   std::vector<std::size_t> cuts;
@@ -149,6 +165,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::sort(cuts.begin(), cuts.end());
 
   std::vector<Event> whole = run(stream, {n}, limits);
-  check(run(stream, cuts, limits) == whole);
+  std::vector<Event> cut = run(stream, cuts, limits);
+  // A frame whole in one read is delivered without assembly, so only an unbudgeted reader must
+  // give the same events however the stream is cut.
+  if (!limits.budget) check(cut == whole);
   return 0;
 }

@@ -31,19 +31,23 @@ def request(target="/chat", extra="", key=KEY):
             f"Sec-WebSocket-Version: 13\r\n{extra}\r\n")
 
 
-# frame_reader_fuzz: [flags][cut count][cut offsets, 2 bytes each][stream]; flags bit 0 = the
-# reader expects masked frames, (flags >> 1) % 10 indexes max_message in the target.
+# frame_reader_fuzz: [flags][extras][cut count][cut offsets, 2 bytes each][stream]; flags bit 0 =
+# the reader expects masked frames, (flags >> 1) % 10 indexes max_message in the target; extras
+# bits 0-1 index the allowed RSV bits (1: RSV1), bits 2-4 the fragment limit (2: 2 frames),
+# bits 5-6 the assembly budget (1: 128 bytes).
 MAX_1000, MAX_125, MAX_1M = 6, 3, 9
+RSV1, TWO_FRAGMENTS, BUDGET_128 = 1, 2 << 2, 1 << 5
 
 
-def frames(name, stream, cuts=(), masked=True, limit=MAX_1M):
-    head = bytes([(limit << 1) | masked, len(cuts)]) + b"".join(struct.pack("<H", c) for c in cuts)
+def frames(name, stream, cuts=(), masked=True, limit=MAX_1M, extras=0):
+    head = (bytes([(limit << 1) | masked, extras, len(cuts)]) +
+            b"".join(struct.pack("<H", c) for c in cuts))
     write("frame_reader_fuzz", name, head + stream)
 
 
-def frame(op, payload, fin=True, masked=True, key=b"\x37\xfa\x21\x3d", length64=False):
+def frame(op, payload, fin=True, masked=True, key=b"\x37\xfa\x21\x3d", length64=False, rsv=0):
     n = len(payload)
-    b0 = (0x80 if fin else 0) | op
+    b0 = (0x80 if fin else 0) | rsv | op
     m = 0x80 if masked else 0
     if length64:
         hdr = bytes([b0, m | 127]) + struct.pack(">Q", n)
@@ -74,6 +78,9 @@ def main():
     upgrade("small_limit_431", request(), split=5, max_header=64)
     # Accepted with 101 before the fix that made origin-form targets required (a fuzz finding).
     upgrade("regression_target_not_origin_form", request("?chat"), split=0)
+    upgrade("extensions_two_lines",
+            request("/ws", "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                    "sec-websocket-extensions: x-b; p=\"1\", x-c\r\n"), split=60, probe=8)
     upgrade("response_101", f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
             f"Sec-WebSocket-Protocol: chat\r\n\r\n", split=30)
@@ -89,6 +96,14 @@ def main():
     frames("invalid_utf8_1007", frame(1, b"ok \xed\xa0\x80 surrogate"), cuts=(8,))
     frames("text_4byte_split", frame(1, "😀 U+1F600".encode()[:2], fin=False) +
            frame(0, "😀 U+1F600".encode()[2:]), cuts=(8, 9), limit=MAX_1000)
+    frames("rsv1_allowed_text_unvalidated", frame(1, b"\xff compressed", rsv=0x40) +
+           frame(1, b"plain"), cuts=(3,), extras=RSV1)
+    frames("rsv1_on_continuation_1002", frame(2, b"a", fin=False, rsv=0x40) +
+           frame(0, b"b", rsv=0x40), extras=RSV1)
+    frames("three_fragments_over_limit_1009", frame(2, b"a", fin=False) + frame(0, b"b", fin=False) +
+           frame(0, b"c"), cuts=(4, 11), extras=TWO_FRAGMENTS)
+    frames("assembly_over_budget_1009", frame(2, b"x" * 100, fin=False) + frame(0, b"y" * 100),
+           cuts=(50, 150), extras=BUDGET_128)
     frames("client_unmasked", frame(1, b"from server", masked=False) +
            frame(8, struct.pack(">H", 1001), masked=False), masked=False, cuts=(1,))
 

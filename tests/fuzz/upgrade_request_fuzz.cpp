@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "engine/protocol/extensions.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "fuzz_check.hpp"
 
@@ -65,6 +66,19 @@ void check_request(std::string_view in, const RequestResult& r, const UpgradeReq
   }
   check_tokens(req.protocols);
   check_tokens(req.header("connection"));
+  // An accepted request's extension offers parse (malformed ones are refused with 400), and
+  // every name and value lies inside its header line.
+  const char* hb = req.headers.data();
+  const char* he = hb + req.headers.size();
+  req.for_each_extension([&](const Extension& x) {
+    check(!x.name.empty() && inside(x.name, hb, he) && inside(x.params, hb, he));
+    for_each_param(x, [&](const ExtensionParam& p) {
+      check(!p.name.empty() && inside(p.name, hb, he) && inside(p.value, hb, he));
+    });
+  });
+  // On any header value, the parser and the validator agree.
+  bool parsed = for_each_extension(found, [](const Extension&) {});
+  check(parsed == valid_extensions(found));
 }
 
 bool same(const RequestResult& a, const RequestResult& b) {
@@ -78,9 +92,15 @@ bool same_view(std::string_view a, const char* pa, std::string_view b, const cha
   return a.data() - pa == b.data() - pb && a.size() == b.size();
 }
 
-constexpr std::string_view kProbes[] = {
-    "host",   "Upgrade", "connection", "sec-websocket-key",
-    "ORIGIN", "x-a",     "",           "sec-websocket-protocol"};
+constexpr std::string_view kProbes[] = {"host",
+                                        "Upgrade",
+                                        "connection",
+                                        "sec-websocket-key",
+                                        "ORIGIN",
+                                        "x-a",
+                                        "",
+                                        "sec-websocket-protocol",
+                                        "Sec-WebSocket-Extensions"};
 
 }  // namespace
 

@@ -704,3 +704,101 @@ TEST(EngineApi, CountersAreReadFromAnotherThreadWhileTheCoreWritesThem) {
 
 }  // namespace
 }  // namespace wsedge
+
+namespace wsedge {
+namespace {
+
+// An application that accepts an extension ("x-flip", RSV1) and so takes each message's RSV
+// bits; it answers every message with the same bits set.
+struct ExtensionApp {
+  io::Reactor* reactor = nullptr;
+  bool accept = true;
+  std::vector<std::pair<std::uint8_t, std::string>> got;
+  ws::UpgradeDecision on_upgrade(Connection, const protocol::UpgradeRequest& req) {
+    bool offered = false;
+    req.for_each_extension([&](const protocol::Extension& e) { offered |= e.name == "x-flip"; });
+    if (!offered || !accept) return {};
+    return {.extensions = "x-flip", .rsv = 0x40};
+  }
+  void on_open(Connection) {}
+  void on_message(Connection c, Opcode op, std::span<std::byte> p, std::uint8_t rsv) {
+    got.emplace_back(rsv, test::str(p));
+    c.send(op, p, true, rsv);
+  }
+  void on_close(Connection, std::uint16_t, std::string_view) {
+    reactor->stop_listening();
+    reactor->exit_when_idle();
+  }
+  void on_drain(Connection) {}
+};
+
+std::string ext_upgrade() {
+  std::string r(kUpgrade);
+  r.insert(r.size() - 2, "Sec-WebSocket-Extensions: x-flip; level=2\r\n");
+  return r;
+}
+
+TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
+  io::Reactor reactor(test::small_reactor(), 0);
+  ExtensionApp app;
+  app.reactor = &reactor;
+  ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
+  RawClient client(listen_on(reactor));
+  client.send(ext_upgrade());
+  // Text that is not UTF-8 as it travels (a transformed message): the reader leaves it to the
+  // extension. Then a plain message, then RSV2, which nobody accepted.
+  client.send(test::frame(1, "\xff\xfe transformed", true, true, 0x40));
+  client.send(test::frame(1, "plain"));
+  client.send(test::frame(2, "rsv2", true, true, 0x20));
+  std::string got;
+  std::thread t([&] {
+    got = client.read(5000);
+    ::shutdown(client.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  ASSERT_NE(got.find("Sec-WebSocket-Extensions: x-flip\r\n"), std::string::npos) << got;
+  EXPECT_EQ(app.got, (std::vector<std::pair<std::uint8_t, std::string>>{
+                         {0x40, "\xff\xfe transformed"}, {0, "plain"}}));
+  std::string rest = after_head(got);
+  ASSERT_GE(rest.size(), 2u);
+  EXPECT_EQ(static_cast<unsigned char>(rest[0]), 0x80 | 0x40 | 1);  // FIN, RSV1, text
+  ServerFrame first = parse_server_frame(rest);
+  rest.erase(0, first.size);
+  ServerFrame plain = parse_server_frame(rest);
+  EXPECT_EQ(static_cast<unsigned char>(rest[0]), 0x81);
+  rest.erase(0, plain.size);
+  ServerFrame close = parse_server_frame(rest);
+  ASSERT_EQ(close.opcode, 8);
+  EXPECT_EQ((static_cast<unsigned char>(close.payload[0]) << 8) |
+                static_cast<unsigned char>(close.payload[1]),
+            1002);
+}
+
+TEST(EngineApi, WithoutTheExtensionRsv1IsAProtocolError) {
+  io::Reactor reactor(test::small_reactor(), 0);
+  ExtensionApp app;
+  app.reactor = &reactor;
+  app.accept = false;
+  ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
+  RawClient client(listen_on(reactor));
+  client.send(ext_upgrade());
+  client.send(test::frame(1, "compressed?", true, true, 0x40));
+  std::string got;
+  std::thread t([&] {
+    got = client.read(5000);
+    ::shutdown(client.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(got.find("Sec-WebSocket-Extensions"), std::string::npos) << got;
+  ServerFrame close = parse_server_frame(after_head(got));
+  ASSERT_EQ(close.opcode, 8);
+  EXPECT_EQ((static_cast<unsigned char>(close.payload[0]) << 8) |
+                static_cast<unsigned char>(close.payload[1]),
+            1002);
+  EXPECT_TRUE(app.got.empty());
+}
+
+}  // namespace
+}  // namespace wsedge

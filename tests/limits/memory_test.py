@@ -146,6 +146,8 @@ def main():
             if after - base <= SETTLED:
                 break
             time.sleep(0.2)
+        print(f"      idle {base / MiB:.0f} MiB; peak +{(peak - base) / MiB:.0f} MiB; "
+              f"+{(after - base) / MiB:.0f} MiB after the burst; {refused} of {CLIENTS} refused")
         check("RSS comes back down after the burst", after - base <= SETTLED,
               f"{(after - base) / MiB:.0f} MiB above the idle server, peak {(peak - base) / MiB:.0f}")
 

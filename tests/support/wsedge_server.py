@@ -14,10 +14,11 @@ import tempfile
 
 
 @contextlib.contextmanager
-def start_server(binary, *flags, tls=None):
-    """tls: (cert, key) to serve wss://, else plain ws://."""
+def start_server(binary, *flags, tls=None, prefix=()):
+    """tls: (cert, key) to serve wss://, else plain ws://. prefix: a command the server runs
+    under (e.g. prlimit with its options)."""
     mode = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else ["--plain"]
-    args = [binary, "--listen", "127.0.0.1:0", *mode, *flags]
+    args = [*prefix, binary, "--listen", "127.0.0.1:0", *mode, *flags]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening on "):

@@ -84,7 +84,13 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
   for (;;) {
     sig = opts.plain ? sigwaitinfo(&set, nullptr) : sigtimedwait(&set, nullptr, &rotate);
     if (sig < 0) {
-      if (errno == EAGAIN) tls::ticket_keys().rotate();  // tickets issued from now on use a new key
+      if (errno != EAGAIN) continue;
+      try {
+        tls::ticket_keys().rotate();  // tickets issued from now on use a new key
+      } catch (const std::exception& e) {
+        LOG_ERROR("msg=\"ticket key rotation failed; the current key stays\" error=\"%s\"",
+                  e.what());
+      }
       continue;
     }
     if (sig != SIGHUP) break;

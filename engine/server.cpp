@@ -39,11 +39,13 @@ void block_stop_signals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-std::vector<int> open_listeners(ServerOptions& opts) {
-  std::vector<int> fds;
-  for (unsigned i = 0; i < opts.cores; ++i) {
-    fds.push_back(io::open_listener(opts.listen, opts.reactor.backlog));
-    if (i == 0 && opts.listen.port() == 0) opts.listen.set_port(io::local_address(fds[0]).port());
+std::vector<std::vector<int>> open_listeners(ServerOptions& opts) {
+  std::vector<std::vector<int>> fds(opts.cores);
+  for (io::Address& addr : opts.listen) {
+    for (unsigned i = 0; i < opts.cores; ++i) {
+      fds[i].push_back(io::open_listener(addr, opts.reactor.backlog));
+      if (i == 0 && addr.port() == 0) addr.set_port(io::local_address(fds[0].back()).port());
+    }
   }
   return fds;
 }

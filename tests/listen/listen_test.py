@@ -1,0 +1,104 @@
+"""Listening addresses of the real binary: --listen repeats (IPv4 and IPv6 served together).
+
+usage: listen_test.py PATH_TO_WSEDGE
+"""
+import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import websockets
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(bool(ok))
+    print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + detail}", flush=True)
+
+
+class Wsedge:
+    """One wsedge process; reads its stdout without ever blocking past a deadline."""
+
+    def __init__(self, binary, *flags):
+        self.proc = subprocess.Popen([binary, "--plain", "--cores", "2", *flags], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0)
+        self.pending = b""
+
+    def lines(self, count, timeout=10):
+        """Up to `count` stdout lines, fewer if the process exits or `timeout` seconds pass."""
+        out = []
+        end = time.monotonic() + timeout
+        while len(out) < count:
+            if b"\n" in self.pending:
+                line, self.pending = self.pending.split(b"\n", 1)
+                out.append(line.decode())
+                continue
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            self.pending += chunk
+        return out
+
+    def urls(self, count):
+        return [line.split()[2] for line in self.lines(count) if line.startswith("listening on ")]
+
+    def stop(self):
+        """SIGTERM, then the exit code (None if it had to be killed) and stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.proc.kill()
+            self.proc.wait()
+        return code, self.proc.stderr.read().decode()
+
+
+async def echoes(url):
+    async with websockets.connect(url, compression=None, open_timeout=5, close_timeout=5) as ws:
+        await ws.send("hello over " + url)
+        return await asyncio.wait_for(ws.recv(), 5) == "hello over " + url
+
+
+def echo_over(url):
+    try:
+        return asyncio.run(echoes(url))
+    except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+        return False
+
+
+def ipv4_and_ipv6_together(binary):
+    server = Wsedge(binary, "--listen", "127.0.0.1:0", "--listen", "[::1]:0")
+    try:
+        urls = server.urls(2)
+        check("one 'listening on' line per --listen", len(urls) == 2, f"got {urls}")
+        check("first line is the first --listen", bool(urls) and urls[0].startswith("ws://127.0.0.1:"), f"{urls}")
+        check("second line is the IPv6 one", len(urls) == 2 and urls[1].startswith("ws://[::1]:"), f"{urls}")
+        check("port 0 resolved per address", all(not u.endswith(":0") for u in urls), f"{urls}")
+        for url in urls:
+            check(f"echo over {url.split('//')[1].rsplit(':', 1)[0]}", echo_over(url))
+    finally:
+        code, log = server.stop()
+        check("two-address server stops cleanly", code == 0, f"exit {code}: {log[-300:]}")
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ipv4_and_ipv6_together(argv[1])
+    failed = RESULTS.count(False)
+    print(f"listen: {len(RESULTS) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -68,6 +68,12 @@ const std::vector<Spec>& specs() {
          }
          f.server.listen.push_back(addr);
        }},
+      {"--reuse-port", nullptr,
+       "serve a port another wsedge already serves, sharing its connections (zero-downtime "
+       "replacement: start the new one, then SIGTERM the old); without it a served port is "
+       "refused with 'address in use'",
+       [](const Flags&) { return std::string("off"); },
+       [](Flags& f, std::string_view) { f.server.reuse_port = true; }},
       {"--tls-cert", "FILE", "PEM certificate chain; repeat with --tls-key for several names (SNI)",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) { tls_pair(f, true).cert_file = std::string(v); }},

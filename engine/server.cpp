@@ -40,6 +40,17 @@ void block_stop_signals() {
 }
 
 std::vector<std::vector<int>> open_listeners(ServerOptions& opts) {
+  // SO_REUSEPORT, which lets every core own a listener, also lets a second server join the port
+  // and silently take a share of its connections, so check that nobody serves it yet. A server
+  // that starts between this probe and our bind below still gets in: that window is
+  // microseconds wide, at start-up only. Port 0 needs no check: the kernel picks a free port.
+  if (!opts.reuse_port) {
+    for (const io::Address& addr : opts.listen) {
+      if (addr.port() != 0 && io::address_in_use(addr))
+        throw std::runtime_error("address in use: " + addr.to_string() +
+                                 " is already served (--reuse-port joins it on purpose)");
+    }
+  }
   std::vector<std::vector<int>> fds(opts.cores);
   for (io::Address& addr : opts.listen) {
     for (unsigned i = 0; i < opts.cores; ++i) {

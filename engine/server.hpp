@@ -19,6 +19,9 @@ namespace wsedge {
 
 struct ServerOptions {
   std::vector<io::Address> listen;  // every core serves each of them
+  // Join a port that another process already serves (the kernel then splits connections
+  // between the two): only for replacing a running server without a gap.
+  bool reuse_port = false;
   unsigned cores = 1;
   bool plain = false;                 // ws:// instead of wss://
   tls::Config tls;                    // certificates for wss://
@@ -33,7 +36,8 @@ unsigned online_cpus();
 void raise_fd_limit();
 void block_stop_signals();
 // Opens one listener per core and address (result[core][address]); resolves each port 0 to
-// the port the first listener on that address got.
+// the port the first listener on that address got. Throws "address in use" for an address
+// another process serves, unless opts.reuse_port.
 std::vector<std::vector<int>> open_listeners(ServerOptions& opts);
 void pin_to_cpu(unsigned index);
 // Serves signals until a stop: SIGHUP reloads TLS certificates (checked here first, so a bad

@@ -1,4 +1,5 @@
-"""Listening addresses of the real binary: --listen repeats (IPv4 and IPv6 served together).
+"""Listening addresses of the real binary: --listen repeats (IPv4 and IPv6 served together), and
+a port another wsedge already serves is refused unless --reuse-port asks to share it.
 
 usage: listen_test.py PATH_TO_WSEDGE
 """
@@ -49,14 +50,18 @@ class Wsedge:
     def urls(self, count):
         return [line.split()[2] for line in self.lines(count) if line.startswith("listening on ")]
 
+    def exit_code(self, timeout=10):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self):
         """SIGTERM, then the exit code (None if it had to be killed) and stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = self.exit_code(20)
+        if code is None:
             self.proc.kill()
             self.proc.wait()
         return code, self.proc.stderr.read().decode()
@@ -90,11 +95,41 @@ def ipv4_and_ipv6_together(binary):
         check("two-address server stops cleanly", code == 0, f"exit {code}: {log[-300:]}")
 
 
+def second_server_on_the_same_port(binary):
+    first = Wsedge(binary, "--listen", "127.0.0.1:0")
+    try:
+        urls = first.urls(1)
+        check("first server starts", len(urls) == 1, f"{urls}")
+        if not urls:
+            return
+        addr = urls[0].split("//")[1]
+
+        second = Wsedge(binary, "--listen", addr)
+        code = second.exit_code()
+        _, err = second.stop()
+        check("second server on a served port exits non-zero", code not in (None, 0), f"exit {code}")
+        check("its error says 'address in use' and names the address",
+              "address in use" in err and addr in err, f"stderr {err[-300:]!r}")
+        check("the first server still echoes", echo_over(urls[0]))
+
+        shared = Wsedge(binary, "--listen", addr, "--reuse-port")
+        try:
+            check("--reuse-port shares the port on purpose", shared.urls(1) == [urls[0]],
+                  f"exit {shared.proc.poll()}")
+        finally:
+            code, log = shared.stop()
+            check("the sharing server stops cleanly", code == 0, f"exit {code}: {log[-300:]}")
+    finally:
+        code, log = first.stop()
+        check("first server stops cleanly", code == 0, f"exit {code}: {log[-300:]}")
+
+
 def main(argv):
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     ipv4_and_ipv6_together(argv[1])
+    second_server_on_the_same_port(argv[1])
     failed = RESULTS.count(False)
     print(f"listen: {len(RESULTS) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -25,7 +25,9 @@ class Wsedge:
     """One wsedge process; reads its stdout without ever blocking past a deadline."""
 
     def __init__(self, binary, *flags):
-        self.proc = subprocess.Popen([binary, "--plain", "--cores", "2", *flags], stdout=subprocess.PIPE,
+        # Two cores where there are two, so each core's listener on each address is exercised.
+        cores = str(min(2, len(os.sched_getaffinity(0))))
+        self.proc = subprocess.Popen([binary, "--plain", "--cores", cores, *flags], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0)
         self.pending = b""
 

@@ -50,14 +50,30 @@ tls::CertKey& tls_pair(Flags& f, bool cert) {
 
 const std::vector<Spec>& specs() {
   static const std::vector<Spec> s = {
-      {"--listen", "HOST:PORT", "address to listen on; port 0 picks a free one",
+      {"--listen", "HOST:PORT",
+       "address to listen on; repeat for several (IPv4 and IPv6); port 0 picks a free one",
        [](const Flags&) {
          return std::string(kTlsListen) + " (wss), " + kPlainListen + " with --plain";
        },
        [](Flags& f, std::string_view v) {
-         f.server.listen = io::parse_address(v);
+         io::Address addr = io::parse_address(v);
+         // The first --listen replaces the default; later ones add to it.
+         if (!f.listen_given) f.server.listen.clear();
          f.listen_given = true;
+         // Twice the same port would open a second set of listeners that splits connections
+         // with the first for nothing (several ":0" are fine: each gets its own port).
+         for (const io::Address& a : f.server.listen) {
+           if (addr.port() != 0 && a.to_string() == addr.to_string())
+             throw std::invalid_argument("--listen: " + a.to_string() + " given twice");
+         }
+         f.server.listen.push_back(addr);
        }},
+      {"--reuse-port", nullptr,
+       "serve a port another wsedge already serves, sharing its connections (zero-downtime "
+       "replacement: start the new one, then SIGTERM the old); without it a served port is "
+       "refused with 'address in use'",
+       [](const Flags&) { return std::string("off"); },
+       [](Flags& f, std::string_view) { f.server.reuse_port = true; }},
       {"--tls-cert", "FILE", "PEM certificate chain; repeat with --tls-key for several names (SNI)",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) { tls_pair(f, true).cert_file = std::string(v); }},
@@ -168,7 +184,7 @@ const std::vector<Spec>& specs() {
 
 Flags defaults() {
   Flags f;
-  f.server.listen = io::parse_address(kTlsListen);
+  f.server.listen = {io::parse_address(kTlsListen)};
   f.server.cores = server_detail::online_cpus();
   f.server.reactor.linger_ms = f.server.endpoint.close_timeout_ms;
   return f;
@@ -202,7 +218,7 @@ Flags parse_flags(int argc, char** argv) {
     }
     spec->set(f, value);
   }
-  if (!f.listen_given && f.server.plain) f.server.listen = io::parse_address(kPlainListen);
+  if (!f.listen_given && f.server.plain) f.server.listen = {io::parse_address(kPlainListen)};
   if (f.help || f.version) return f;
   if (f.server.plain && !f.server.tls.certs.empty())
     throw std::invalid_argument("--plain and --tls-cert exclude each other");

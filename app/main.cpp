@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     serve<app::EchoApp>(
         flags.server, [](unsigned) { return app::EchoApp{}; },
         [&](const io::Address& a) {
-          // Tests and scripts read this line to learn the port behind ":0".
+          // Tests and scripts read this line to learn the port behind ":0": one per --listen,
+          // in the order given, so the first line stays the first address.
           std::printf("listening on %s://%s cores=%u\n", flags.server.plain ? "ws" : "wss",
                       a.to_string().c_str(), flags.server.cores);
           std::fflush(stdout);

@@ -40,11 +40,24 @@ void block_stop_signals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-std::vector<int> open_listeners(ServerOptions& opts) {
-  std::vector<int> fds;
-  for (unsigned i = 0; i < opts.cores; ++i) {
-    fds.push_back(io::open_listener(opts.listen, opts.reactor.backlog));
-    if (i == 0 && opts.listen.port() == 0) opts.listen.set_port(io::local_address(fds[0]).port());
+std::vector<std::vector<int>> open_listeners(ServerOptions& opts) {
+  // SO_REUSEPORT, which lets every core own a listener, also lets a second server join the port
+  // and silently take a share of its connections, so check that nobody serves it yet. A server
+  // that starts between this probe and our bind below still gets in: that window is
+  // microseconds wide, at start-up only. Port 0 needs no check: the kernel picks a free port.
+  if (!opts.reuse_port) {
+    for (const io::Address& addr : opts.listen) {
+      if (addr.port() != 0 && io::address_in_use(addr))
+        throw std::runtime_error("address in use: " + addr.to_string() +
+                                 " is already served (--reuse-port joins it on purpose)");
+    }
+  }
+  std::vector<std::vector<int>> fds(opts.cores);
+  for (io::Address& addr : opts.listen) {
+    for (unsigned i = 0; i < opts.cores; ++i) {
+      fds[i].push_back(io::open_listener(addr, opts.reactor.backlog));
+      if (i == 0 && addr.port() == 0) addr.set_port(io::local_address(fds[0].back()).port());
+    }
   }
   return fds;
 }
@@ -85,7 +98,13 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
   for (;;) {
     sig = opts.plain ? sigwaitinfo(&set, nullptr) : sigtimedwait(&set, nullptr, &rotate);
     if (sig < 0) {
-      if (errno == EAGAIN) tls::ticket_keys().rotate();  // tickets issued from now on use a new key
+      if (errno != EAGAIN) continue;
+      try {
+        tls::ticket_keys().rotate();  // tickets issued from now on use a new key
+      } catch (const std::exception& e) {
+        LOG_ERROR("msg=\"ticket key rotation failed; the current key stays\" error=\"%s\"",
+                  e.what());
+      }
       continue;
     }
     if (sig != SIGHUP) break;

@@ -1,7 +1,7 @@
 #pragma once
 // Runs an application on N cores, share-nothing: each core gets a pinned thread with its own
-// reactor, its own SO_REUSEPORT listener on the same address (the kernel spreads connections
-// across them), its own endpoint and its own application object. SIGINT/SIGTERM stop all cores
+// reactor, its own SO_REUSEPORT listener on each address (the kernel spreads connections
+// across the cores), its own endpoint and its own application object. SIGINT/SIGTERM stop all cores
 // gracefully (Close 1001 to every client); a second signal exits at once.
 #include <exception>
 #include <functional>
@@ -18,7 +18,10 @@
 namespace wsedge {
 
 struct ServerOptions {
-  io::Address listen;
+  std::vector<io::Address> listen;  // every core serves each of them
+  // Join a port that another process already serves (the kernel then splits connections
+  // between the two): only for replacing a running server without a gap.
+  bool reuse_port = false;
   unsigned cores = 1;
   bool plain = false;                 // ws:// instead of wss://
   tls::Config tls;                    // certificates for wss://
@@ -32,8 +35,10 @@ namespace server_detail {
 unsigned online_cpus();
 void raise_fd_limit();
 void block_stop_signals();
-// Opens one listener per core; resolves port 0 to the port the first one got.
-std::vector<int> open_listeners(ServerOptions& opts);
+// Opens one listener per core and address (result[core][address]); resolves each port 0 to
+// the port the first listener on that address got. Throws "address in use" for an address
+// another process serves, unless opts.reuse_port.
+std::vector<std::vector<int>> open_listeners(ServerOptions& opts);
 void pin_to_cpu(unsigned index);
 // Serves signals until a stop: SIGHUP reloads TLS certificates (checked here first, so a bad
 // one is refused before any core sees it), and ticket keys rotate on schedule.
@@ -42,10 +47,11 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
-// make_app(core_index) returns the App for one core. Its optional on_start(Endpoint<App>&)
-// runs on the core's thread before the first connection (open backend sockets, watch their
-// fds, set timers); its optional on_stop() runs there after the last connection is gone,
-// before the core's reactor is destroyed. Blocks until stopped; throws what a core threw.
+// make_app(core_index) returns the App for one core; on_listening sees each address, in order,
+// once its port is known. The App's optional on_start(Endpoint<App>&) runs on the core's thread
+// before the first connection (open backend sockets, watch their fds, set timers); its optional
+// on_stop() runs there after the last connection is gone, before the core's reactor is
+// destroyed. Blocks until stopped; throws what a core threw.
 template <class App, class MakeApp>
 void serve(ServerOptions opts, MakeApp make_app,
            std::function<void(const io::Address&)> on_listening = {}) {
@@ -54,8 +60,10 @@ void serve(ServerOptions opts, MakeApp make_app,
   raise_fd_limit();
   block_stop_signals();
   if (!opts.plain) tls::Context::load(opts.tls);  // fail at start-up, with the file's name
-  std::vector<int> listeners = open_listeners(opts);
-  if (on_listening) on_listening(opts.listen);
+  std::vector<std::vector<int>> listeners = open_listeners(opts);
+  if (on_listening) {
+    for (const io::Address& a : opts.listen) on_listening(a);
+  }
 
   std::mutex mu;
   bool stopping = false;
@@ -75,7 +83,7 @@ void serve(ServerOptions opts, MakeApp make_app,
           endpoint.set_tls_loader([&opts] { return tls::Context::load(opts.tls); });
         }
         if constexpr (requires { app.on_start(endpoint); }) app.on_start(endpoint);
-        reactor.listen(listeners[i]);
+        for (int fd : listeners[i]) reactor.listen(fd);
         {
           std::lock_guard<std::mutex> lock(mu);
           reactors[i] = &reactor;

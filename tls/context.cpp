@@ -101,32 +101,32 @@ TicketKeys::TicketKeys() {
 }
 
 void TicketKeys::rotate() {
-  unsigned cur = current_.load(std::memory_order_acquire);
-  unsigned next = (cur + 1) % slots_.size();
-  Key& k = slots_[next];
+  std::uint64_t gen = generation_.load(std::memory_order_acquire);
+  // Filled first and published after: a failure leaves the keys in use as they were.
+  Key k;
   if (RAND_bytes(k.name.data(), 16) != 1 || RAND_bytes(k.aes.data(), 32) != 1 ||
       RAND_bytes(k.hmac.data(), 32) != 1)
-    throw std::runtime_error("RAND_bytes failed");
-  has_previous_ = current_.load() != next;
-  current_.store(next, std::memory_order_release);
+    throw std::runtime_error("no random bytes for session-ticket keys: " + last_error());
+  slots_[(gen + 1) % slots_.size()] = k;
+  generation_.store(gen + 1, std::memory_order_release);
 }
 
 TicketKeys::Key TicketKeys::current() const {
-  return slots_[current_.load(std::memory_order_acquire)];
+  return slots_[generation_.load(std::memory_order_acquire) % slots_.size()];
 }
 
 bool TicketKeys::find(const unsigned char* name, Key& out, bool& is_current) const {
-  unsigned cur = current_.load(std::memory_order_acquire);
-  unsigned prev = (cur + slots_.size() - 1) % slots_.size();
-  if (std::memcmp(slots_[cur].name.data(), name, 16) == 0) {
-    out = slots_[cur];
-    is_current = true;
-    return true;
-  }
-  if (has_previous_ && std::memcmp(slots_[prev].name.data(), name, 16) == 0) {
-    out = slots_[prev];
-    is_current = false;
-    return true;
+  // One load gives both the current slot and whether a previous key exists, so a reader can
+  // never pair a new index with a stale "has previous" (or look at a slot never written).
+  std::uint64_t gen = generation_.load(std::memory_order_acquire);
+  std::uint64_t oldest = gen >= 2 ? gen - 1 : gen;
+  for (std::uint64_t g = gen; g >= oldest; --g) {
+    const Key& k = slots_[g % slots_.size()];
+    if (std::memcmp(k.name.data(), name, 16) == 0) {
+      out = k;
+      is_current = g == gen;
+      return true;
+    }
   }
   return false;
 }
@@ -138,6 +138,9 @@ TicketKeys& ticket_keys() {
 
 std::shared_ptr<Context> Context::load(const Config& cfg) {
   if (cfg.certs.empty()) throw std::runtime_error("no TLS certificate configured");
+  // Makes the first key here, where a failure stops start-up, rather than inside OpenSSL's
+  // ticket callback during a handshake.
+  ticket_keys();
   auto c = std::make_shared<Context>();
   for (const CertKey& ck : cfg.certs) c->ctxs_.push_back(make_ctx(ck));
   if (c->ctxs_.size() > 1) {

@@ -32,18 +32,23 @@ class TicketKeys {
     std::array<unsigned char, 32> aes;
     std::array<unsigned char, 32> hmac;
   };
+  // Starts with one random key. Throws std::runtime_error if there are no random bytes: zero
+  // or guessable keys would let anyone forge a ticket.
   TicketKeys();
-  // Makes a fresh current key; the old current becomes previous. Main thread only.
+  // Makes a fresh current key; the old current becomes previous. Main thread only. Throws as
+  // the constructor does, and then the keys in use stay as they were.
   void rotate();
   Key current() const;
   bool find(const unsigned char* name, Key& out, bool& is_current) const;
 
  private:
   // Two generations in a ring of three slots: a rotation writes a slot no reader is using
-  // (readers copy a 80-byte key, rotations are hours apart), then publishes its index.
+  // (readers copy a 80-byte key, rotations are hours apart), then publishes its generation.
   std::array<Key, 3> slots_{};
-  std::atomic<unsigned> current_{0};
-  bool has_previous_ = false;
+  // Keys made so far: the current key is in slot generation_ % 3, and the previous one, once
+  // there is one (generation_ >= 2), in the slot before. find() looks only at slots the last
+  // two generations wrote, so a slot never written (all zeros) cannot match a ticket.
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 TicketKeys& ticket_keys();

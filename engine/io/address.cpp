@@ -93,6 +93,18 @@ int open_listener(const Address& addr, int backlog) {
   return fd;
 }
 
+bool address_in_use(const Address& addr) {
+  int fd = socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+  // SO_REUSEADDR as the listeners have it, so connections of an earlier run still in TIME_WAIT
+  // do not count; a listening socket does. Without SO_REUSEPORT the bind cannot join one.
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  bool in_use = bind(fd, addr.sa(), addr.len) < 0 && errno == EADDRINUSE;
+  close(fd);
+  return in_use;
+}
+
 Address local_address(int fd) {
   Address a;
   a.len = sizeof a.storage;

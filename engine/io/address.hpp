@@ -27,6 +27,11 @@ Address parse_address(std::string_view host_port);
 // and TCP_NODELAY, which accepted sockets inherit. Throws std::system_error.
 int open_listener(const Address& addr, int backlog);
 
+// Whether some socket already listens on `addr` without sharing it with us: a probe bound
+// without SO_REUSEPORT gets EADDRINUSE. Throws std::system_error if there is no socket to probe
+// with.
+bool address_in_use(const Address& addr);
+
 // The address a socket is bound to (to learn the port chosen for ":0").
 Address local_address(int fd);
 

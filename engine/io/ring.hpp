@@ -14,8 +14,9 @@ namespace wsedge::io {
 //   IORING_SETUP_DEFER_TASKRUN         6.1   (implies everything below)
 //   multishot accept, provided buffer rings (IORING_REGISTER_PBUF_RING)   5.19
 //   multishot recv (IORING_RECV_MULTISHOT)                               6.0
-//   IORING_OP_MSG_RING 5.18, IORING_OP_SHUTDOWN 5.11, IORING_OP_CONNECT 5.5,
-//   IORING_ASYNC_CANCEL_* 5.19
+//   IORING_OP_MSG_RING 5.18, IORING_OP_CONNECT 5.5, IORING_ASYNC_CANCEL_* 5.19
+//   multishot IORING_OP_POLL_ADD (IORING_POLL_ADD_MULTI, for FdWatch)   5.13
+// (No IORING_OP_SHUTDOWN: the reactor calls shutdown(2) directly, which never blocks on TCP.)
 constexpr const char* kRequiredKernel = "6.1";
 
 class Ring {

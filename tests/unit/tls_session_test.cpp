@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -23,8 +26,11 @@ struct Pair {
   std::unique_ptr<MemorySession> server, client;
   std::string server_got, client_got;
 
-  explicit Pair(const TempCert& c, int client_max = TLS1_3_VERSION) {
-    server_ctx = Context::load({{{c.cert, c.key}}});
+  explicit Pair(const TempCert& c, int client_max = TLS1_3_VERSION)
+      : Pair(Context::load({{{c.cert, c.key}}}), client_max) {}
+
+  explicit Pair(std::shared_ptr<Context> ctx, int client_max = TLS1_3_VERSION)
+      : server_ctx(std::move(ctx)) {
     SSL_CTX_set_max_proto_version(client_ctx.get(), client_max);
     SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
     SSL_CTX_set_security_level(client_ctx.get(), 0);
@@ -162,6 +168,80 @@ TEST(TlsSession, GarbageIsAnError) {
   std::byte plain[64];
   std::size_t n = 0;
   EXPECT_EQ(s->read(plain, sizeof plain, n), Session::Result::kError);
+}
+
+using SessionPtr = std::unique_ptr<SSL_SESSION, decltype(&SSL_SESSION_free)>;
+
+// The session a client of `ctx` keeps for resumption (TLS 1.3 sends it after the handshake).
+SessionPtr ticket_from(std::shared_ptr<Context> ctx) {
+  Pair p(std::move(ctx));
+  EXPECT_EQ(p.pump(), Session::Result::kOk);
+  SessionPtr s(SSL_get1_session((*p.client)->ssl()), SSL_SESSION_free);
+  (*p.client)->shutdown();  // OpenSSL marks the session of a connection freed without one unusable
+  EXPECT_TRUE(s && SSL_SESSION_is_resumable(s.get()));
+  return s;
+}
+
+// Whether the server resumes `s` instead of doing a full handshake.
+bool resumes(std::shared_ptr<Context> ctx, SSL_SESSION* s) {
+  Pair p(std::move(ctx));
+  SSL_set_session((*p.client)->ssl(), s);
+  EXPECT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_TRUE((*p.server)->handshake_done());
+  (*p.client)->shutdown();
+  return SSL_session_reused((*p.server)->ssl()) == 1;
+}
+
+// Issues tickets as a server would whose ticket keys were never set: name, AES and HMAC keys all
+// zero bytes. Anyone can make such a ticket, with any session (and identity) inside.
+int zero_key_ticket(SSL*, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                    EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int enc) {
+  static unsigned char zero[32] = {};
+  if (!enc) return 0;
+  std::memset(name, 0, 16);
+  std::memset(iv, 0, 16);
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string("key", zero, sizeof zero),
+                         OSSL_PARAM_construct_utf8_string("digest", const_cast<char*>("sha256"), 0),
+                         OSSL_PARAM_construct_end()};
+  if (EVP_MAC_CTX_set_params(mac, params) != 1) return -1;
+  return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, zero, iv) == 1 ? 1 : -1;
+}
+
+// Runs before any test rotates the process's ticket keys: the hole was open until the first
+// rotation.
+TEST(TlsTicketKeys, TicketUnderZeroKeysIsRefused) {
+  TempCert cert;
+  auto forger = Context::load({{{cert.cert, cert.key}}});
+  SSL_CTX_set_tlsext_ticket_key_evp_cb(forger->default_ctx(), zero_key_ticket);
+  SessionPtr forged = ticket_from(forger);
+  ASSERT_TRUE(forged);
+  auto server = Context::load({{{cert.cert, cert.key}}});
+  EXPECT_FALSE(resumes(server, forged.get())) << "a ticket under all-zero keys was accepted";
+  // The same path resumes a genuine ticket, so the refusal above is the key check's doing.
+  SessionPtr genuine = ticket_from(server);
+  ASSERT_TRUE(genuine);
+  EXPECT_TRUE(resumes(server, genuine.get()));
+}
+
+TEST(TlsTicketKeys, NoKeyNameMatchesAnUnusedSlot) {
+  TicketKeys keys;
+  const unsigned char zero[16] = {};
+  TicketKeys::Key found;
+  bool current = true;
+  EXPECT_FALSE(keys.find(zero, found, current));
+  keys.rotate();
+  EXPECT_FALSE(keys.find(zero, found, current));
+}
+
+TEST(TlsTicketKeys, PreviousKeyResumesAfterOneRotationNotTwo) {
+  TempCert cert;
+  auto server = Context::load({{{cert.cert, cert.key}}});
+  SessionPtr s = ticket_from(server);
+  ASSERT_TRUE(s);
+  ticket_keys().rotate();
+  EXPECT_TRUE(resumes(server, s.get()));
+  ticket_keys().rotate();
+  EXPECT_FALSE(resumes(server, s.get()));
 }
 
 TEST(TlsTicketKeys, RotationKeepsThePreviousKeyOnly) {

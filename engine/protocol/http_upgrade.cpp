@@ -251,6 +251,7 @@ class Writer {
  public:
   Writer(char* out, std::size_t cap) : out_(out), cap_(cap) {}
   Writer& operator<<(std::string_view s) {
+    if (s.empty()) return *this;  // an empty view's data() may be null, which memcpy must not get
     if (fits_ && cap_ - len_ >= s.size()) {
       std::memcpy(out_ + len_, s.data(), s.size());
       len_ += s.size();

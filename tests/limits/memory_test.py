@@ -33,7 +33,11 @@ REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnecti
 results = []
 
 
-def check(name, ok, detail=""):
+def check(name, ok, detail="", skip=None):
+    """skip: why this check cannot be made here (printed, not counted)."""
+    if skip:
+        print(f"skip  {name}: {skip}")
+        return
     results.append(ok)
     print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + str(detail)}")
 
@@ -55,6 +59,13 @@ def rss(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         m = re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M)
     return int(m.group(1)) * 1024
+
+
+def sanitized(pid):
+    """An AddressSanitizer build keeps freed memory in its quarantine on purpose, and RSS counts
+    its shadow memory: RSS says nothing about our allocations there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
 
 
 def connect(addr):
@@ -136,12 +147,13 @@ def main():
         refused = sum(1 for c in codes if c == 1009)
         check("clients past the assembly budget are closed with 1009", refused >= CLIENTS // 2,
               f"{refused} of {CLIENTS} got 1009: {codes}")
+        asan = sanitized(proc.pid) and "AddressSanitizer build: RSS counts its quarantine"
         # What the budget admits, plus the receive buffers and the pool's 64 MiB watermark.
         check("peak RSS stays near the budget", peak - base <= BUDGET + 160 * MiB,
-              f"grew {(peak - base) / MiB:.0f} MiB for a {BUDGET / MiB:.0f} MiB budget")
-        after = None
+              f"grew {(peak - base) / MiB:.0f} MiB for a {BUDGET / MiB:.0f} MiB budget", skip=asan)
+        after = rss(proc.pid)
         deadline = time.time() + 10
-        while time.time() < deadline:
+        while time.time() < deadline and not asan:
             after = rss(proc.pid)
             if after - base <= SETTLED:
                 break
@@ -149,7 +161,8 @@ def main():
         print(f"      idle {base / MiB:.0f} MiB; peak +{(peak - base) / MiB:.0f} MiB; "
               f"+{(after - base) / MiB:.0f} MiB after the burst; {refused} of {CLIENTS} refused")
         check("RSS comes back down after the burst", after - base <= SETTLED,
-              f"{(after - base) / MiB:.0f} MiB above the idle server, peak {(peak - base) / MiB:.0f}")
+              f"{(after - base) / MiB:.0f} MiB above the idle server, peak {(peak - base) / MiB:.0f}",
+              skip=asan)
 
         # 1001 fragments of one byte: one more than --max-fragments allows.
         s = connect(addr)

@@ -24,8 +24,9 @@ Reactor::Reactor(const ReactorConfig& cfg, unsigned core)
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   tick_ts_.tv_nsec = static_cast<long>(kTickMs) * 1000000;
   update_clock();
-  // The wheel counts ticks from the clock; start it at "now" so nothing fires spuriously.
-  wheel_.advance(ticks(), [](std::uint32_t) {});
+  // The wheels count ticks from the clock: both start at "now".
+  wheel_.start(ticks());
+  app_wheel_.start(ticks());
 }
 
 Reactor::~Reactor() {

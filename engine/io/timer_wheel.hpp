@@ -16,6 +16,10 @@ class TimerWheel {
   void grow(std::uint32_t slots) {
     if (slots > nodes_.size()) nodes_.resize(slots, Node{kUnlinked, kNil, 0});
   }
+  // Sets the wheel's clock without walking the ticks before it. A wheel left at 0 and advanced
+  // to the machine's tick count walked every tick since boot, and once that count passed 2^31
+  // (248 days of uptime at 10 ms) it could not move at all: no timer ever fired again.
+  void start(std::uint32_t now) { now_ = now; }
   // (Re)schedules `slot` to fire at tick `deadline` (clamped to the next tick if already due).
   void schedule(std::uint32_t slot, std::uint32_t deadline);
   void cancel(std::uint32_t slot);

@@ -254,9 +254,12 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
         ++counters_.tls_errors;
       else if (conns_[id.idx].phase != kServerHandshake)
         ++counters_.abnormal_closes;
+      // A close_notify is TLS's half-close (the peer may still read, RFC 8446 §6.1): what was
+      // queued in answer goes out, then ours. Only a TLS error drops the output.
+      bool error = r == tls::Session::Result::kError;
       end(id, protocol::close_code::kAbnormal,
-          r == tls::Session::Result::kError ? s.error() : "TLS closed without a Close frame",
-          Ending::kAbort);
+          error ? s.error() : "TLS closed without a Close frame",
+          error ? Ending::kAbort : Ending::kGraceful);
       return false;
     }
     if (n == 0) break;

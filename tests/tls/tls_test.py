@@ -160,12 +160,66 @@ def reload_and_errors(binary, tmp):
           or counter(proc.log, "tls_errors_total") >= 3, proc.log[-400:])
 
 
+def close_notify_half_close(addr, cert):
+    """A client that sends a message and then its close_notify (TLS's half-close: it may still
+    read, RFC 8446 §6.1) gets the echo, then the server's close_notify. Before, close_notify
+    aborted the connection and the queued echo was dropped."""
+    ctx = ssl.create_default_context(cafile=cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    sock = socket.create_connection(addr, timeout=5)
+    deadline = time.time() + 10
+
+    def pump():
+        """Sends what TLS wrote; feeds what the server sent. False at EOF."""
+        if out.pending:
+            sock.sendall(out.read())
+        data = sock.recv(65536)
+        if not data:
+            inc.write_eof()
+            return False
+        inc.write(data)
+        return True
+
+    def until(fn):
+        while time.time() < deadline:
+            try:
+                return fn()
+            except ssl.SSLWantReadError:
+                if not pump():
+                    return fn()
+        raise AssertionError("timed out")
+
+    until(tls.do_handshake)
+    tls.write(conformance.request().encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += until(lambda: tls.read(65536))
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    tls.write(conformance.build_frame(1, b"echo me after my close_notify"))
+    try:
+        tls.unwrap()  # our close_notify; the server's comes later
+    except ssl.SSLWantReadError:
+        pass
+    sock.sendall(out.read())
+    got = rest
+    try:
+        while time.time() < deadline:
+            got += until(lambda: tls.read(65536))
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError, AssertionError):
+        pass
+    sock.close()
+    return b"echo me after my close_notify" in got
+
+
 def main():
     binary = sys.argv[1]
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = make_cert(tmp, "localhost")
         with start_server(binary, "--cores", "1", tls=(cert, key)) as (url, _):
             versions_alpn_resumption(host_port(url)[1], tmp)
+            check("a client that half-closes with close_notify still gets its echo",
+                  close_notify_half_close(host_port(url), cert))
         sni(binary, tmp)
         reload_and_errors(binary, tmp)
     passed, failed = RESULTS.count(True), RESULTS.count(False)

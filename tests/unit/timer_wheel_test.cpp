@@ -52,10 +52,23 @@ TEST(TimerWheel, PastDeadlineFiresOnTheNextTick) {
   EXPECT_EQ(advance(w, 101), std::vector<std::uint32_t>{0});
 }
 
+TEST(TimerWheel, StartsAtAnyTickCount) {
+  // A machine up 248 days has counted 2^31 ticks of 10 ms: a wheel advanced there from 0 never
+  // moved, so no timer fired again.
+  for (std::uint32_t now : {0x80000100u, 0xFFFFFF00u, 12345u}) {
+    TimerWheel w;
+    w.grow(1);
+    w.start(now);
+    w.schedule(0, now + 3);
+    EXPECT_TRUE(advance(w, now + 2).empty()) << now;
+    EXPECT_EQ(advance(w, now + 3), std::vector<std::uint32_t>{0}) << now;
+  }
+}
+
 TEST(TimerWheel, TickCounterWrapsAround) {
   TimerWheel w;
   w.grow(1);
-  advance(w, UINT32_MAX - 5);
+  w.start(UINT32_MAX - 5);
   w.schedule(0, 10);  // 16 ticks ahead, past the wrap
   EXPECT_TRUE(advance(w, 9).empty());
   EXPECT_EQ(advance(w, 10), std::vector<std::uint32_t>{0});

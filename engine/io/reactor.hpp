@@ -222,8 +222,13 @@ class Reactor {
   // The connection's one timer (handshake, keep-alive, close deadlines): on_timer when due.
   void set_timer(SocketId id, std::uint32_t ms);
   void cancel_timer(SocketId id) {
-    if (current(id)) wheel_.cancel(id.idx);
+    // Not on a closing socket: its timer is the linger deadline that bounds it.
+    if (accepts_output(id)) wheel_.cancel(id.idx);
   }
+  // Keeps a slot from being released (and reused) until unpin, while code above works on a
+  // connection that may end under it (an application's upgrade decision, say).
+  void pin(SocketId id) { ++sockets_[id.idx].inflight; }
+  void unpin(SocketId id) { unref(sockets_[id.idx]); }
   // Application timers: fn(ctx) runs on this thread once, `ms` from now (rounded up to the
   // 10 ms tick). cancel() is false when it already ran or was cancelled.
   TimerId schedule(std::uint32_t ms, TimerFn fn, void* ctx);
@@ -475,15 +480,18 @@ void Reactor::run(Handler& h) {
     // Buffers are back: connections that found the ring empty may read again.
     for (std::uint32_t idx : rearm_) {
       Socket& s = sockets_[idx];
+      // A slot released and reused since (allocate clears flags) no longer asks: a connecting
+      // socket must not get a recv.
+      if (!(s.flags & kRearm)) continue;
       s.flags &= static_cast<std::uint8_t>(~kRearm);
       if (s.state != kFree && s.state != kDead && !(s.flags & kRecvArmed) && !reading_held(s))
         arm_recv(s);
     }
     rearm_.clear();
   }
-  // The last turn's closes (and the sends before them) must still reach the kernel: left in
-  // the submission queue they die with the ring, leaking their fds, and a peer waits for a FIN
-  // that never comes.
+  // The last turn's closes (and the application's own operations) must still reach the kernel:
+  // left in the submission queue they die with the ring, leaking their fds, and a peer waits
+  // for a FIN that never comes.
   h.on_flush();
   flush();
   io_uring_submit(ring_.raw());
@@ -591,6 +599,8 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
 
 template <class Handler>
 void Reactor::peer_gone(Handler& h, Socket& s, int err) {
+  // A failed send and a failed recv of the same connection both land here: once is enough.
+  if (s.state == kDead) return;
   s.flags |= kPeerClosed;
   if (err)
     ++counters_.io_errors;
@@ -682,6 +692,12 @@ void Reactor::on_tick(Handler& h) {
     Socket& s = sockets_[idx];
     if (s.state == kOpen) {
       h.on_timer(id_of(idx));
+    } else if (s.state == kConnecting) {
+      // The layer above's deadline (its handshake timer) bounds the connect too, instead of
+      // the kernel's SYN retries (about two minutes to a black hole).
+      SocketId id = id_of(idx);
+      abort_socket(s);
+      h.on_connect(id, ETIMEDOUT);
     } else if (s.state == kClosing || s.state == kLingering) {
       ++counters_.linger_timeouts;
       abort_socket(s);

@@ -106,8 +106,11 @@ Line next_line(std::string_view& headers, std::string_view& name, std::string_vi
   for (char c : name) {
     if (!is_tchar(c)) return Line::kMalformed;  // also obsolete line folding and stray spaces
   }
-  for (char c : line) {
-    if (c == '\0' || c == '\r' || c == '\n') return Line::kMalformed;
+  // Field values are visible characters, spaces and tabs (RFC 9110 §5.5): a control byte (NUL,
+  // CR, LF, ESC, DEL...) would otherwise reach the application, its logs and its backends.
+  for (char c : line.substr(colon + 1)) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7F) return Line::kMalformed;
   }
   value = trim(line.substr(colon + 1));
   return Line::kOk;

@@ -19,14 +19,14 @@
 
 namespace wsedge::protocol {
 
-// Bytes held by unfinished messages over all the readers of a core (one per core, like the
-// pool): without it, many connections each holding a message just under max_message take the
-// process to gigabytes. Each reader charges the capacity of the pooled buffer it assembles a
-// message in, from when it reserves it until it lets go of it.
 // The kFail error of a message refused by the assembly budget, for the caller to count apart
 // from messages over max_message (both close with 1009).
 inline constexpr const char kBudgetExhausted[] = "message assembly budget exhausted";
 
+// Bytes held by unfinished messages over all the readers of a core (one per core, like the
+// pool): without it, many connections each holding a message just under max_message take the
+// process to gigabytes. Each reader charges the capacity of the pooled buffer it assembles a
+// message in, from when it reserves it until it lets go of it.
 struct AssemblyBudget {
   std::uint64_t limit;
   std::uint64_t used = 0;

@@ -18,6 +18,8 @@ enum class SendResult : std::uint8_t {
   kOk,
   kBackpressure,  // queued, but output is backing up: wait for on_drain before sending more
   kClosed,        // not sent: the connection is gone or closing
+  kInvalid,       // not sent: a frame the peer must refuse (a control frame fragmented or over
+                  // 125 bytes, RSV bits of no accepted extension)
 };
 
 // What on_upgrade answers, now or later (Connection::decide): accept with status 101, refuse

@@ -125,6 +125,7 @@ void EndpointBase::close(io::SocketId id, std::uint16_t code, std::string_view r
   if (!protocol::is_valid_wire_close_code(code)) code = protocol::close_code::kNormal;
   send_close(id, code, reason);
   conns_[id.idx].phase = kCloseSent;
+  reactor_.resume_reading(id);  // the peer's Close must be read, whatever paused this client
   reactor_.set_timer(id, cfg_.close_timeout_ms);
 }
 
@@ -132,6 +133,10 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
                               bool fin, std::uint8_t rsv) {
   if (!is_open(id)) return SendResult::kClosed;
   Conn& c = conns_[id.idx];
+  // A frame the peer would fail the connection for (RFC 6455 §5.2, §5.5) is not sent.
+  bool control = protocol::is_control(static_cast<std::uint8_t>(op));
+  if ((rsv & ~c.rsv) || (control && (!fin || payload.size() > protocol::kMaxControlPayload)))
+    return SendResult::kInvalid;
   write_frame(id, c.flags & kClient, op, payload, fin, rsv);
   ++counters_.messages_out;
   if (reactor_.queued(id) > cfg_.max_outbound) {
@@ -144,7 +149,8 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
-  if (!is_open(id) || payload.size() > protocol::kMaxControlPayload) return SendResult::kClosed;
+  if (!is_open(id)) return SendResult::kClosed;
+  if (payload.size() > protocol::kMaxControlPayload) return SendResult::kInvalid;
   write_frame(id, conns_[id.idx].flags & kClient, Opcode::kPing, payload, true, 0);
   ++counters_.pings_sent;
   return SendResult::kOk;
@@ -160,7 +166,11 @@ bool EndpointBase::decide(io::SocketId id, const UpgradeDecision& d) {
   if (!reactor_.alive(id) || id.idx >= conns_.size() || conns_[id.idx].phase != kUpgradePending)
     return false;
   if (d.status == UpgradeDecision::kPending) return true;  // still undecided; the deadline holds
+  // Unlike on_data, nothing of this connection need be in flight now (reading paused): the
+  // pin keeps its slot from being reused by a connect() in on_open while we still use it.
+  reactor_.pin(id);
   busy(id, [&] { decide_hook_(this, id, d); });
+  reactor_.unpin(id);
   return true;
 }
 

@@ -37,7 +37,7 @@ class EndpointBase {
   // Connection::decide: the answer to an upgrade on_upgrade deferred.
   bool decide(io::SocketId id, const UpgradeDecision& d);
   bool is_open(io::SocketId id) const {
-    return reactor_.alive(id) && conns_[id.idx].phase == kOpen;
+    return reactor_.alive(id) && id.idx < conns_.size() && conns_[id.idx].phase == kOpen;
   }
   // The id still names a connection this endpoint tracks (upgrade to on_close).
   bool is_current(io::SocketId id) const {

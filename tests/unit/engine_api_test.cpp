@@ -802,3 +802,97 @@ TEST(EngineApi, WithoutTheExtensionRsv1IsAProtocolError) {
 
 }  // namespace
 }  // namespace wsedge
+
+namespace wsedge {
+namespace {
+
+TEST(EngineApi, FramesThePeerMustRefuseAreNotSent) {
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  RawClient client(listen_on(reactor));
+  client.send(kUpgrade);
+  std::vector<ws::SendResult> results;
+  app.opened = [&](Connection c) {
+    std::string big(126, 'p');
+    auto bytes = std::as_bytes(std::span(big));
+    results.push_back(c.send(Opcode::kBinary, std::as_bytes(std::span("x", 1)), true, 0x40));
+    results.push_back(c.ping(bytes));
+    results.push_back(c.send(Opcode::kPing, bytes));
+    results.push_back(c.send(Opcode::kPong, {}, false));
+    results.push_back(c.send_text("fine"));
+    c.close();
+  };
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  std::thread t([&] {
+    client.read(2000, [](const std::string& s) { return s.find("fine") != std::string::npos; });
+    ::shutdown(client.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  using R = ws::SendResult;
+  EXPECT_EQ(results, (std::vector<R>{R::kInvalid, R::kInvalid, R::kInvalid, R::kInvalid, R::kOk}));
+}
+
+TEST(EngineApi, APausedClientStillCompletesTheClosingHandshake) {
+  // Its Close answer must be read although the application paused reading; before, every such
+  // close ran into the close timeout (and a graceful stop waited that long per client).
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  std::chrono::steady_clock::time_point closing, closed;
+  std::vector<std::uint16_t> server_codes;
+  app.opened = [&](Connection c) {
+    if (c.is_client()) return;
+    c.pause_reading();
+    closing = std::chrono::steady_clock::now();
+    c.close(4000, "bye");
+  };
+  app.closed = [&](Connection c, std::uint16_t code) {
+    if (c.is_client()) return;
+    closed = std::chrono::steady_clock::now();
+    server_codes.push_back(code);
+    app.stop();
+  };
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  EXPECT_EQ(server_codes, std::vector<std::uint16_t>{4000});
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(closed - closing).count(), 1000);
+}
+
+TEST(EngineApi, AConnectThatHangsEndsAtTheHandshakeDeadline) {
+  // A listener that never accepts, its queue full: the kernel drops further SYNs, as a black
+  // hole would. Before, a connect there waited for the kernel's SYN retries (minutes).
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  int hole = io::open_listener(addr, 0);
+  addr.set_port(io::local_address(hole).port());
+  std::vector<int> fill;  // non-blocking: a blocking connect would itself hang here
+  for (int i = 0; i < 4; ++i) {
+    fill.push_back(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    ::connect(fill.back(), addr.sa(), addr.len);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ws::EndpointConfig cfg;
+  cfg.handshake_timeout_ms = 200;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  std::vector<std::uint16_t> codes;
+  app.closed = [&](Connection c, std::uint16_t code) {
+    EXPECT_TRUE(c.is_client());
+    codes.push_back(code);
+    reactor.exit_when_idle();
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_EQ(codes, std::vector<std::uint16_t>{1006});
+  EXPECT_LT(ms, 3000);
+  for (int fd : fill) ::close(fd);
+  ::close(hole);
+}
+
+}  // namespace
+}  // namespace wsedge

@@ -148,6 +148,18 @@ TEST(Upgrade, BareCrOrLfInTheHeadIsRefused) {
   }
 }
 
+TEST(Upgrade, ControlBytesInHeaderValuesAreRefused) {
+  // ESC in Host, DEL in Origin, BEL in a subprotocol got 101 and reached the application.
+  for (std::string bad :
+       {"X-Custom: a\x1b[31mb", "X-Custom: a\x7f", "X-Custom: \x07", "X-Custom: a\x01b"}) {
+    UpgradeRequest r;
+    EXPECT_EQ(parse(replace(kGood, "X-Custom:  spaced value ", bad), r).status, 400) << bad;
+  }
+  UpgradeRequest r;  // a tab is whitespace, and bytes from 0x80 are obs-text: both allowed
+  EXPECT_EQ(parse(replace(kGood, "X-Custom:  spaced value ", "X-Custom: a\tb \xc3\xa9"), r).kind,
+            RequestParse::kUpgrade);
+}
+
 TEST(Upgrade, ARequestWithABodyIsRefused) {
   for (std::string header : {"Content-Length: 0", "content-length: 5", "Transfer-Encoding: chunked",
                              "TRANSFER-ENCODING: x"}) {

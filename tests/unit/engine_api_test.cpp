@@ -74,6 +74,15 @@ struct RawClient {
     }
   }
   void send(const test::Bytes& b) const { send(test::str(b)); }
+  // Reads (as read() does) on a thread of its own while the reactor runs on this one, then
+  // shuts the socket down: our FIN ends the server's linger.
+  std::thread read_then_leave(std::string& out, int ms,
+                              std::function<bool(const std::string&)> done = {}) const {
+    return std::thread([this, &out, ms, done] {
+      out = read(ms, done);
+      ::shutdown(fd, SHUT_RDWR);
+    });
+  }
   // Reads until EOF, until done(bytes so far) or until `ms` pass.
   std::string read(int ms, const std::function<bool(const std::string&)>& done = {}) const {
     std::string out;
@@ -487,10 +496,7 @@ TEST(EngineApi, ADeferredRefusalCarriesItsStatusAndHeaders) {
     return ws::UpgradeDecision::pending();
   };
   std::string got;
-  std::thread t([&] {
-    got = client.read(5000);
-    ::shutdown(client.fd, SHUT_RDWR);  // our FIN ends the server's linger
-  });
+  std::thread t = client.read_then_leave(got, 5000);
   reactor.run(ep);
   t.join();
   EXPECT_EQ(got.rfind("HTTP/1.1 401 ", 0), 0u) << got;
@@ -545,10 +551,7 @@ TEST(EngineApi, AnUndecidedUpgradeTimesOutWith503) {
     return ws::UpgradeDecision::pending();
   };
   std::string got;
-  std::thread t([&] {
-    got = client.read(5000);
-    ::shutdown(client.fd, SHUT_RDWR);
-  });
+  std::thread t = client.read_then_leave(got, 5000);
   reactor.run(ep);
   t.join();
   EXPECT_EQ(got.rfind("HTTP/1.1 503 ", 0), 0u) << got;
@@ -576,10 +579,7 @@ TEST(EngineApi, APingTimeoutSendsClose1011First) {
     }
     return false;
   };
-  std::thread t([&] {
-    got = client.read(5000, has_close);
-    ::shutdown(client.fd, SHUT_RDWR);
-  });
+  std::thread t = client.read_then_leave(got, 5000, has_close);
   reactor.run(ep);
   t.join();
   std::string rest = after_head(got);
@@ -738,25 +738,35 @@ std::string ext_upgrade() {
   return r;
 }
 
-TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
+// Serves one raw client that offers x-flip and sends `frames`; returns what it read.
+std::string converse(ExtensionApp& app, std::initializer_list<test::Bytes> frames) {
   io::Reactor reactor(test::small_reactor(), 0);
-  ExtensionApp app;
   app.reactor = &reactor;
   ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
   RawClient client(listen_on(reactor));
   client.send(ext_upgrade());
-  // Text that is not UTF-8 as it travels (a transformed message): the reader leaves it to the
-  // extension. Then a plain message, then RSV2, which nobody accepted.
-  client.send(test::frame(1, "\xff\xfe transformed", true, true, 0x40));
-  client.send(test::frame(1, "plain"));
-  client.send(test::frame(2, "rsv2", true, true, 0x20));
+  for (const test::Bytes& f : frames) client.send(f);
   std::string got;
-  std::thread t([&] {
-    got = client.read(5000);
-    ::shutdown(client.fd, SHUT_RDWR);
-  });
+  std::thread t = client.read_then_leave(got, 5000);
   reactor.run(ep);
   t.join();
+  return got;
+}
+
+std::uint16_t close_code_of(const ServerFrame& f) {
+  return f.payload.size() < 2
+             ? 0
+             : static_cast<std::uint16_t>((static_cast<unsigned char>(f.payload[0]) << 8) |
+                                          static_cast<unsigned char>(f.payload[1]));
+}
+
+TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
+  ExtensionApp app;
+  // Text that is not UTF-8 as it travels (a transformed message): the reader leaves it to the
+  // extension. Then a plain message, then RSV2, which nobody accepted.
+  std::string got =
+      converse(app, {test::frame(1, "\xff\xfe transformed", true, true, 0x40),
+                     test::frame(1, "plain"), test::frame(2, "rsv2", true, true, 0x20)});
   ASSERT_NE(got.find("Sec-WebSocket-Extensions: x-flip\r\n"), std::string::npos) << got;
   EXPECT_EQ(app.got, (std::vector<std::pair<std::uint8_t, std::string>>{
                          {0x40, "\xff\xfe transformed"}, {0, "plain"}}));
@@ -770,33 +780,17 @@ TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
   rest.erase(0, plain.size);
   ServerFrame close = parse_server_frame(rest);
   ASSERT_EQ(close.opcode, 8);
-  EXPECT_EQ((static_cast<unsigned char>(close.payload[0]) << 8) |
-                static_cast<unsigned char>(close.payload[1]),
-            1002);
+  EXPECT_EQ(close_code_of(close), 1002);
 }
 
 TEST(EngineApi, WithoutTheExtensionRsv1IsAProtocolError) {
-  io::Reactor reactor(test::small_reactor(), 0);
   ExtensionApp app;
-  app.reactor = &reactor;
   app.accept = false;
-  ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
-  RawClient client(listen_on(reactor));
-  client.send(ext_upgrade());
-  client.send(test::frame(1, "compressed?", true, true, 0x40));
-  std::string got;
-  std::thread t([&] {
-    got = client.read(5000);
-    ::shutdown(client.fd, SHUT_RDWR);
-  });
-  reactor.run(ep);
-  t.join();
+  std::string got = converse(app, {test::frame(1, "compressed?", true, true, 0x40)});
   EXPECT_EQ(got.find("Sec-WebSocket-Extensions"), std::string::npos) << got;
   ServerFrame close = parse_server_frame(after_head(got));
   ASSERT_EQ(close.opcode, 8);
-  EXPECT_EQ((static_cast<unsigned char>(close.payload[0]) << 8) |
-                static_cast<unsigned char>(close.payload[1]),
-            1002);
+  EXPECT_EQ(close_code_of(close), 1002);
   EXPECT_TRUE(app.got.empty());
 }
 
@@ -823,10 +817,9 @@ TEST(EngineApi, FramesThePeerMustRefuseAreNotSent) {
     c.close();
   };
   app.closed = [&](Connection, std::uint16_t) { app.stop(); };
-  std::thread t([&] {
-    client.read(2000, [](const std::string& s) { return s.find("fine") != std::string::npos; });
-    ::shutdown(client.fd, SHUT_RDWR);
-  });
+  std::string got;
+  std::thread t = client.read_then_leave(
+      got, 2000, [](const std::string& s) { return s.find("fine") != std::string::npos; });
   reactor.run(ep);
   t.join();
   using R = ws::SendResult;

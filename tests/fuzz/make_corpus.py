@@ -68,6 +68,16 @@ def utf8(name, text, cuts=()):
     write("utf8_fuzz", name, text + tail)
 
 
+# bridge_message_fuzz: [cut][frame 0 + frame 1], seeded from the bridge's golden vectors.
+def bridge_seeds():
+    vectors = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bridge", "vectors")
+    for name in sorted(os.listdir(vectors)):
+        frames = [l.strip() for l in open(os.path.join(vectors, name))
+                  if l.strip() and not l.startswith("#")]
+        meta = bytes.fromhex(frames[1]) if len(frames) > 1 and frames[1] != "-" else b""
+        write("bridge_message_fuzz", name[:-4], bytes([24]) + bytes.fromhex(frames[0]) + meta)
+
+
 def main():
     upgrade("valid", request(), split=40)
     upgrade("query_protocols_origin",
@@ -115,6 +125,7 @@ def main():
     utf8("above_max", b"\xf4\x90\x80\x80")
     utf8("truncated", b"abc\xe2\x82", cuts=(4,))
     utf8("lone_continuation", b"\x80abc")
+    bridge_seeds()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ namespace wsedge::bridge {
 constexpr std::uint8_t kVersion = 1;
 constexpr std::size_t kHeaderSize = 24;
 constexpr std::size_t kConnIdSize = 18;
-constexpr std::size_t kMaxIdsPerSend = 128;
 
 enum class Type : std::uint8_t {
   // Up: edge to backend.
@@ -76,9 +75,6 @@ std::string_view error_code(HeaderError e);
 struct MetaEntry {
   std::string_view key;
   std::span<const std::byte> value;
-  std::string_view text() const {
-    return {reinterpret_cast<const char*>(value.data()), value.size()};
-  }
 };
 
 // Builds a meta frame in caller storage. Once an entry does not fit (or a key is longer than

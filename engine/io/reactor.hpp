@@ -201,12 +201,9 @@ class Reactor {
     return current(id) && (sockets_[id.idx].flags & kAppPaused);
   }
   // Where the connection comes from (accepted) or goes to (connected); the zero address for a
-  // stale id. The layer above may correct it (a PROXY protocol header names the real client).
+  // stale id.
   PeerAddress peer(SocketId id) const {
     return current(id) ? sockets_[id.idx].peer : PeerAddress{};
-  }
-  void set_peer(SocketId id, const PeerAddress& p) {
-    if (current(id)) sockets_[id.idx].peer = p;
   }
   // The index listen() returned for the socket that accepted it; kNoListener for connect().
   static constexpr std::uint8_t kNoListener = 0xFF;

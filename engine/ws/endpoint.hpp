@@ -69,8 +69,6 @@ class Endpoint : public EndpointBase {
     }
   }
 
-  App& app() { return app_; }
-
   // The application's state for a connection, or null when the handle is stale.
   template <class A = App>
   requires HasConnState<A>

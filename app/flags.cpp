@@ -1,6 +1,9 @@
 #include "flags.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <fstream>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
@@ -34,6 +37,91 @@ struct Spec {
 template <class T>
 std::string str(T v) {
   return std::to_string(v);
+}
+
+// A Z85 key from a key file's "NAME: KEY" line (python -m wsedge_backend.keys writes them).
+std::string read_key(std::string_view file, std::string_view name) {
+  std::ifstream in{std::string(file)};
+  if (!in) throw std::invalid_argument("cannot read key file " + std::string(file));
+  std::string line;
+  std::string prefix = std::string(name) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::string key = line.substr(prefix.size());
+    key.erase(0, key.find_first_not_of(" \t"));
+    key.erase(key.find_last_not_of(" \t\r") + 1);
+    if (key.size() != 40)
+      throw std::invalid_argument(std::string(file) + ": the " + std::string(name) +
+                                  " key is not 40 Z85 characters");
+    return key;
+  }
+  throw std::invalid_argument(std::string(file) + ": no '" + prefix + " KEY' line");
+}
+
+bool local_endpoint(std::string_view e) {
+  if (e.starts_with("inproc://") || e.starts_with("ipc://")) return true;
+  for (std::string_view host : {"tcp://127.", "tcp://localhost:", "tcp://[::1]:"}) {
+    if (e.starts_with(host)) return true;
+  }
+  return false;
+}
+
+// Backends off this host are reached with CURVE or not at all (docs/BRIDGE-PROTOCOL.md §10).
+void check_bridge(const Flags& f) {
+  const bridge::CurveKeys& k = f.bridge.curve;
+  if (k.secret_key.empty() != k.server_key.empty())
+    throw std::invalid_argument(
+        "--backend-curve-key and --backend-curve-server-key go together");
+  std::vector<std::string> all = f.bridge.publish;
+  for (const bridge::Route& r : f.bridge.routes) all.insert(all.end(), r.endpoints.begin(), r.endpoints.end());
+  for (const std::string& e : all) {
+    if (!local_endpoint(e) && !k.enabled())
+      throw std::invalid_argument(e + " is off this host: backends there are reached with CURVE "
+                                  "(--backend-curve-key, --backend-curve-server-key)");
+  }
+}
+
+// "ENDPOINT[,ENDPOINT...][;outage=hold|refuse][;slow=close|drop]" (docs/BRIDGE-PROTOCOL.md §9).
+bridge::Route parse_route(std::string_view flag, std::string_view path, std::string_view v) {
+  bridge::Route r;
+  r.path = std::string(path);
+  if (r.path.empty() || r.path[0] != '/')
+    throw std::invalid_argument(std::string(flag) + ": a route's path starts with '/'");
+  std::string_view endpoints = v.substr(0, v.find(';'));
+  for (std::string_view rest = v.substr(endpoints.size()); !rest.empty();) {
+    rest.remove_prefix(1);
+    std::string_view opt = rest.substr(0, rest.find(';'));
+    rest.remove_prefix(opt.size());
+    if (opt == "outage=hold")
+      r.outage = bridge::Outage::kHold;
+    else if (opt == "outage=refuse")
+      r.outage = bridge::Outage::kRefuse;
+    else if (opt == "slow=close")
+      r.slow = bridge::SlowPolicy::kClose;
+    else if (opt == "slow=drop")
+      r.slow = bridge::SlowPolicy::kDrop;
+    else
+      throw std::invalid_argument(std::string(flag) + ": unknown option '" + std::string(opt) +
+                                  "' (outage=hold|refuse, slow=close|drop)");
+  }
+  while (!endpoints.empty()) {
+    std::string_view e = endpoints.substr(0, endpoints.find(','));
+    endpoints.remove_prefix(std::min(endpoints.size(), e.size() + 1));
+    if (e.find("://") == std::string_view::npos)
+      throw std::invalid_argument(std::string(flag) + ": '" + std::string(e) +
+                                  "' is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH)");
+    r.endpoints.emplace_back(e);
+  }
+  if (r.endpoints.empty()) throw std::invalid_argument(std::string(flag) + ": no endpoint");
+  return r;
+}
+
+void add_route(Flags& f, bridge::Route r) {
+  for (const bridge::Route& have : f.bridge.routes) {
+    if (have.path == r.path)
+      throw std::invalid_argument("route " + r.path + " given twice");
+  }
+  f.bridge.routes.push_back(std::move(r));
 }
 
 constexpr const char* kTlsListen = "0.0.0.0:8443";
@@ -174,6 +262,99 @@ const std::vector<Spec>& specs() {
          f.server.endpoint.close_timeout_ms = ms;
          f.server.reactor.linger_ms = ms;
        }},
+      {"--app", "echo|bridge",
+       "what serves clients: the bridge to backends (and, with no --backend or --route, the "
+       "embedded chat), or the built-in echo (conformance tests, benchmarks)",
+       [](const Flags&) { return std::string("bridge"); },
+       [](Flags& f, std::string_view v) {
+         if (v != "echo" && v != "bridge")
+           throw std::invalid_argument("--app: echo or bridge, not '" + std::string(v) + "'");
+         f.echo = v == "echo";
+       }},
+      {"--backend", "ENDPOINT[,...][;OPTS]",
+       "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop",
+       [](const Flags&) { return std::string("the embedded chat over inproc://"); },
+       [](Flags& f, std::string_view v) { add_route(f, parse_route("--backend", "/", v)); }},
+      {"--route", "PATH=ENDPOINT[,...][;OPTS]",
+       "backends for request paths under PATH (the longest match wins); repeatable",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) {
+         auto eq = v.find('=');
+         if (eq == std::string_view::npos)
+           throw std::invalid_argument("--route: expected PATH=ENDPOINT, got '" + std::string(v) +
+                                       "'");
+         add_route(f, parse_route("--route", v.substr(0, eq), v.substr(eq + 1)));
+       }},
+      {"--publish", "ENDPOINT",
+       "a PUB (or broker XPUB) endpoint channel publishes come from; repeatable",
+       [](const Flags&) { return std::string("the embedded chat's, without --backend/--route"); },
+       [](Flags& f, std::string_view v) { f.bridge.publish.emplace_back(v); }},
+      {"--node-name", "NAME", "this node's name in backends' routing ids (NAME/CORE)",
+       [](const Flags&) { return std::string("the host name"); },
+       [](Flags& f, std::string_view v) {
+         if (v.empty() || v.size() > 64 || v.find('/') != std::string_view::npos)
+           throw std::invalid_argument("--node-name: 1-64 characters, no '/'");
+         f.bridge.node_name = std::string(v);
+       }},
+      {"--forward-header", "NAME",
+       "a request header OPEN carries to backends; repeatable (the first replaces the default)",
+       [](const Flags& f) {
+         std::string all;
+         for (const std::string& h : f.bridge.forward_headers) all += (all.empty() ? "" : ",") + h;
+         return all;
+       },
+       [](Flags& f, std::string_view v) {
+         if (!f.forward_headers_given) f.bridge.forward_headers.clear();
+         f.forward_headers_given = true;
+         std::string h(v);
+         for (char& ch : h) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+         f.bridge.forward_headers.push_back(h);
+       }},
+      {"--output-budget", "BYTES",
+       "output queued to one client past which the route's slow policy applies",
+       [](const Flags& f) { return str(f.bridge.output_budget); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.output_budget = number("--output-budget", v, 1024, std::uint64_t{1} << 32);
+       }},
+      {"--backend-grace", "MS", "how long clients are held while no backend of their route is up",
+       [](const Flags& f) { return str(f.bridge.grace_ms); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.grace_ms = static_cast<std::uint32_t>(number("--backend-grace", v, 0, 86400000));
+       }},
+      {"--backend-close-spread", "MS", "after the grace, held clients are closed (1013) over this long",
+       [](const Flags& f) { return str(f.bridge.close_spread_ms); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.close_spread_ms =
+             static_cast<std::uint32_t>(number("--backend-close-spread", v, 0, 3600000));
+       }},
+      {"--backend-hwm", "N", "messages queued per backend socket before clients are paused",
+       [](const Flags& f) { return str(f.bridge.hwm); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.hwm = static_cast<int>(number("--backend-hwm", v, 1, 1 << 24));
+       }},
+      {"--backend-window", "N",
+       "events per core and backend kept until the backend counts them (resent if it fails)",
+       [](const Flags& f) { return str(f.bridge.window_events); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.window_events = static_cast<std::uint32_t>(number("--backend-window", v, 1, 1 << 24));
+       }},
+      {"--beat-interval", "MS", "state beat to backends, and ZMTP heartbeat interval",
+       [](const Flags& f) { return str(f.bridge.beat_ms); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.beat_ms = static_cast<std::uint32_t>(number("--beat-interval", v, 100, 3600000));
+         f.bridge.heartbeat_ms = f.bridge.beat_ms;
+       }},
+      {"--backend-curve-key", "FILE",
+       "this node's CURVE key pair (lines 'public: Z85' and 'secret: Z85'); needed for backends "
+       "off localhost",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) {
+         f.bridge.curve.public_key = read_key(v, "public");
+         f.bridge.curve.secret_key = read_key(v, "secret");
+       }},
+      {"--backend-curve-server-key", "FILE", "the backends' CURVE public key ('public: Z85')",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { f.bridge.curve.server_key = read_key(v, "public"); }},
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
        [](Flags& f, std::string_view) { f.help = true; }},
       {"--version", nullptr, "print the version", [](const Flags&) { return std::string(); },
@@ -228,6 +409,7 @@ Flags parse_flags(int argc, char** argv) {
     if (ck.cert_file.empty() || ck.key_file.empty())
       throw std::invalid_argument("each --tls-cert needs a matching --tls-key");
   }
+  check_bridge(f);
   return f;
 }
 
@@ -236,7 +418,8 @@ std::string usage() {
   std::string out =
       "usage: wsedge --tls-cert FILE --tls-key FILE [flags]\n"
       "       wsedge --plain [flags]\n"
-      "A WebSocket edge server on io_uring; serves the built-in echo application.\n"
+      "A WebSocket edge server on io_uring that bridges clients to backends over ZeroMQ\n"
+      "(docs/BRIDGE-PROTOCOL.md); with no --backend it serves an embedded chat.\n"
       "SIGHUP reloads the certificates; SIGTERM drains and stops.\n\n";
   for (const Spec& s : specs()) {
     std::string left = std::string("  ") + s.name + (s.arg ? std::string(" ") + s.arg : "");

@@ -2,12 +2,16 @@
 // Command-line flags of the wsedge binary.
 #include <string>
 
+#include "bridge/options.hpp"
 #include "engine/server.hpp"
 
 namespace wsedge::app {
 
 struct Flags {
   ServerOptions server;
+  bool echo = false;  // --app echo: the built-in echo instead of the bridge
+  bridge::Options bridge;
+  bool forward_headers_given = false;
   bool listen_given = false;
   bool help = false;
   bool version = false;

@@ -49,6 +49,7 @@ bool known_type(std::uint8_t t) {
     case Type::kUnsubscribe:
     case Type::kPublish:
     case Type::kSnapshotRequest:
+    case Type::kReceived:
       return true;
   }
   return false;

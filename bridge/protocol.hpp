@@ -34,6 +34,7 @@ enum class Type : std::uint8_t {
   kUnsubscribe = 0x85,
   kPublish = 0x86,
   kSnapshotRequest = 0x87,
+  kReceived = 0x88,
 };
 bool known_type(std::uint8_t t);
 

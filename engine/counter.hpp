@@ -24,6 +24,8 @@ class Counter {
   void operator++() { add(1); }
   void operator--() { v_.store(get() - 1, std::memory_order_relaxed); }
   void operator+=(std::uint64_t n) { add(n); }
+  // Gauges that mirror a size the owner keeps (subscriptions, connections).
+  void set(std::uint64_t v) { v_.store(v, std::memory_order_relaxed); }
   // Any thread.
   std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
   operator std::uint64_t() const { return get(); }

@@ -4,7 +4,9 @@ set -euo pipefail
 packages=(
   build-essential pkg-config cmake meson ninja-build   # toolchain
   liburing-dev libssl-dev libmimalloc-dev openssl      # the server
+  libzmq3-dev cppzmq-dev                               # the bridge to backends
   libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
+  python3-zmq chromium chromium-driver python3-selenium # backends in Python, the browser test
   libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
   clang libclang-rt-14-dev                              # the fuzz targets (libFuzzer)
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and starts build/wsedge serving the built-in echo
-# application over wss:// on 127.0.0.1:8443. Without a certificate of yours it makes a
+# Installs what is missing, builds, and starts build/wsedge over wss:// on 127.0.0.1:8443 with
+# its embedded chat backend: open https://127.0.0.1:8443/ in two browser tabs and chat (pass
+# --backend ENDPOINT for your own backend, --app echo for the echo). Without a certificate of yours it makes a
 # self-signed development one (build/dev-tls/); pass --tls-cert FILE --tls-key FILE for a real
 # one, or --plain for ws://. Other arguments go to wsedge (see build/wsedge --help).
 set -euo pipefail
@@ -22,4 +23,5 @@ elif [[ " ${args[*]-} " != *" --tls-cert "* ]]; then
   fi
   args+=(--tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem")
 fi
+echo "open https://$listen/ (or http:// with --plain) in two browser tabs to chat"
 exec build/wsedge --listen "$listen" "${args[@]}"

@@ -27,7 +27,7 @@ class Wsedge:
     def __init__(self, binary, *flags):
         # Two cores where there are two, so each core's listener on each address is exercised.
         cores = str(min(2, len(os.sched_getaffinity(0))))
-        self.proc = subprocess.Popen([binary, "--plain", "--cores", cores, *flags], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([binary, "--app", "echo", "--plain", "--cores", cores, *flags], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0)
         self.pending = b""
 

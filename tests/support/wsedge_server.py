@@ -14,11 +14,12 @@ import tempfile
 
 
 @contextlib.contextmanager
-def start_server(binary, *flags, tls=None, prefix=()):
+def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
     """tls: (cert, key) to serve wss://, else plain ws://. prefix: a command the server runs
-    under (e.g. prlimit with its options)."""
+    under (e.g. prlimit with its options). app: "echo" (what the engine suites test) or
+    "bridge" (then flags name the backends)."""
     mode = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else ["--plain"]
-    args = [*prefix, binary, "--listen", "127.0.0.1:0", *mode, *flags]
+    args = [*prefix, binary, "--listen", "127.0.0.1:0", "--app", app, *mode, *flags]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening on "):

@@ -1,0 +1,785 @@
+#include "edge.hpp"
+
+#include <zmq.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/log.hpp"
+#include "engine/protocol/close_code.hpp"
+#include "engine/protocol/utf8.hpp"
+
+namespace wsedge::bridge {
+namespace {
+
+constexpr std::uint32_t kSpreadTickMs = 100;
+constexpr std::size_t kSnapshotPart = 64 << 10;
+
+std::span<const std::byte> bytes_of(const zmq::message_t& m) {
+  return {static_cast<const std::byte*>(m.data()), m.size()};
+}
+
+zmq::message_t header_frame(Type type, std::uint16_t flags, const ConnId& id) {
+  auto h = encode_header({kVersion, type, flags, id});
+  return zmq::message_t(h.data(), h.size());
+}
+
+std::string_view as_text(std::span<const std::byte> v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+// Channel lists in meta: repeated u8 length + name (§4).
+template <class Fn>
+bool for_each_channel(std::span<const std::byte> list, Fn&& fn) {
+  while (!list.empty()) {
+    std::size_t n = std::to_integer<std::size_t>(list[0]);
+    if (n == 0 || 1 + n > list.size()) return false;
+    fn(as_text(list.subspan(1, n)));
+    list = list.subspan(1 + n);
+  }
+  return true;
+}
+
+}  // namespace
+
+Edge::Edge(zmq::context_t& ctx, const Options& opts, unsigned core, unsigned cores)
+    : ctx_(ctx), opts_(opts), core_(core), cores_(cores), scratch_(16 << 10) {}
+
+void Edge::on_start(ws::Endpoint<Edge>& ep) {
+  ep_ = &ep;
+  reactor_ = &ep.reactor();
+  std::string routing_id = opts_.node_name + "/" + std::to_string(core_);
+  routes_.resize(opts_.routes.size());
+  for (std::size_t r = 0; r < opts_.routes.size(); ++r) {
+    routes_[r].edge = this;
+    routes_[r].index = static_cast<std::uint16_t>(r);
+    for (const std::string& endpoint : opts_.routes[r].endpoints) {
+      auto li = static_cast<std::uint16_t>(links_.size());
+      links_.push_back(std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li,
+                                              static_cast<std::uint16_t>(r), counters_));
+      routes_[r].links.push_back(li);
+    }
+  }
+  dirty_.assign(links_.size(), false);
+  sub_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::sub);
+  sub_->set(zmq::sockopt::rcvhwm, opts_.hwm);
+  sub_->set(zmq::sockopt::linger, 0);
+  for (const std::string& endpoint : opts_.publish) {
+    if (opts_.curve.enabled() && endpoint.rfind("inproc://", 0) != 0) {
+      sub_->set(zmq::sockopt::curve_serverkey, opts_.curve.server_key);
+      sub_->set(zmq::sockopt::curve_publickey, opts_.curve.public_key);
+      sub_->set(zmq::sockopt::curve_secretkey, opts_.curve.secret_key);
+    }
+    sub_->connect(endpoint);
+  }
+
+  auto watch = [&](zmq::socket_t& s, int link, bool monitor) {
+    auto w = std::make_unique<Watch>();
+    w->edge = this;
+    w->link = link;
+    w->monitor = monitor;
+    w->fd = s.get(zmq::sockopt::fd);
+    w->events = POLLIN;
+    w->ready = &Edge::on_ready;
+    reactor_->watch(w.get());
+    watches_.push_back(std::move(w));
+  };
+  for (std::uint16_t li = 0; li < links_.size(); ++li) {
+    watch(links_[li]->socket(), li, false);
+    if (!links_[li]->inproc()) watch(links_[li]->monitor(), li, true);
+  }
+  watch(*sub_, -1, false);
+  // An inproc peer exists as soon as it has bound (the embedded backend binds before the cores
+  // start): no handshake, no monitor event, so HELLO goes now.
+  for (auto& l : links_) {
+    if (l->inproc()) l->connected(opts_.node_name, conn_id({0, 0}), cores_);
+  }
+  beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
+  // Whatever arrived before the watches were armed raised no edge the reactor could see.
+  for (std::uint16_t li = 0; li < links_.size(); ++li) pump_link(li);
+  pump_sub();
+  LOG_INFO("msg=\"bridge started\" core=%u routes=%zu backends=%zu publish=%zu", core_,
+           routes_.size(), links_.size(), opts_.publish.size());
+}
+
+void Edge::on_stop() {
+  // Every client is gone and its CLOSE queued: a backend that is up gets two seconds to take
+  // them; one that is down gets none (LINGER 0 stays: never hang the exit on a dead peer).
+  for (auto& l : links_) {
+    l->flush();
+    if (l->state() == Link::State::kUp) l->linger(2000);
+  }
+  reactor_->cancel(beat_timer_);
+  for (auto& w : watches_) reactor_->unwatch(w.get());
+  std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
+  for_each_metric<BridgeCounters>(kBridgeMetrics, counters_, [&](const auto& info, std::uint64_t v) {
+    line.append(" ").append(info.name).append("=").append(std::to_string(v));
+  });
+  LOG_INFO("%s", line.c_str());
+  links_.clear();
+  sub_.reset();
+}
+
+// --- ZeroMQ readiness ---
+
+void Edge::on_ready(io::FdWatch* w, io::Reactor&, int revents) {
+  auto* watch = static_cast<Watch*>(w);
+  Edge* self = watch->edge;
+  if (revents < 0) {
+    LOG_ERROR("msg=\"watching a ZeroMQ socket failed\" core=%u error=%d", self->core_, -revents);
+    return;
+  }
+  if (watch->link < 0)
+    self->pump_sub();
+  else if (watch->monitor)
+    self->pump_monitor(static_cast<std::uint16_t>(watch->link));
+  else
+    self->pump_link(static_cast<std::uint16_t>(watch->link));
+}
+
+// ZMQ_FD is edge-triggered and only says "look": read until ZMQ_EVENTS shows no more input.
+void Edge::pump_link(std::uint16_t li) {
+  Link& l = *links_[li];
+  Frames m;
+  for (;;) {
+    int events = l.socket().get(zmq::sockopt::events);
+    if ((events & ZMQ_POLLOUT) && !l.accepting() && l.state() == Link::State::kUp) {
+      if (l.flush()) resume(li);
+    }
+    if (!(events & ZMQ_POLLIN)) break;
+    bool oversized = false;
+    if (!Link::receive(l.socket(), m, oversized)) break;
+    if (oversized) {
+      ++counters_.bad_messages;
+      answer(li, Type::kError, {}, {}, "bad-frame", "too many frames");
+      continue;
+    }
+    handle_backend(li, m);
+  }
+  dirty_[li] = false;
+}
+
+void Edge::pump_monitor(std::uint16_t li) {
+  Link& l = *links_[li];
+  Frames m;
+  bool oversized = false;
+  while (Link::receive(l.monitor(), m, oversized)) {
+    if (m.n < 1 || m.f[0].size() < 6) continue;
+    std::uint16_t event;
+    std::memcpy(&event, m.f[0].data(), sizeof event);  // native byte order (zmq_socket_monitor)
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      LOG_INFO("msg=\"backend connected\" core=%u endpoint=%s", core_, l.endpoint().c_str());
+      l.connected(opts_.node_name, conn_id({0, 0}), cores_);
+      dirty_[li] = true;
+    } else if (event == ZMQ_EVENT_DISCONNECTED) {
+      link_down(li);
+    }
+  }
+}
+
+void Edge::on_flush() {
+  for (std::uint16_t li = 0; li < links_.size(); ++li) {
+    if (dirty_[li]) pump_link(li);
+  }
+  if (sub_dirty_) {
+    sub_dirty_ = false;
+    pump_sub();
+  }
+}
+
+// --- Events up ---
+
+ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRequest& req) {
+  std::string_view path = req.target.substr(0, req.target.find('?'));
+  std::size_t best = 0;
+  int route = -1;
+  for (std::size_t r = 0; r < opts_.routes.size(); ++r) {
+    const std::string& p = opts_.routes[r].path;
+    bool match = path.substr(0, p.size()) == p &&
+                 (path.size() == p.size() || p.back() == '/' || path[p.size()] == '/');
+    if (match && (route < 0 || p.size() > best)) {
+      route = static_cast<int>(r);
+      best = p.size();
+    }
+  }
+  if (route < 0) return ws::UpgradeDecision::refuse(404, "no route for this path");
+  auto r16 = static_cast<std::uint16_t>(route);
+  if (opts_.routes[r16].outage == Outage::kRefuse && !route_up(r16)) {
+    ++counters_.outage_refused;
+    return ws::UpgradeDecision::refuse(503, "backend unavailable", "Retry-After: 5\r\n");
+  }
+  ep_->state(c)->route = r16;
+  // OPEN's meta is written now, while the request's bytes exist; on_open follows at once.
+  MetaWriter w(scratch_.data(), scratch_.size());
+  w.add("path", req.target).add("peer", c.peer().to_string());
+  char name[96];
+  for (const std::string& h : opts_.forward_headers) {
+    std::string_view v = req.header(h);
+    if (v.empty() || h.size() + 2 > sizeof name) continue;
+    std::memcpy(name, "h:", 2);
+    std::memcpy(name + 2, h.data(), h.size());
+    w.add(std::string_view(name, h.size() + 2), v);
+  }
+  scratch_len_ = w.ok() ? w.bytes().size() : 0;
+  return {};
+}
+
+void Edge::on_open(ws::Connection c) {
+  io::SocketId id = c.id();
+  ConnState& st = *ep_->state(c);
+  st.flags |= kOpened;
+  ++open_count_;
+  if (open_meta_.size() <= id.idx) open_meta_.resize(id.idx + 1);
+  open_meta_[id.idx].rebuild(scratch_.data(), scratch_len_);
+  st.link = pick_link(st.route, id, true);
+  push(st.link, open_event(id, false, false), id);
+}
+
+Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
+  Event e;
+  e.conn = id;
+  e.type = Type::kOpen;
+  e.header = header_frame(Type::kOpen, 0, conn_id(id));
+  if (!failover && !resumed) {
+    e.meta.copy(open_meta_[id.idx]);
+    return e;
+  }
+  // What OPEN said, plus what has happened since: channels, and why it is announced again.
+  std::vector<std::byte> meta(open_meta_[id.idx].size() + 1024);
+  std::memcpy(meta.data(), open_meta_[id.idx].data(), open_meta_[id.idx].size());
+  MetaWriter w(meta.data() + open_meta_[id.idx].size(), meta.size() - open_meta_[id.idx].size());
+  std::vector<std::byte> list;
+  channels_.for_each_of(id, [&](std::string_view ch) {
+    list.push_back(static_cast<std::byte>(ch.size()));
+    auto b = std::as_bytes(std::span(ch.data(), ch.size()));
+    list.insert(list.end(), b.begin(), b.end());
+  });
+  if (!list.empty()) w.add("channels", list);
+  w.add(failover ? "failover" : "resumed", std::string_view());
+  e.meta.rebuild(meta.data(), open_meta_[id.idx].size() + w.bytes().size());
+  return e;
+}
+
+void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte> payload) {
+  io::SocketId id = c.id();
+  ConnState& st = *ep_->state(c);
+  Event e;
+  e.conn = id;
+  e.type = Type::kMessage;
+  std::uint16_t flags = op == protocol::Opcode::kBinary ? flag::kBinary : 0;
+  e.header = header_frame(Type::kMessage, flags, conn_id(id));
+  e.payload.rebuild(payload.data(), payload.size());
+  push(st.link, std::move(e), id);
+}
+
+// Queues an event on a link; a client whose backend cannot take more stops being read.
+bool Edge::push(std::uint16_t li, Event&& e, io::SocketId id) {
+  Link& l = *links_[li];
+  bool ok = l.push(std::move(e));
+  dirty_[li] = true;
+  if (ok) return true;
+  ConnState* st = ep_->state(ws::Connection{ep_, id});
+  if (st && ep_->is_open(id) && !(st->flags & kPaused)) {
+    st->flags |= kPaused;
+    reactor_->pause_reading(id);
+    l.paused().push_back(id);
+  }
+  return false;
+}
+
+void Edge::resume(std::uint16_t li) {
+  Link& l = *links_[li];
+  if (!l.accepting()) return;
+  for (io::SocketId id : l.paused()) {
+    ConnState* st = ep_->state(ws::Connection{ep_, id});
+    if (!st || !(st->flags & kPaused)) continue;
+    st->flags &= static_cast<std::uint8_t>(~kPaused);
+    reactor_->resume_reading(id);
+  }
+  l.paused().clear();
+}
+
+void Edge::on_close(ws::Connection c, std::uint16_t code, std::string_view reason) {
+  io::SocketId id = c.id();
+  ConnState& st = *ep_->state(c);
+  channels_.unsubscribe_all(id, [&](std::string_view ch) { set_filter(ch, false); });
+  counters_.subscriptions.set(channels_.subscription_count());
+  --open_count_;
+  Event e;
+  e.conn = id;
+  e.type = Type::kClose;
+  e.header = header_frame(Type::kClose, 0, conn_id(id));
+  std::byte meta[256];
+  MetaWriter w(meta, sizeof meta);
+  const char* by = st.flags & kClosedByBackend ? "backend"
+                   : st.flags & kClosedByEdge  ? "edge"
+                                               : "client";
+  w.add_u16("code", code).add("reason", reason.substr(0, 123)).add("by", by);
+  e.meta.rebuild(w.bytes().data(), w.bytes().size());
+  open_meta_[id.idx].rebuild();
+  push(st.link, std::move(e), id);
+}
+
+void Edge::on_drain(ws::Connection c) {
+  ConnState* st = ep_->state(c);
+  if (!st || st->dropped == 0) return;
+  char text[64];
+  int n = std::snprintf(text, sizeof text, "{\"wsedge\":\"gap\",\"dropped\":%u}", st->dropped);
+  st->dropped = 0;
+  c.send_text({text, static_cast<std::size_t>(n)});
+}
+
+// --- Links going up and down ---
+
+void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
+  Link& l = *links_[li];
+  bool found = false;
+  std::span<const std::byte> v = find_meta(meta, "version", found);
+  if (!found || v.size() != 1 || v[0] != std::byte{kVersion}) {
+    LOG_ERROR("msg=\"backend chose a version we did not offer; treated as down\" endpoint=%s",
+              l.endpoint().c_str());
+    return;
+  }
+  std::uint64_t instance = 0;
+  read_u64(find_meta(meta, "instance", found), instance);
+  bool fresh = l.welcomed(instance);
+  ++counters_.backend_ups;
+  LOG_INFO("msg=\"backend up\" core=%u endpoint=%s resend=%zu", core_, l.endpoint().c_str(),
+           l.window().size());
+  if (fresh) {
+    // A backend that forgot everything hears each connection routed to it before any event,
+    // except those whose own OPEN is among what goes again.
+    std::vector<bool> in_window(open_meta_.size(), false);
+    for (std::size_t i = 0; i < l.window().size(); ++i) {
+      Event& e = l.window()[i];
+      if (e.type == Type::kOpen && e.conn.idx < in_window.size()) in_window[e.conn.idx] = true;
+    }
+    std::vector<Event> first;
+    for_each_conn([&](ws::Connection c, ConnState& st) {
+      if (st.link == li && !in_window[c.id().idx]) first.push_back(open_event(c.id(), false, true));
+    });
+    if (!first.empty()) l.prepend(first);
+  }
+  l.flush();
+  dirty_[li] = true;
+  resume(li);
+  RouteState& rs = routes_[l.route()];
+  reactor_->cancel(rs.grace);
+  reactor_->cancel(rs.spread);
+  rs.grace = {};
+  rs.spread = {};
+  rs.closing.clear();
+}
+
+void Edge::link_down(std::uint16_t li) {
+  Link& l = *links_[li];
+  if (l.state() == Link::State::kDown) return;
+  l.down();
+  ++counters_.backend_downs;
+  RouteState& rs = routes_[l.route()];
+  LOG_WARN("msg=\"backend down\" core=%u endpoint=%s unacknowledged=%zu", core_,
+           l.endpoint().c_str(), l.window().size());
+  if (!route_up(l.route())) {
+    // Hold: clients stay, each paused at its next message; the grace period, counted from
+    // the moment the route lost its last backend, bounds it.
+    if (rs.grace == io::TimerId{})
+      rs.grace = reactor_->schedule(opts_.grace_ms, &Edge::grace_timer, &rs);
+    return;
+  }
+  // Failover: the connections move to the backends that are up, each announced there before
+  // any of its events that the dead one had not counted.
+  for_each_conn([&](ws::Connection c, ConnState& st) {
+    if (st.link != li) return;
+    st.link = pick_link(l.route(), c.id(), true);
+    ++counters_.failovers;
+    links_[st.link]->push(open_event(c.id(), true, false));
+    dirty_[st.link] = true;
+  });
+  Ring<Event> moved = l.take_all();
+  while (!moved.empty()) {
+    Event& e = moved.front();
+    ConnState* st = ep_->state(ws::Connection{ep_, e.conn});
+    if (e.type != Type::kOpen && st && st->link != li) {
+      links_[st->link]->push(std::move(e));
+      dirty_[st->link] = true;
+    }
+    moved.pop_front();
+  }
+  for (io::SocketId id : l.paused()) {
+    ConnState* st = ep_->state(ws::Connection{ep_, id});
+    if (!st || !(st->flags & kPaused)) continue;
+    st->flags &= static_cast<std::uint8_t>(~kPaused);
+    reactor_->resume_reading(id);
+  }
+  l.paused().clear();
+}
+
+void Edge::grace_timer(void* ctx, io::Reactor&) {
+  auto* rs = static_cast<RouteState*>(ctx);
+  rs->grace = {};
+  rs->edge->start_closing(rs->index);
+}
+
+// The grace period is over: the route's clients are closed with 1013, a share every tick over
+// the spread, so they do not all come back at the same instant.
+void Edge::start_closing(std::uint16_t route) {
+  RouteState& rs = routes_[route];
+  rs.closing.clear();
+  for_each_conn([&](ws::Connection c, ConnState& st) {
+    if (st.route == route) rs.closing.push_back(c.id());
+  });
+  LOG_WARN("msg=\"no backend came back; closing clients\" core=%u route=%s clients=%zu", core_,
+           opts_.routes[route].path.c_str(), rs.closing.size());
+  std::size_t ticks = std::max<std::size_t>(1, opts_.close_spread_ms / kSpreadTickMs);
+  rs.closing_per_tick = (rs.closing.size() + ticks - 1) / ticks;
+  spread_timer(&rs, *reactor_);
+}
+
+void Edge::spread_timer(void* ctx, io::Reactor& r) {
+  auto* rs = static_cast<RouteState*>(ctx);
+  Edge* self = rs->edge;
+  for (std::size_t i = 0; i < rs->closing_per_tick && !rs->closing.empty(); ++i) {
+    ws::Connection c{self->ep_, rs->closing.back()};
+    rs->closing.pop_back();
+    ConnState* st = self->ep_->state(c);
+    if (!st || !c.open()) continue;
+    st->flags |= kClosedByEdge;
+    ++self->counters_.outage_closes;
+    c.close(1013, "backend unavailable");
+  }
+  rs->spread = rs->closing.empty() ? io::TimerId{} : r.schedule(kSpreadTickMs, &Edge::spread_timer, rs);
+}
+
+bool Edge::route_up(std::uint16_t route) const {
+  for (std::uint16_t li : routes_[route].links) {
+    if (links_[li]->state() == Link::State::kUp) return true;
+  }
+  return false;
+}
+
+// Sticky: the connection id's hash over the route's backends that are up (all of them when
+// none is, so events wait for whichever comes back first).
+std::uint16_t Edge::pick_link(std::uint16_t route, io::SocketId id, bool up_only) const {
+  const std::vector<std::uint16_t>& all = routes_[route].links;
+  std::uint16_t up[64];
+  std::size_t n = 0;
+  for (std::uint16_t li : all) {
+    if (n < 64 && (!up_only || links_[li]->state() == Link::State::kUp)) up[n++] = li;
+  }
+  std::uint64_t h = (std::uint64_t{id.idx} << 32 | id.gen) * 0x9E3779B97F4A7C15ull;
+  if (n == 0) return all[(h >> 32) % all.size()];
+  return up[(h >> 32) % n];
+}
+
+// Every connection backends know of: opened, and not yet closed (closing ones included, since
+// their CLOSE is still to come).
+template <class Fn>
+void Edge::for_each_conn(Fn&& fn) {
+  for (std::uint32_t i = 0; i < reactor_->slots(); ++i) {
+    ws::Connection c{ep_, reactor_->id_at(i)};
+    ConnState* st = ep_->state(c);
+    if (st && (st->flags & kOpened)) fn(c, *st);
+  }
+}
+
+// --- Commands down ---
+
+ws::Connection Edge::resolve(const ConnId& id) {
+  if (id.node != opts_.node_id || id.epoch != opts_.epoch || id.core != core_) return {};
+  ws::Connection c{ep_, io::SocketId{id.slot, id.gen}};
+  return c.open() ? c : ws::Connection{};
+}
+
+void Edge::handle_backend(std::uint16_t li, Frames& m) {
+  Header h;
+  HeaderError he = m.n >= 2 ? decode_header(bytes_of(m.f[0]), h) : HeaderError::kShort;
+  if (he != HeaderError::kOk) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, {}, {}, error_code(he), "malformed message");
+    return;
+  }
+  std::span<const std::byte> meta = bytes_of(m.f[1]);
+  bool found = false;
+  std::span<const std::byte> seq = find_meta(meta, "seq", found);
+  if (!valid_meta(meta)) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, h.id, {}, "bad-meta", "meta frame does not parse");
+    return;
+  }
+  ++counters_.commands;
+  bool ok = true;
+  switch (h.type) {
+    case Type::kWelcome:
+      welcome(li, meta);
+      return;
+    case Type::kReceived: {
+      std::uint64_t count = 0;
+      if (read_u64(find_meta(meta, "count", found), count)) {
+        links_[li]->counted(count);
+        resume(li);
+      }
+      return;
+    }
+    case Type::kSend:
+      ok = command_send(h, meta, m.n >= 3 ? bytes_of(m.f[2]) : std::span<const std::byte>{}, li);
+      break;
+    case Type::kCloseCommand: {
+      ws::Connection c = resolve(h.id);
+      ok = c.open();
+      if (ok) {
+        std::uint16_t code = 1000;
+        read_u16(find_meta(meta, "code", found), code);
+        if (!protocol::is_valid_wire_close_code(code)) code = 1000;
+        std::span<const std::byte> reason = find_meta(meta, "reason", found);
+        if (!protocol::Utf8Validator::valid(reason.data(), reason.size())) reason = {};
+        ep_->state(c)->flags |= kClosedByBackend;
+        c.close(code, as_text(reason));
+      }
+      break;
+    }
+    case Type::kSubscribe:
+    case Type::kUnsubscribe:
+      ok = command_subscribe(h, meta, h.type == Type::kSubscribe);
+      break;
+    case Type::kSnapshotRequest:
+      send_snapshot(li, seq);
+      return;
+    default:
+      ++counters_.bad_messages;
+      answer(li, Type::kError, h.id, seq, "unknown-type", "not a command this edge takes");
+      return;
+  }
+  if (!ok) ++counters_.gone;
+  if (h.flags & flag::kAck) {
+    if (ok)
+      answer(li, Type::kAck, h.id, seq);
+    else
+      answer(li, Type::kError, h.id, seq, "gone", "no such connection");
+  }
+}
+
+bool Edge::command_send(const Header& h, std::span<const std::byte> meta,
+                        std::span<const std::byte> payload, std::uint16_t li) {
+  bool found = false;
+  std::span<const std::byte> seq = find_meta(meta, "seq", found);
+  auto op = h.flags & flag::kBinary ? protocol::Opcode::kBinary : protocol::Opcode::kText;
+  // Clients must fail a connection on bad text (RFC 6455 §8.1): refuse it here instead.
+  if (op == protocol::Opcode::kText &&
+      !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, h.id, seq, "bad-frame", "text is not UTF-8");
+    return true;
+  }
+  std::span<const std::byte> ids = find_meta(meta, "ids", found);
+  if (!found) {
+    ws::Connection c = resolve(h.id);
+    if (!c.open()) return false;
+    if (c.buffered() + payload.size() > opts_.output_budget) {
+      close_slow(c);
+      return true;
+    }
+    c.send(op, payload);
+    ++counters_.sends;
+    return true;
+  }
+  if (ids.empty() || ids.size() % kConnIdSize != 0 || ids.size() / kConnIdSize > 128) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, h.id, {}, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
+    return true;
+  }
+  // One frame for all of them: each client's queue holds a reference, not a copy.
+  memory::Buffer* frame = ep_->prepare_frame(op, payload);
+  for (std::size_t off = 0; off < ids.size(); off += kConnIdSize) {
+    ConnId id = read_conn_id(ids.data() + off);
+    ws::Connection c = resolve(id);
+    if (!c.open()) {
+      ++counters_.gone;
+      if (h.flags & flag::kAck) answer(li, Type::kError, id, seq, "gone", "no such connection");
+      continue;
+    }
+    if (c.buffered() + frame->len > opts_.output_budget) {
+      close_slow(c);
+      continue;
+    }
+    ep_->send_prepared(c.id(), frame);
+    ++counters_.sends;
+  }
+  reactor_->pool().release(frame);
+  // Gone ids were answered one by one; the command itself is acknowledged.
+  return true;
+}
+
+bool Edge::command_subscribe(const Header& h, std::span<const std::byte> meta, bool on) {
+  ws::Connection c = resolve(h.id);
+  if (!c.open()) return false;
+  bool found = false;
+  for_each_channel(find_meta(meta, "channels", found), [&](std::string_view ch) {
+    Channels::Change change = on ? channels_.subscribe(c.id(), ch) : channels_.unsubscribe(c.id(), ch);
+    if (change == Channels::Change::kFirst) set_filter(ch, true);
+    if (change == Channels::Change::kLast) set_filter(ch, false);
+  });
+  counters_.subscriptions.set(channels_.subscription_count());
+  return true;
+}
+
+void Edge::set_filter(std::string_view channel, bool on) {
+  // SUB matches prefixes: the terminator keeps "chat" from hearing "chatter".
+  char topic[257];
+  std::memcpy(topic, channel.data(), channel.size());
+  topic[channel.size()] = '\0';
+  std::string_view t(topic, channel.size() + 1);
+  if (on)
+    sub_->set(zmq::sockopt::subscribe, t);
+  else
+    sub_->set(zmq::sockopt::unsubscribe, t);
+  sub_dirty_ = true;
+}
+
+void Edge::answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,
+                  std::string_view code, std::string_view reason) {
+  Frames m;
+  m.f[0] = header_frame(type, 0, id);
+  std::byte meta[512];
+  MetaWriter w(meta, sizeof meta);
+  if (!seq.empty()) w.add("seq", seq);
+  if (!code.empty()) w.add("code", code).add("reason", reason);
+  m.f[1].rebuild(w.bytes().data(), w.bytes().size());
+  m.n = 2;
+  if (!links_[li]->send_control(m)) ++counters_.control_dropped;
+  dirty_[li] = true;
+}
+
+void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
+  std::vector<std::byte> part;
+  auto flush_part = [&](bool last) {
+    Frames m;
+    m.f[0] = header_frame(Type::kSnapshot, 0, {});
+    std::byte meta[64];
+    MetaWriter w(meta, sizeof meta);
+    if (!seq.empty()) w.add("seq", seq);
+    if (last) w.add("last", std::string_view());
+    m.f[1].rebuild(w.bytes().data(), w.bytes().size());
+    m.f[2].rebuild(part.data(), part.size());
+    m.n = 3;
+    if (!links_[li]->send_control(m)) ++counters_.control_dropped;
+    part.clear();
+  };
+  for_each_conn([&](ws::Connection c, ConnState& st) {
+    if (st.link != li) return;
+    if (part.size() > kSnapshotPart - 1024) flush_part(false);
+    std::size_t at = part.size();
+    part.resize(at + kConnIdSize + 2);
+    write_conn_id(part.data() + at, conn_id(c.id()));
+    std::uint16_t n = 0;
+    channels_.for_each_of(c.id(), [&](std::string_view ch) {
+      part.push_back(static_cast<std::byte>(ch.size()));
+      auto b = std::as_bytes(std::span(ch.data(), ch.size()));
+      part.insert(part.end(), b.begin(), b.end());
+      ++n;
+    });
+    part[at + kConnIdSize] = static_cast<std::byte>(n >> 8);
+    part[at + kConnIdSize + 1] = static_cast<std::byte>(n & 0xFF);
+  });
+  flush_part(true);
+  dirty_[li] = true;
+}
+
+void Edge::beat_timer(void* self, io::Reactor&) { static_cast<Edge*>(self)->beat(); }
+
+void Edge::beat() {
+  for (std::uint16_t li = 0; li < links_.size(); ++li) {
+    if (links_[li]->state() != Link::State::kUp) continue;
+    Frames m;
+    m.f[0] = header_frame(Type::kBeat, 0, conn_id({0, 0}));
+    std::byte meta[64];
+    MetaWriter w(meta, sizeof meta);
+    w.add_u32("connections", open_count_).add_u32("interval", opts_.beat_ms);
+    m.f[1].rebuild(w.bytes().data(), w.bytes().size());
+    m.n = 2;
+    if (!links_[li]->send_control(m)) ++counters_.control_dropped;
+    dirty_[li] = true;
+  }
+  beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
+}
+
+// --- Channels ---
+
+void Edge::pump_sub() {
+  Frames m;
+  for (;;) {
+    int events = sub_->get(zmq::sockopt::events);
+    if (!(events & ZMQ_POLLIN)) break;
+    bool oversized = false;
+    if (!Link::receive(*sub_, m, oversized)) break;
+    if (oversized || m.n != 4) {
+      ++counters_.bad_messages;
+      continue;
+    }
+    handle_publish(m);
+  }
+}
+
+void Edge::handle_publish(Frames& m) {
+  Header h;
+  std::span<const std::byte> meta = bytes_of(m.f[2]);
+  if (decode_header(bytes_of(m.f[1]), h) != HeaderError::kOk || h.type != Type::kPublish ||
+      !valid_meta(meta)) {
+    ++counters_.bad_messages;
+    return;
+  }
+  bool found = false;
+  std::string_view channel = as_text(find_meta(meta, "channel", found));
+  std::span<const std::byte> topic = bytes_of(m.f[0]);
+  if (topic.size() != channel.size() + 1 || as_text(topic.first(channel.size())) != channel) {
+    ++counters_.bad_messages;
+    return;
+  }
+  ++counters_.publishes;
+  Channels::Channel* ch = channels_.find(channel);
+  if (!ch) return;  // the last subscriber left while it was on its way
+  std::uint64_t seq = 0;
+  if (read_u64(find_meta(meta, "seq", found), seq))
+    counters_.publish_gaps += Channels::note_seq(*ch, as_text(find_meta(meta, "publisher", found)), seq);
+  std::span<const std::byte> payload = bytes_of(m.f[3]);
+  auto op = h.flags & flag::kBinary ? protocol::Opcode::kBinary : protocol::Opcode::kText;
+  if (op == protocol::Opcode::kText && !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
+    ++counters_.bad_messages;
+    return;
+  }
+  // Framed once; every subscriber's queue holds the same buffer.
+  memory::Buffer* frame = ep_->prepare_frame(op, payload);
+  if (!frame) {
+    ++counters_.bad_messages;
+    return;
+  }
+  for (std::size_t i = 0; i < ch->subs.size(); ++i) deliver(ch->subs[i].id, frame);
+  reactor_->pool().release(frame);
+}
+
+void Edge::deliver(io::SocketId id, memory::Buffer* frame) {
+  ws::Connection c{ep_, id};
+  std::size_t queued = c.buffered();
+  ConnState* st = ep_->state(c);
+  if (queued + frame->len > opts_.output_budget) {
+    if (opts_.routes[st->route].slow == SlowPolicy::kClose) {
+      close_slow(c);
+    } else {
+      ++st->dropped;
+      ++counters_.channel_drops;
+    }
+    return;
+  }
+  if (st->dropped && queued < opts_.output_budget / 2) on_drain(c);
+  ep_->send_prepared(id, frame);
+  ++counters_.deliveries;
+}
+
+void Edge::close_slow(ws::Connection c) {
+  ConnState* st = ep_->state(c);
+  if (!st || !c.open()) return;
+  st->flags |= kClosedByEdge;
+  ++counters_.slow_closes;
+  c.close(1008, "slow consumer");
+}
+
+}  // namespace wsedge::bridge

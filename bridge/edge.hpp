@@ -1,0 +1,133 @@
+#pragma once
+// The bridge on one core: a WebSocket application (engine/ws/endpoint.hpp) that hands its
+// clients' opens, messages and closes to backend services over ZeroMQ and carries out their
+// commands (docs/BRIDGE-PROTOCOL.md). Share-nothing like the engine: every core has its own
+// DEALER per backend endpoint, its own SUB for channel publishes, its own subscription table;
+// ZeroMQ's file descriptors are watched by the core's reactor, never blocked on.
+#include <zmq.hpp>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bridge/channels.hpp"
+#include "bridge/counters.hpp"
+#include "bridge/link.hpp"
+#include "bridge/options.hpp"
+#include "bridge/protocol.hpp"
+#include "engine/ws/endpoint.hpp"
+
+namespace wsedge::bridge {
+
+class Edge {
+ public:
+  // 12 bytes per connection slot, in the endpoint's side table.
+  struct ConnState {
+    std::uint16_t route = 0;
+    std::uint16_t link = 0;  // index in links_: every event of the connection goes there
+    std::uint8_t flags = 0;
+    std::uint32_t dropped = 0;  // channel messages dropped for it since it was last told
+  };
+
+  Edge(zmq::context_t& ctx, const Options& opts, unsigned core, unsigned cores);
+  Edge(const Edge&) = delete;
+  Edge& operator=(const Edge&) = delete;
+
+  // --- ws application ---
+  void on_start(ws::Endpoint<Edge>& ep);
+  void on_stop();
+  ws::UpgradeDecision on_upgrade(ws::Connection c, const protocol::UpgradeRequest& req);
+  void on_open(ws::Connection c);
+  void on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte> payload);
+  void on_close(ws::Connection c, std::uint16_t code, std::string_view reason);
+  void on_drain(ws::Connection c);
+  void on_flush();
+
+  const BridgeCounters& counters() const { return counters_; }
+  // This core's id for a connection (what backends address it by).
+  ConnId conn_id(io::SocketId id) const {
+    return {opts_.node_id, opts_.epoch, static_cast<std::uint16_t>(core_), id.idx, id.gen};
+  }
+
+ private:
+  enum Flag : std::uint8_t {
+    kPaused = 1,         // reading paused for its link
+    kClosedByEdge = 2,   // we closed it (slow consumer, outage, shutdown)
+    kClosedByBackend = 4,
+    kOpened = 8,  // on_open ran: backends have heard of it
+  };
+  // A watched ZeroMQ descriptor: which socket it belongs to.
+  struct Watch : io::FdWatch {
+    Edge* edge = nullptr;
+    int link = -1;  // -1: the SUB socket
+    bool monitor = false;
+  };
+  struct RouteState {
+    Edge* edge = nullptr;  // for the route's timers
+    std::uint16_t index = 0;
+    std::vector<std::uint16_t> links;
+    io::TimerId grace;                 // running while no backend of the route is up
+    std::vector<io::SocketId> closing;  // after the grace: clients still to close
+    std::size_t closing_per_tick = 0;
+    io::TimerId spread;
+  };
+
+  static void on_ready(io::FdWatch* w, io::Reactor& r, int revents);
+  void pump_link(std::uint16_t li);
+  void pump_monitor(std::uint16_t li);
+  void pump_sub();
+  void handle_backend(std::uint16_t li, Frames& m);
+  void handle_publish(Frames& m);
+  void welcome(std::uint16_t li, std::span<const std::byte> meta);
+  void link_down(std::uint16_t li);
+  void resume(std::uint16_t li);
+  bool push(std::uint16_t li, Event&& e, io::SocketId id);
+
+  // Commands. Each returns false when its connection is gone.
+  bool command_send(const Header& h, std::span<const std::byte> meta,
+                    std::span<const std::byte> payload, std::uint16_t li);
+  bool command_subscribe(const Header& h, std::span<const std::byte> meta, bool on);
+  void answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,
+              std::string_view code = {}, std::string_view reason = {});
+  void send_snapshot(std::uint16_t li, std::span<const std::byte> seq);
+  void beat();
+  static void beat_timer(void* self, io::Reactor&);
+
+  ws::Connection resolve(const ConnId& id);
+  std::uint16_t pick_link(std::uint16_t route, io::SocketId id, bool up_only) const;
+  bool route_up(std::uint16_t route) const;
+  Event open_event(io::SocketId id, bool failover, bool resumed);
+  void deliver(io::SocketId id, memory::Buffer* frame);
+  void close_slow(ws::Connection c);
+  void set_filter(std::string_view channel, bool on);
+  template <class Fn>
+  void for_each_conn(Fn&& fn);
+
+  static void grace_timer(void* ctx, io::Reactor&);
+  static void spread_timer(void* ctx, io::Reactor&);
+  void start_closing(std::uint16_t route);
+
+  zmq::context_t& ctx_;
+  const Options& opts_;
+  unsigned core_;
+  unsigned cores_;
+  ws::Endpoint<Edge>* ep_ = nullptr;
+  io::Reactor* reactor_ = nullptr;
+  std::vector<std::unique_ptr<Link>> links_;
+  std::vector<RouteState> routes_;
+  std::vector<std::unique_ptr<Watch>> watches_;
+  std::unique_ptr<zmq::socket_t> sub_;
+  std::vector<bool> dirty_;  // links that sent this turn: ZMQ_FD may have lost its edge
+  bool sub_dirty_ = false;
+  Channels channels_;
+  std::vector<zmq::message_t> open_meta_;  // by slot: what OPEN said, for failover and resumes
+  std::vector<std::byte> scratch_;         // OPEN meta between on_upgrade and on_open
+  std::size_t scratch_len_ = 0;
+  std::uint32_t open_count_ = 0;
+  io::TimerId beat_timer_;
+  BridgeCounters counters_;
+};
+
+}  // namespace wsedge::bridge

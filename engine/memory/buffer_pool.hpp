@@ -12,7 +12,10 @@ struct Buffer {
   std::uint32_t len;  // bytes written
   std::uint32_t off;  // bytes already consumed (e.g. sent) from the front
   std::uint8_t size_class;
-  std::uint8_t refs;  // holders; the last release() gives it back
+  // Holders; the last release() gives it back. 32 bits: one published message is held by
+  // every subscriber's output queue at once (10,000+), which wrapped a uint8_t at 256 and
+  // returned a buffer still queued to the pool.
+  std::uint32_t refs;
 
   std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
   std::size_t capacity() const;
@@ -65,6 +68,10 @@ class BufferPool {
   std::uint64_t allocations_ = 0;
   std::uint64_t in_use_ = 0;
 };
+
+// The header sits in front of every pooled byte range (thousands per core): refs went to 32
+// bits in the padding after size_class, and the header must stay 24 bytes.
+static_assert(sizeof(Buffer) == 24);
 
 inline std::size_t Buffer::capacity() const {
   return BufferPool::class_capacity(size_class);

@@ -67,8 +67,22 @@ TEST(BufferPool, ASharedBufferReturnsWithItsLastHolder) {
   EXPECT_GT(pool.cached_bytes(), 0u);
   Buffer* again = pool.acquire(1000);
   EXPECT_EQ(again, b);
-  EXPECT_EQ(again->refs, 1);
+  EXPECT_EQ(again->refs, 1u);
   pool.release(again);
+}
+
+TEST(BufferPool, TenThousandHoldersOfOneBuffer) {
+  // One published frame queued to every subscriber: with 8-bit counts the 256th share wrapped
+  // to 0, and the next release handed a buffer still queued 9,000 times back to the pool.
+  BufferPool pool;
+  Buffer* b = pool.acquire(100);
+  for (int i = 1; i < 10000; ++i) BufferPool::share(b);
+  EXPECT_EQ(b->refs, 10000u);
+  for (int i = 1; i < 10000; ++i) pool.release(b);
+  EXPECT_EQ(pool.in_use(), 1u);
+  EXPECT_EQ(pool.cached_bytes(), 0u);
+  pool.release(b);
+  EXPECT_EQ(pool.in_use(), 0u);
 }
 
 TEST(BufferPool, RefusesMoreThanTheLargestClass) {

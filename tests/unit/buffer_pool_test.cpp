@@ -85,6 +85,34 @@ TEST(BufferPool, TenThousandHoldersOfOneBuffer) {
   EXPECT_EQ(pool.in_use(), 0u);
 }
 
+TEST(BufferPool, ViewsShareTheBytesButNotTheLinkOrProgress) {
+  BufferPool pool;
+  Buffer* b = pool.acquire(4000);
+  std::memset(b->data(), 'x', 3000);
+  b->len = 3000;
+  Buffer* v1 = pool.view(b);
+  Buffer* v2 = pool.view(v1);  // a view of a view is a view of the buffer
+  EXPECT_EQ(b->refs, 3u);
+  EXPECT_EQ(v1->kind, Buffer::kView);
+  EXPECT_EQ(v2->target(), b);
+  EXPECT_EQ(v1->bytes(), b->data());
+  EXPECT_EQ(v1->len, 3000u);
+  EXPECT_EQ(v1->room(), 0u);  // nothing may be appended behind a frame others hold
+  v1->off = 1000;             // one socket's partial send
+  EXPECT_EQ(v2->off, 0u);
+  EXPECT_EQ(b->off, 0u);
+  std::uint64_t allocated = pool.allocations();
+  pool.release(b);  // the publisher lets go; the queues still hold it
+  pool.release(v1);
+  EXPECT_EQ(pool.in_use(), 2u);  // v2 and b
+  pool.release(v2);
+  EXPECT_EQ(pool.in_use(), 0u);
+  Buffer* again = pool.acquire(10);  // a former view comes back as a plain buffer
+  EXPECT_EQ(again->kind, Buffer::kOwned);
+  EXPECT_EQ(pool.allocations(), allocated);
+  pool.release(again);
+}
+
 TEST(BufferPool, RefusesMoreThanTheLargestClass) {
   BufferPool pool;
   EXPECT_THROW(pool.acquire(BufferPool::kMaxCapacity + 1), std::length_error);

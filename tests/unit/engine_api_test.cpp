@@ -1083,6 +1083,57 @@ TEST(EngineApi, SendPreparedRefusesClientsAndBitsNotNegotiated) {
   EXPECT_EQ(app.messages, std::vector<std::string>{"x"});  // the client got the server's one
 }
 
+// Counts loop turns through on_flush and answers each turn's messages with one frame.
+struct TurnApp {
+  io::Reactor* reactor = nullptr;
+  int flushes = 0;
+  std::vector<int> flush_seen;  // the flush count each message arrived at
+  std::vector<int> batches;
+  Connection pending;
+  int waiting = 0;
+  void on_open(Connection) {}
+  void on_message(Connection c, Opcode, std::span<std::byte>) {
+    flush_seen.push_back(flushes);
+    pending = c;
+    ++waiting;
+  }
+  void on_flush() {
+    ++flushes;
+    if (!waiting) return;
+    batches.push_back(waiting);
+    pending.send_text(std::to_string(waiting) + " in one turn");
+    waiting = 0;
+  }
+  void on_close(Connection, std::uint16_t, std::string_view) {
+    reactor->stop_listening();
+    reactor->exit_when_idle();
+  }
+  void on_drain(Connection) {}
+};
+
+TEST(EngineApi, OnFlushEndsEachTurnAndWhatItSendsLeavesThen) {
+  io::Reactor reactor(test::small_reactor(), 0);
+  TurnApp app;
+  app.reactor = &reactor;
+  ws::Endpoint<TurnApp> ep(reactor, {}, app);
+  RawClient client(listen_on(reactor));
+  // The upgrade and three messages in one write: one receive, one turn.
+  client.send(test::str(test::cat(
+      {test::bytes(kUpgrade), test::frame(1, "a"), test::frame(1, "b"), test::frame(1, "c")})));
+  std::string got;
+  std::thread t = client.read_then_leave(
+      got, 5000, [](const std::string& g) { return !frames_after_head(g).empty(); });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(app.batches, std::vector<int>{3});
+  ASSERT_EQ(app.flush_seen.size(), 3u);
+  EXPECT_EQ(app.flush_seen[0], app.flush_seen[2]);  // no flush inside the turn
+  EXPECT_GT(app.flushes, 1);                        // and one at every turn's end
+  std::vector<ServerFrame> f = frames_after_head(got);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].payload, "3 in one turn");
+}
+
 TEST(EngineApi, ForEachOpenVisitsOpenConnectionsOnly) {
   ws::EndpointConfig cfg;
   cfg.handshake_timeout_ms = 300;  // how long the silent client keeps the test

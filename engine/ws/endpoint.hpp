@@ -263,8 +263,8 @@ class Endpoint : public EndpointBase {
       case protocol::RequestParse::kReject:
         refuse(id, r.status, r.reason);
         return;
-      case protocol::RequestParse::kHealth:
-        answer_health(id);
+      case protocol::RequestParse::kPlainGet:
+        answer_plain_get(id, req.target);
         return;
       case protocol::RequestParse::kUpgrade:
         break;

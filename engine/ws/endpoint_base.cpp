@@ -244,6 +244,41 @@ void EndpointBase::answer_health(io::SocketId id) {
   close_socket(id);
 }
 
+void EndpointBase::answer_plain_get(io::SocketId id, std::string_view target) {
+  std::string_view path = protocol::target_path(target);
+  if (path == "/healthz") {
+    answer_health(id);
+    return;
+  }
+  const StaticPage* page = nullptr;
+  for (const StaticPage& p : cfg_.pages) {
+    if (p.path == path) {
+      page = &p;
+      break;
+    }
+  }
+  if (!page) {
+    refuse(id, 426, "this endpoint speaks WebSocket only");
+    return;
+  }
+  char head[protocol::kMaxResponseFixed + 128];
+  std::size_t n =
+      protocol::write_page_head(head, sizeof head, page->content_type, page->body.size());
+  if (n == 0) {
+    LOG_ERROR("msg=\"static page content type too long\" core=%u path=%.*s", reactor_.core(),
+              static_cast<int>(path.size()), path.data());
+    refuse(id, 500, "page misconfigured");
+    return;
+  }
+  ++counters_.pages_served;
+  emit(id, head, n);
+  // Through the output queue in pieces of at most 1 MiB (or staged for TLS): a page larger than
+  // one send goes out over as many as it takes, then the FIN.
+  if (!page->body.empty()) emit(id, page->body.data(), page->body.size());
+  conns_[id.idx].phase = kDone;
+  close_socket(id);
+}
+
 void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d) {
   char out[protocol::kMaxResponseFixed + kMaxAnswerExtras];
   std::size_t n = protocol::write_switching_protocols(out, sizeof out, key, d.protocol,

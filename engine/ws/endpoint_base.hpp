@@ -197,6 +197,9 @@ class EndpointBase {
               std::string_view headers = {});
   // Answers GET /healthz (load balancers) and closes.
   void answer_health(io::SocketId id);
+  // Answers a plain GET: /healthz, a configured static page, or 426 (this port speaks
+  // WebSocket); then closes.
+  void answer_plain_get(io::SocketId id, std::string_view target);
   // send()'s epilogue: counts the message, closes a peer past max_outbound, reports backpressure.
   SendResult sent(io::SocketId id);
   void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);

@@ -1134,6 +1134,68 @@ TEST(EngineApi, OnFlushEndsEachTurnAndWhatItSendsLeavesThen) {
   EXPECT_EQ(f[0].payload, "3 in one turn");
 }
 
+TEST(EngineApi, StaticPagesOverPlainAndTls) {
+  // The page is larger than one send and one TLS record; a browser's request says keep-alive.
+  static const std::string page = [] {
+    std::string p = "<!doctype html><script src=app.js></script>";
+    while (p.size() < 300000) p += "<p>" + std::to_string(p.size()) + "</p>\n";
+    return p;
+  }();
+  static const char kScript[] = "console.log('wsedge');";
+  ws::EndpointConfig cfg;
+  cfg.pages.push_back({"/", "text/html; charset=utf-8", page});
+  cfg.pages.push_back({"/app.js", "text/javascript", kScript});
+  test::TempCert cert;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
+  unsigned plain_index = 0;
+  std::uint16_t tls_port = listen_on(reactor);
+  std::uint16_t plain_port = listen_on(reactor, &plain_index);
+  ep.set_listener_plain(plain_index);
+  RawClient html(plain_port), health(plain_port), unknown(plain_port);
+  TlsRawClient script(tls_port), tls_html(tls_port);
+  auto get = [](std::string_view target) {
+    return "GET " + std::string(target) +
+           " HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
+  };
+  html.send(get("/?from=test"));
+  health.send(get("/healthz"));
+  unknown.send(get("/missing"));
+  std::string html_got, health_got, unknown_got, script_got, tls_html_got;
+  std::thread t([&] {
+    html_got = html.read(5000);
+    health_got = health.read(5000);
+    unknown_got = unknown.read(5000);
+    for (const RawClient* c : {&html, &health, &unknown}) ::shutdown(c->fd, SHUT_RDWR);
+    script_got = script.exchange(get("/app.js"), 5000);
+    tls_html_got = tls_html.exchange(get("/"), 5000);
+    reactor.request_stop();
+  });
+  reactor.run(ep);
+  t.join();
+  auto head_of = [](const std::string& r) { return r.substr(0, r.find("\r\n\r\n") + 4); };
+  std::string h = head_of(html_got);
+  EXPECT_EQ(h.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << h;
+  EXPECT_NE(h.find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Content-Length: " + std::to_string(page.size()) + "\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Cache-Control: no-cache\r\n"), std::string::npos);
+  EXPECT_NE(h.find("X-Content-Type-Options: nosniff\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(after_head(html_got) == page);  // all of it, and the FIN after it (read to EOF)
+  EXPECT_EQ(after_head(tls_html_got).size(), page.size());
+  EXPECT_TRUE(after_head(tls_html_got) == page);
+  EXPECT_EQ(head_of(script_got).rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << script_got;
+  EXPECT_NE(script_got.find("Content-Type: text/javascript\r\n"), std::string::npos);
+  EXPECT_EQ(after_head(script_got), kScript);
+  EXPECT_EQ(health_got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << health_got;
+  EXPECT_EQ(unknown_got.rfind("HTTP/1.1 426 ", 0), 0u) << unknown_got;
+  EXPECT_EQ(ep.counters().pages_served, 3u);
+  EXPECT_EQ(ep.counters().health_checks, 1u);
+  EXPECT_EQ(ep.counters().handshake_rejected, 1u);
+  EXPECT_EQ(ep.counters().tls_errors, 0u);
+}
+
 TEST(EngineApi, ForEachOpenVisitsOpenConnectionsOnly) {
   ws::EndpointConfig cfg;
   cfg.handshake_timeout_ms = 300;  // how long the silent client keeps the test

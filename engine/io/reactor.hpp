@@ -188,6 +188,12 @@ class Reactor {
   // Queues a pooled buffer's unconsumed bytes as they are, no copy; takes over the caller's
   // reference and releases it once they are sent.
   void write_buffer(SocketId id, memory::Buffer* b);
+  // Queues a pooled buffer's unconsumed bytes without copying and leaves the caller's reference
+  // alone: any number of sockets may queue the same buffer (a frame published to many). Each
+  // queue holds a view of it (BufferPool::view), with its own link and progress, so its bytes
+  // must not change until the last view is sent or dropped. Up to kCopyShared bytes are copied
+  // instead.
+  void write_shared(SocketId id, memory::Buffer* b);
   std::size_t queued(SocketId id) const { return current(id) ? sockets_[id.idx].queued : 0; }
   bool congested(SocketId id) const { return current(id) && (sockets_[id.idx].flags & kCongested); }
 
@@ -295,6 +301,8 @@ class Reactor {
   // this get a buffer of their own size (up to kMaxOutBuffer) instead of a chain.
   static constexpr std::size_t kMinOutBuffer = 1024;
   static constexpr std::size_t kMaxOutBuffer = 1 << 20;
+  // write_shared copies frames up to this size instead of linking a view to them.
+  static constexpr std::size_t kCopyShared = 256;
 
   // A send of several queued buffers: the msghdr and iovecs must live until it completes.
   // It travels in the completion's user_data and names its slot itself, so an idle

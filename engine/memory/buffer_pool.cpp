@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -43,13 +44,36 @@ Buffer* BufferPool::acquire(std::size_t min_capacity) {
   b->next = nullptr;
   b->len = 0;
   b->off = 0;
+  b->kind = Buffer::kOwned;
   b->refs = 1;
   ++in_use_;
   return b;
 }
 
+Buffer* BufferPool::view(Buffer* target) {
+  if (target->kind == Buffer::kView) target = target->target();  // no chains of views
+  Buffer* v = acquire(sizeof(Buffer*));
+  std::memcpy(v->data(), &target, sizeof target);
+  v->kind = Buffer::kView;
+  v->len = target->len;
+  v->off = target->off;
+  share(target);
+  return v;
+}
+
 void BufferPool::release(Buffer* b) {
   if (--b->refs > 0) return;
+  if (b->kind == Buffer::kView) {
+    Buffer* t = b->target();
+    b->kind = Buffer::kOwned;
+    give_back(b);
+    release(t);
+    return;
+  }
+  give_back(b);
+}
+
+void BufferPool::give_back(Buffer* b) {
   --in_use_;
   int c = b->size_class;
   std::size_t cap = class_capacity(c);
@@ -66,6 +90,7 @@ void BufferPool::release(Buffer* b) {
 
 Buffer* BufferPool::reserve(Buffer* b, std::size_t extra) {
   if (!b) return acquire(extra);
+  assert(b->kind == Buffer::kOwned);  // a view's data() holds a pointer, not its bytes
   if (b->room() >= extra) return b;
   std::size_t want = std::size_t{b->len} + extra;
   // Grow geometrically so a message assembled from many frames is copied O(log n) times.

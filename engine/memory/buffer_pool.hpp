@@ -4,6 +4,7 @@
 // instead of calling the allocator per message. Single-threaded by design: one pool per core.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace wsedge::memory {
 
@@ -12,11 +13,28 @@ struct Buffer {
   std::uint32_t len;  // bytes written
   std::uint32_t off;  // bytes already consumed (e.g. sent) from the front
   std::uint8_t size_class;
-  std::uint8_t refs;  // holders; the last release() gives it back
+  // kView: this buffer holds no bytes of its own but a reference to another's (BufferPool::view),
+  // so one buffer can sit in many output queues, each with its own link and progress.
+  enum Kind : std::uint8_t { kOwned, kView };
+  Kind kind;
+  // Holders; the last release() gives it back. 32 bits: one published message is held by
+  // every subscriber's output queue at once (10,000+), which wrapped a uint8_t at 256 and
+  // returned a buffer still queued to the pool.
+  std::uint32_t refs;
 
   std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
+  // Where len and off count from: data(), or a view's target's data().
+  std::byte* bytes() { return kind == kView ? target()->data() : data(); }
+  // A view's buffer (stored in its data()).
+  Buffer* target() {
+    Buffer* t;
+    std::memcpy(&t, data(), sizeof t);
+    return t;
+  }
   std::size_t capacity() const;
-  std::size_t room() const { return capacity() - len; }
+  // Nothing is ever appended to a view: its bytes are someone else's (and its len may exceed
+  // its own capacity).
+  std::size_t room() const { return kind == kView ? 0 : capacity() - len; }
 };
 
 class BufferPool {
@@ -44,7 +62,13 @@ class BufferPool {
     ++b->refs;
     return b;
   }
-  // Ensures `b` (which may be null) can hold `extra` more bytes, moving its contents if needed.
+  // A view of `target`'s bytes [off, len) as they are now, for an output queue: its own `next`
+  // and `off`, one more reference on `target` (given back with the view's last release).
+  // Appending the target itself to several queues would chain them through its one `next`
+  // and let one socket's partial send advance the others' `off`.
+  Buffer* view(Buffer* target);
+  // Ensures `b` (which may be null, never a view) can hold `extra` more bytes, moving its contents
+  // if needed.
   Buffer* reserve(Buffer* b, std::size_t extra);
   // Appends bytes, growing as needed; returns the (possibly moved) buffer.
   Buffer* append(Buffer* b, const std::byte* data, std::size_t len);
@@ -58,6 +82,9 @@ class BufferPool {
   std::uint64_t in_use() const { return in_use_; }
 
  private:
+  // The last reference is gone: back to the free list, or to the allocator above the cache.
+  void give_back(Buffer* b);
+
   Buffer* free_[kClassCount] = {};
   std::uint32_t free_count_[kClassCount] = {};
   std::size_t cached_bytes_ = 0;
@@ -65,6 +92,10 @@ class BufferPool {
   std::uint64_t allocations_ = 0;
   std::uint64_t in_use_ = 0;
 };
+
+// The header sits in front of every pooled byte range (thousands per core): refs went to 32
+// bits in the padding after size_class, and the header must stay 24 bytes.
+static_assert(sizeof(Buffer) == 24);
 
 inline std::size_t Buffer::capacity() const {
   return BufferPool::class_capacity(size_class);

@@ -217,11 +217,10 @@ RequestResult parse_upgrade_request(std::string_view buf, std::size_t max_header
   if (body) return reject(400, "a GET request carries no body");
   if (!extensions_ok) return reject(400, "malformed Sec-WebSocket-Extensions");
   if (hosts != 1 || out.host.empty()) return reject(400, "exactly one Host header required");
-  if (upgrade.empty() && connection.empty() && out.key.empty()) {
-    std::string_view path = out.target.substr(0, out.target.find('?'));
-    if (path == "/healthz") return {RequestParse::kHealth, 200, "ok", head.consumed};
-    return reject(426, "this endpoint speaks WebSocket only");
-  }
+  // A browser's plain GET says "Connection: keep-alive": only an upgrade's own headers make a
+  // request an upgrade attempt (then refused below if incomplete).
+  if (upgrade.empty() && out.key.empty() && !has_token(connection, "upgrade"))
+    return {RequestParse::kPlainGet, 200, nullptr, head.consumed};
   if (!has_token(upgrade, "websocket")) return reject(426, "Upgrade: websocket required");
   if (!has_token(connection, "upgrade")) return reject(400, "Connection: Upgrade required");
   if (version13 != "13") return reject(426, "Sec-WebSocket-Version 13 required");
@@ -345,6 +344,17 @@ std::size_t write_http_error(char* out, std::size_t cap, std::uint16_t status,
 
 std::size_t write_health(char* out, std::size_t cap) {
   return write_http_error(out, cap, 200, "ok");
+}
+
+std::size_t write_page_head(char* out, std::size_t cap, std::string_view content_type,
+                            std::size_t body_len) {
+  Writer w(out, cap);
+  // no-cache: a demo page changes with the server it comes from. nosniff: the type given is
+  // the type meant, never a guess from the bytes.
+  w << "HTTP/1.1 200 OK\r\nContent-Type: " << content_type << "\r\nContent-Length: " << body_len
+    << "\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close"
+       "\r\n\r\n";
+  return w.size();
 }
 
 ClientKey make_client_key() {

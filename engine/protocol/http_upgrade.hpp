@@ -46,9 +46,17 @@ struct UpgradeRequest {
 enum class RequestParse : std::uint8_t {
   kIncomplete,  // no blank line yet and still under the size limit
   kUpgrade,     // a valid WebSocket upgrade: answer 101
-  kHealth,      // plain GET /healthz: answer 200
-  kReject,      // answer `status` with `reason` and close
+  // A plain HTTP GET (no Upgrade, no key, no "Connection: upgrade"), valid otherwise: the
+  // caller answers out.target (/healthz, a static page) or refuses it (426).
+  kPlainGet,
+  kHealth = kPlainGet,  // its name before static pages: /healthz was the only plain GET
+  kReject,              // answer `status` with `reason` and close
 };
+
+// The path of a request-target: what precedes its query.
+inline std::string_view target_path(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
 
 struct RequestResult {
   RequestParse kind;
@@ -80,6 +88,11 @@ std::size_t write_switching_protocols(char* out, std::size_t cap, std::string_vi
 std::size_t write_http_error(char* out, std::size_t cap, std::uint16_t status,
                              std::string_view body, std::string_view extra_headers = {});
 std::size_t write_health(char* out, std::size_t cap);
+// The head of a 200 answer to a plain GET of a static page whose `body_len` bytes follow it:
+// Content-Type (the caller's own, vouched for like extra_headers), Content-Length, no-cache,
+// nosniff, Connection: close. Fits when cap >= kMaxResponseFixed + content_type.size().
+std::size_t write_page_head(char* out, std::size_t cap, std::string_view content_type,
+                            std::size_t body_len);
 
 // Client role. write_upgrade_request throws std::length_error when the request does not fit in
 // `cap`: its fields come from the application's own configuration, not from a peer.

@@ -1,8 +1,21 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace wsedge::ws {
+
+// A page served on the WebSocket port to a plain GET of `path` (the target without its query),
+// e.g. a demo client at "/". `body` points at storage that outlives the endpoint (a compiled-in
+// array): it is queued from there, never owned. `content_type` goes into the answer as it is
+// (no CR or LF: it is configuration, not input).
+struct StaticPage {
+  std::string path;
+  std::string content_type;
+  std::string_view body;
+};
 
 struct EndpointConfig {
   std::uint64_t max_message = std::uint64_t{16} << 20;  // larger messages close with 1009
@@ -21,6 +34,9 @@ struct EndpointConfig {
   std::uint32_t max_fragments = 1 << 17;
   std::size_t max_outbound = std::size_t{64}
                              << 20;  // queued output that closes a non-reading peer (1008)
+  // Answered 200 to a plain GET of their path; any other plain GET but /healthz gets 426. A
+  // few pages: looked up by a linear scan.
+  std::vector<StaticPage> pages;
 };
 
 }  // namespace wsedge::ws

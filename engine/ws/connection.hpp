@@ -55,6 +55,9 @@ class Connection {
   SendResult send_binary(std::span<const std::byte> data) const {
     return send(protocol::Opcode::kBinary, data);
   }
+  // A frame EndpointBase::prepare_frame built once for many connections (publish): queued
+  // without a copy in plain ws. Server-side connections only (kInvalid for a client one).
+  SendResult send_prepared(memory::Buffer* frame) const;
   SendResult ping(std::span<const std::byte> payload = {}) const;
   // Starts the closing handshake (RFC 6455 §7.1.2).
   void close(std::uint16_t code = 1000, std::string_view reason = {}) const;

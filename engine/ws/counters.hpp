@@ -13,6 +13,7 @@ struct EndpointCounters {
   Counter upgrade_timeouts;   // ... and did not decide in time (503)
   Counter upgrade_abandoned;  // ... and the client left before the decision
   Counter health_checks;
+  Counter pages_served;  // plain GETs answered with a static page
   Counter messages_in;
   Counter messages_out;
   Counter pings_in;
@@ -46,6 +47,8 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      MetricType::kCounter, &EndpointCounters::upgrade_abandoned},
     {"health_checks_total", "GET /healthz answered", MetricType::kCounter,
      &EndpointCounters::health_checks},
+    {"pages_served_total", "static pages served to plain GETs", MetricType::kCounter,
+     &EndpointCounters::pages_served},
     {"messages_received_total", "WebSocket messages received", MetricType::kCounter,
      &EndpointCounters::messages_in},
     {"messages_sent_total", "WebSocket messages sent", MetricType::kCounter,

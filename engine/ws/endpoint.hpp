@@ -15,6 +15,11 @@
 //       application validates after transforming)
 //   struct ConnState;  state(Connection) gives it, value-initialised when the connection
 //       starts, cleared after on_close
+//   void on_flush();  at the end of every loop turn, after its completions and before output
+//       is encrypted and sent (also when a long turn sends what it has so far, and once as
+//       run() returns): frames sent here leave in the same turn. For work that batches a
+//       turn's events: re-checking a foreign fd after the turn's sends (ZeroMQ's ZMQ_FD is
+//       edge-triggered), coalescing what many messages produced into one frame
 //
 // Payload views are valid during the call only. on_close comes exactly once for each
 // connection that was opened, and for each client connection, opened or not.
@@ -128,6 +133,13 @@ class Endpoint : public EndpointBase {
 
   void on_drain(io::SocketId id) {
     if (is_open(id)) app_.on_drain(Connection{this, id});
+  }
+
+  // The turn's completions are handled: the application's turn-end work first, so what it
+  // sends there is encrypted and leaves in this turn's flush, not the next turn's.
+  void on_flush() {
+    if constexpr (requires { app_.on_flush(); }) app_.on_flush();
+    EndpointBase::on_flush();
   }
 
   void on_timer(io::SocketId id) {
@@ -251,8 +263,8 @@ class Endpoint : public EndpointBase {
       case protocol::RequestParse::kReject:
         refuse(id, r.status, r.reason);
         return;
-      case protocol::RequestParse::kHealth:
-        answer_health(id);
+      case protocol::RequestParse::kPlainGet:
+        answer_plain_get(id, req.target);
         return;
       case protocol::RequestParse::kUpgrade:
         break;

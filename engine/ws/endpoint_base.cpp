@@ -138,6 +138,10 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
   if ((rsv & ~c.rsv) || (control && (!fin || payload.size() > protocol::kMaxControlPayload)))
     return SendResult::kInvalid;
   write_frame(id, c.flags & kClient, op, payload, fin, rsv);
+  return sent(id);
+}
+
+SendResult EndpointBase::sent(io::SocketId id) {
   ++counters_.messages_out;
   if (reactor_.queued(id) > cfg_.max_outbound) {
     // The peer is not reading: closing beats holding unbounded memory for it.
@@ -146,6 +150,48 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
     return SendResult::kClosed;
   }
   return reactor_.congested(id) ? SendResult::kBackpressure : SendResult::kOk;
+}
+
+memory::Buffer* EndpointBase::prepare_frame(Opcode op, std::span<const std::byte> payload,
+                                            std::uint8_t rsv) {
+  auto o = static_cast<std::uint8_t>(op);
+  bool control = protocol::is_control(o);
+  // A prepared frame is a whole message (a continuation would arrive outside one), and must be
+  // one every peer accepts (RFC 6455 §5.2, §5.5; RSV on control frames: RFC 7692 §6).
+  bool known = o == 1 || o == 2 || (o >= 8 && o <= 10);
+  if (!known || (rsv & ~0x70) ||
+      (control && (rsv || payload.size() > protocol::kMaxControlPayload)))
+    return nullptr;
+  if (payload.size() > memory::BufferPool::kMaxCapacity - protocol::kMaxFrameHeader) return nullptr;
+  memory::Buffer* b = reactor_.pool().acquire(protocol::kMaxFrameHeader + payload.size());
+  std::size_t hlen =
+      protocol::write_frame_header(b->data(), true, op, payload.size(), nullptr, rsv);
+  if (!payload.empty()) std::memcpy(b->data() + hlen, payload.data(), payload.size());
+  b->len = static_cast<std::uint32_t>(hlen + payload.size());
+  return b;
+}
+
+SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
+  if (!is_open(id)) return SendResult::kClosed;
+  Conn& c = conns_[id.idx];
+  // Client frames are masked with a key of their own each: one frame cannot serve them.
+  if (!frame || (c.flags & kClient) || frame->len - frame->off < 2) return SendResult::kInvalid;
+  const std::byte* bytes = frame->bytes() + frame->off;
+  std::size_t len = frame->len - frame->off;
+  if (static_cast<std::uint8_t>(bytes[0]) & 0x70 & ~c.rsv) return SendResult::kInvalid;
+  if (TlsConn* t = tls_conn(id)) {
+    if (len >= kLargePayload && t->session->handshake_done()) {
+      // As write_frame: what is staged goes first, then the frame is encrypted where it lies.
+      tls_flush(*t, false);
+      if (t->session->write(bytes, len) != tls::Session::Result::kOk) ++counters_.tls_errors;
+    } else {
+      // A small frame joins this turn's plaintext: one record for all of them.
+      emit(id, bytes, len);
+    }
+  } else {
+    reactor_.write_shared(id, frame);
+  }
+  return sent(id);
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
@@ -194,6 +240,41 @@ void EndpointBase::answer_health(io::SocketId id) {
   std::size_t n = protocol::write_health(out, sizeof out);
   ++counters_.health_checks;
   emit(id, out, n);
+  conns_[id.idx].phase = kDone;
+  close_socket(id);
+}
+
+void EndpointBase::answer_plain_get(io::SocketId id, std::string_view target) {
+  std::string_view path = protocol::target_path(target);
+  if (path == "/healthz") {
+    answer_health(id);
+    return;
+  }
+  const StaticPage* page = nullptr;
+  for (const StaticPage& p : cfg_.pages) {
+    if (p.path == path) {
+      page = &p;
+      break;
+    }
+  }
+  if (!page) {
+    refuse(id, 426, "this endpoint speaks WebSocket only");
+    return;
+  }
+  char head[protocol::kMaxResponseFixed + 128];
+  std::size_t n =
+      protocol::write_page_head(head, sizeof head, page->content_type, page->body.size());
+  if (n == 0) {
+    LOG_ERROR("msg=\"static page content type too long\" core=%u path=%.*s", reactor_.core(),
+              static_cast<int>(path.size()), path.data());
+    refuse(id, 500, "page misconfigured");
+    return;
+  }
+  ++counters_.pages_served;
+  emit(id, head, n);
+  // Through the output queue in pieces of at most 1 MiB (or staged for TLS): a page larger than
+  // one send goes out over as many as it takes, then the FIN.
+  if (!page->body.empty()) emit(id, page->body.data(), page->body.size());
   conns_[id.idx].phase = kDone;
   close_socket(id);
 }

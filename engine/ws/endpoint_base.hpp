@@ -32,6 +32,25 @@ class EndpointBase {
   SendResult send(io::SocketId id, protocol::Opcode op, std::span<const std::byte> payload,
                   bool fin, std::uint8_t rsv);
   SendResult ping(io::SocketId id, std::span<const std::byte> payload);
+  // One complete, unmasked (server-role) frame of `payload` in a pooled buffer, for
+  // send_prepared to any number of connections: the frame is built once and, in plain ws,
+  // queued to each without a copy. The caller holds its one reference and gives it back with
+  // reactor().pool().release() when done publishing; its bytes must not change meanwhile
+  // (queues still sending it share them). Null for a frame a peer must refuse: a continuation
+  // or reserved opcode, RSV bits beyond 0x70, a control frame with RSV bits or over 125 bytes.
+  memory::Buffer* prepare_frame(protocol::Opcode op, std::span<const std::byte> payload,
+                                std::uint8_t rsv = 0);
+  // Queues a prepare_frame() frame to one connection, with send()'s checks and results:
+  // kClosed unless open, kInvalid for a null frame, for RSV bits the connection did not
+  // negotiate, and for a client-role connection (its frames must be masked, each with a key of
+  // its own); kBackpressure, and closing past max_outbound, as send(). Plain ws queues the
+  // buffer itself (a view: Reactor::write_shared); TLS encrypts from it.
+  SendResult send_prepared(io::SocketId id, memory::Buffer* frame);
+  // Calls fn(Connection) for every open connection, server or client side (not those in their
+  // handshake or closing). A scan of every slot: for rare work (failing over the clients of a
+  // backend that went away), not per message. fn may send, close or end the connection.
+  template <class Fn>
+  void for_each_open(Fn&& fn);
   // Starts the closing handshake; the application hears on_close when it completes.
   void close(io::SocketId id, std::uint16_t code, std::string_view reason);
   // Connection::decide: the answer to an upgrade on_upgrade deferred.
@@ -178,6 +197,11 @@ class EndpointBase {
               std::string_view headers = {});
   // Answers GET /healthz (load balancers) and closes.
   void answer_health(io::SocketId id);
+  // Answers a plain GET: /healthz, a configured static page, or 426 (this port speaks
+  // WebSocket); then closes.
+  void answer_plain_get(io::SocketId id, std::string_view target);
+  // send()'s epilogue: counts the message, closes a peer past max_outbound, reports backpressure.
+  SendResult sent(io::SocketId id);
   void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
   // Counts a protocol failure by the close code it earns (and the budget's apart).
   void count_failure(const protocol::ReadResult& r);
@@ -232,6 +256,15 @@ void EndpointBase::emit(io::SocketId id, std::size_t len, Fill&& fill) {
   if (!t.dirty) {
     t.dirty = true;
     tls_dirty_.push_back(id.idx);
+  }
+}
+
+template <class Fn>
+void EndpointBase::for_each_open(Fn&& fn) {
+  // conns_ never reallocates (reserved up front), and a connection fn opens is not open yet.
+  for (std::uint32_t i = 0; i < conns_.size(); ++i) {
+    io::SocketId id = reactor_.id_at(i);
+    if (is_open(id)) fn(Connection{this, id});
   }
 }
 
@@ -290,6 +323,9 @@ void EndpointBase::busy(io::SocketId id, Fn&& fn) {
 inline SendResult Connection::send(protocol::Opcode op, std::span<const std::byte> payload,
                                    bool fin, std::uint8_t rsv) const {
   return ep_ ? ep_->send(id_, op, payload, fin, rsv) : SendResult::kClosed;
+}
+inline SendResult Connection::send_prepared(memory::Buffer* frame) const {
+  return ep_ ? ep_->send_prepared(id_, frame) : SendResult::kClosed;
 }
 inline SendResult Connection::ping(std::span<const std::byte> payload) const {
   return ep_ ? ep_->ping(id_, payload) : SendResult::kClosed;

@@ -505,7 +505,9 @@ for name, raw, want in [
     ("version 8", request(Sec_WebSocket_Version="8"), 426),
     ("no key", request(Sec_WebSocket_Key=None), 400),
     ("short key", request(Sec_WebSocket_Key="abc"), 400),
-    ("plain GET", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426),
+    # A plain GET of a path that is no static page (an application may serve one at "/").
+    ("plain GET", "GET /no-such-page HTTP/1.1\r\nHost: x\r\n\r\n", 426),
+    ("plain GET, keep-alive", "GET /no-such-page HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", 426),
     ("header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + "a" * 9000 + "\r\n\r\n", 431),
     ("garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + "\x00" * 40 + "\r\n\r\n", 400),
     # Request targets that used to get 101 and reach the application (and its logs).

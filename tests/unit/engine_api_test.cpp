@@ -4,15 +4,20 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <thread>
@@ -885,6 +890,341 @@ TEST(EngineApi, AConnectThatHangsEndsAtTheHandshakeDeadline) {
   EXPECT_LT(ms, 3000);
   for (int fd : fill) ::close(fd);
   ::close(hole);
+}
+
+// A blocking TLS client on a RawClient's socket, for one exchange on a thread of its own while
+// the reactor runs: handshake, send `request`, read until done(bytes) or `ms`, then leave.
+struct TlsRawClient {
+  RawClient raw;
+  tls::CtxPtr ctx{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
+  explicit TlsRawClient(std::uint16_t port) : raw(port) {}
+  std::string exchange(std::string_view request, int ms,
+                       const std::function<bool(const std::string&)>& done = {}) const {
+    std::string out;
+    SSL* ssl = SSL_new(ctx.get());
+    SSL_set_fd(ssl, raw.fd);
+    timeval tv{5, 0};  // a handshake that never ends fails the test instead of hanging it
+    setsockopt(raw.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (SSL_connect(ssl) == 1 &&
+        SSL_write(ssl, request.data(), static_cast<int>(request.size())) > 0) {
+      tv = {0, 50000};  // short reads from here on, so the deadline is checked
+      setsockopt(raw.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+      char buf[65536];
+      while (!(done && done(out)) && std::chrono::steady_clock::now() < deadline) {
+        int n = SSL_read(ssl, buf, sizeof buf);
+        if (n > 0) {
+          out.append(buf, static_cast<std::size_t>(n));
+          continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        if (e != SSL_ERROR_WANT_READ && !(e == SSL_ERROR_SYSCALL && errno == EAGAIN)) break;
+      }
+    } else {
+      ADD_FAILURE() << "TLS handshake or write failed";
+    }
+    SSL_free(ssl);
+    ::shutdown(raw.fd, SHUT_RDWR);
+    return out;
+  }
+};
+
+// The complete server frames after the response head of `s`.
+std::vector<ServerFrame> frames_after_head(const std::string& s) {
+  std::vector<ServerFrame> out;
+  std::string rest = after_head(s);
+  std::string_view v(rest);
+  for (ServerFrame f = parse_server_frame(v); f.size; f = parse_server_frame(v)) {
+    v.remove_prefix(f.size);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+TEST(EngineApi, APreparedFrameReachesManyWithoutACopyEach) {
+  // One frame built once, queued to three plain and one TLS connection: plain queues hold the
+  // same buffer (a view each, not a copy), TLS encrypts from it; all of it goes back to the pool.
+  // Published three times, each after the last has been sent: once the pool has what the
+  // first rounds took (the first had a queued 101 to append to), nothing is allocated for any
+  // recipient.
+  test::TempCert cert;
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
+  unsigned plain_index = 0;
+  std::uint16_t tls_port = listen_on(reactor);
+  std::uint16_t plain_port = listen_on(reactor, &plain_index);
+  ep.set_listener_plain(plain_index);
+  std::vector<std::unique_ptr<RawClient>> plain;
+  for (int i = 0; i < 3; ++i) plain.push_back(std::make_unique<RawClient>(plain_port));
+  TlsRawClient secure(tls_port);
+  std::string big(20000, 'p');  // over kLargePayload: TLS encrypts it where it lies
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  std::string small = "a small one";  // copied (plain) or staged with the turn's plaintext (TLS)
+  auto six_frames = [](const std::string& got) { return frames_after_head(got).size() >= 6; };
+
+  std::vector<std::uint32_t> refs_while_queued;
+  std::vector<std::uint64_t> allocations;
+  std::uint64_t in_use_after = 99;
+  std::vector<ws::SendResult> results;
+  auto publish = [&] {
+    memory::BufferPool& pool = reactor.pool();
+    std::uint64_t before = pool.allocations();
+    memory::Buffer* b = ep.prepare_frame(Opcode::kBinary, std::as_bytes(std::span(big)));
+    memory::Buffer* s = ep.prepare_frame(Opcode::kText, std::as_bytes(std::span(small)));
+    ASSERT_NE(b, nullptr);
+    ASSERT_NE(s, nullptr);
+    ep.for_each_open([&](Connection c) {
+      results.push_back(c.send_prepared(b));
+      results.push_back(c.send_prepared(s));
+    });
+    refs_while_queued.push_back(b->refs);
+    pool.release(b);
+    pool.release(s);
+    allocations.push_back(pool.allocations() - before);
+  };
+  int opened = 0, closed = 0;
+  Later again, check;
+  again.fn = [&] {
+    publish();
+    if (allocations.size() < 3) again.after(reactor, 100);
+  };
+  app.opened = [&](Connection) {
+    if (++opened == 4) again.fn();
+  };
+  app.closed = [&](Connection, std::uint16_t) {
+    if (++closed < 4) return;
+    check.fn = [&] {
+      in_use_after = reactor.pool().in_use();
+      app.stop();
+    };
+    check.after(reactor, 20);
+  };
+  std::vector<std::string> got(4);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < 3; ++i) {
+    plain[i]->send(kUpgrade);
+    threads.push_back(plain[i]->read_then_leave(got[i], 5000, six_frames));
+  }
+  threads.emplace_back([&] { got[3] = secure.exchange(kUpgrade, 5000, six_frames); });
+  reactor.run(ep);
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(results, std::vector<ws::SendResult>(24, ws::SendResult::kOk));
+  // The publisher's reference and three plain queues' views; TLS encrypted it at once.
+  EXPECT_EQ(refs_while_queued, (std::vector<std::uint32_t>{4, 4, 4}));
+  ASSERT_EQ(allocations.size(), 3u);
+  EXPECT_EQ(allocations[2], 0u);
+  for (const std::string& g : got) {
+    std::vector<ServerFrame> f = frames_after_head(g);
+    ASSERT_EQ(f.size(), 6u) << g.substr(0, 200);
+    for (std::size_t i = 0; i < 6; i += 2) {
+      EXPECT_EQ(f[i].opcode, 2);
+      EXPECT_TRUE(f[i].payload == big);
+      EXPECT_EQ(f[i + 1].opcode, 1);
+      EXPECT_EQ(f[i + 1].payload, small);
+    }
+  }
+  EXPECT_EQ(ep.counters().messages_out, 24u);
+  EXPECT_EQ(in_use_after, 0u);
+}
+
+TEST(EngineApi, PreparedFramesThePeerMustRefuseAreNotMade) {
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  std::string over(126, 'x');
+  auto bytes = [](const std::string& s) { return std::as_bytes(std::span(s)); };
+  EXPECT_EQ(ep.prepare_frame(Opcode::kPing, bytes(over)), nullptr);
+  EXPECT_EQ(ep.prepare_frame(Opcode::kContinuation, bytes("x")), nullptr);
+  EXPECT_EQ(ep.prepare_frame(static_cast<Opcode>(3), bytes("x")), nullptr);
+  EXPECT_EQ(ep.prepare_frame(Opcode::kPong, bytes("x"), 0x40), nullptr);
+  EXPECT_EQ(ep.prepare_frame(Opcode::kText, bytes("x"), 0x80), nullptr);
+  memory::Buffer* ok = ep.prepare_frame(Opcode::kText, bytes("hi"), 0x40);
+  ASSERT_NE(ok, nullptr);
+  EXPECT_EQ(test::str({ok->data(), ok->len}), std::string("\xC1\x02hi"));
+  EXPECT_EQ(Connection{}.send_prepared(ok), ws::SendResult::kClosed);
+  reactor.pool().release(ok);
+  EXPECT_EQ(reactor.pool().in_use(), 0u);
+}
+
+TEST(EngineApi, SendPreparedRefusesClientsAndBitsNotNegotiated) {
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  std::vector<std::pair<bool, ws::SendResult>> plain, rsv1;
+  Later later;
+  app.opened = [&](Connection c) {
+    memory::Buffer* f = ep.prepare_frame(Opcode::kText, std::as_bytes(std::span("x", 1)));
+    memory::Buffer* z = ep.prepare_frame(Opcode::kText, std::as_bytes(std::span("x", 1)), 0x40);
+    plain.push_back({c.is_client(), c.send_prepared(f)});
+    rsv1.push_back({c.is_client(), c.send_prepared(z)});
+    EXPECT_EQ(c.send_prepared(nullptr), ws::SendResult::kInvalid);
+    reactor.pool().release(f);
+    reactor.pool().release(z);
+    // Not at once: frames after our own Close are dropped, and the server's "x" may still be
+    // on its way.
+    if (c.is_client()) {
+      later.fn = [c] { c.close(); };
+      later.after(reactor, 50);
+    }
+  };
+  app.closed = [&](Connection c, std::uint16_t) {
+    if (c.is_client()) app.stop();
+  };
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  // The server side opens first (it answers 101), then the client side.
+  using P = std::pair<bool, ws::SendResult>;
+  EXPECT_EQ(plain,
+            (std::vector<P>{{false, ws::SendResult::kOk}, {true, ws::SendResult::kInvalid}}));
+  EXPECT_EQ(rsv1,
+            (std::vector<P>{{false, ws::SendResult::kInvalid}, {true, ws::SendResult::kInvalid}}));
+  EXPECT_EQ(app.messages, std::vector<std::string>{"x"});  // the client got the server's one
+}
+
+// Counts loop turns through on_flush and answers each turn's messages with one frame.
+struct TurnApp {
+  io::Reactor* reactor = nullptr;
+  int flushes = 0;
+  std::vector<int> flush_seen;  // the flush count each message arrived at
+  std::vector<int> batches;
+  Connection pending;
+  int waiting = 0;
+  void on_open(Connection) {}
+  void on_message(Connection c, Opcode, std::span<std::byte>) {
+    flush_seen.push_back(flushes);
+    pending = c;
+    ++waiting;
+  }
+  void on_flush() {
+    ++flushes;
+    if (!waiting) return;
+    batches.push_back(waiting);
+    pending.send_text(std::to_string(waiting) + " in one turn");
+    waiting = 0;
+  }
+  void on_close(Connection, std::uint16_t, std::string_view) {
+    reactor->stop_listening();
+    reactor->exit_when_idle();
+  }
+  void on_drain(Connection) {}
+};
+
+TEST(EngineApi, OnFlushEndsEachTurnAndWhatItSendsLeavesThen) {
+  io::Reactor reactor(test::small_reactor(), 0);
+  TurnApp app;
+  app.reactor = &reactor;
+  ws::Endpoint<TurnApp> ep(reactor, {}, app);
+  RawClient client(listen_on(reactor));
+  // The upgrade and three messages in one write: one receive, one turn.
+  client.send(test::str(test::cat(
+      {test::bytes(kUpgrade), test::frame(1, "a"), test::frame(1, "b"), test::frame(1, "c")})));
+  std::string got;
+  std::thread t = client.read_then_leave(
+      got, 5000, [](const std::string& g) { return !frames_after_head(g).empty(); });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(app.batches, std::vector<int>{3});
+  ASSERT_EQ(app.flush_seen.size(), 3u);
+  EXPECT_EQ(app.flush_seen[0], app.flush_seen[2]);  // no flush inside the turn
+  EXPECT_GT(app.flushes, 1);                        // and one at every turn's end
+  std::vector<ServerFrame> f = frames_after_head(got);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].payload, "3 in one turn");
+}
+
+TEST(EngineApi, StaticPagesOverPlainAndTls) {
+  // The page is larger than one send and one TLS record; a browser's request says keep-alive.
+  static const std::string page = [] {
+    std::string p = "<!doctype html><script src=app.js></script>";
+    while (p.size() < 300000) p += "<p>" + std::to_string(p.size()) + "</p>\n";
+    return p;
+  }();
+  static const char kScript[] = "console.log('wsedge');";
+  ws::EndpointConfig cfg;
+  cfg.pages.push_back({"/", "text/html; charset=utf-8", page});
+  cfg.pages.push_back({"/app.js", "text/javascript", kScript});
+  test::TempCert cert;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
+  unsigned plain_index = 0;
+  std::uint16_t tls_port = listen_on(reactor);
+  std::uint16_t plain_port = listen_on(reactor, &plain_index);
+  ep.set_listener_plain(plain_index);
+  RawClient html(plain_port), health(plain_port), unknown(plain_port);
+  TlsRawClient script(tls_port), tls_html(tls_port);
+  auto get = [](std::string_view target) {
+    return "GET " + std::string(target) +
+           " HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
+  };
+  html.send(get("/?from=test"));
+  health.send(get("/healthz"));
+  unknown.send(get("/missing"));
+  std::string html_got, health_got, unknown_got, script_got, tls_html_got;
+  std::thread t([&] {
+    html_got = html.read(5000);
+    health_got = health.read(5000);
+    unknown_got = unknown.read(5000);
+    for (const RawClient* c : {&html, &health, &unknown}) ::shutdown(c->fd, SHUT_RDWR);
+    script_got = script.exchange(get("/app.js"), 5000);
+    tls_html_got = tls_html.exchange(get("/"), 5000);
+    reactor.request_stop();
+  });
+  reactor.run(ep);
+  t.join();
+  auto head_of = [](const std::string& r) { return r.substr(0, r.find("\r\n\r\n") + 4); };
+  std::string h = head_of(html_got);
+  EXPECT_EQ(h.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << h;
+  EXPECT_NE(h.find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Content-Length: " + std::to_string(page.size()) + "\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Cache-Control: no-cache\r\n"), std::string::npos);
+  EXPECT_NE(h.find("X-Content-Type-Options: nosniff\r\n"), std::string::npos);
+  EXPECT_NE(h.find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(after_head(html_got) == page);  // all of it, and the FIN after it (read to EOF)
+  EXPECT_EQ(after_head(tls_html_got).size(), page.size());
+  EXPECT_TRUE(after_head(tls_html_got) == page);
+  EXPECT_EQ(head_of(script_got).rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << script_got;
+  EXPECT_NE(script_got.find("Content-Type: text/javascript\r\n"), std::string::npos);
+  EXPECT_EQ(after_head(script_got), kScript);
+  EXPECT_EQ(health_got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << health_got;
+  EXPECT_EQ(unknown_got.rfind("HTTP/1.1 426 ", 0), 0u) << unknown_got;
+  EXPECT_EQ(ep.counters().pages_served, 3u);
+  EXPECT_EQ(ep.counters().health_checks, 1u);
+  EXPECT_EQ(ep.counters().handshake_rejected, 1u);
+  EXPECT_EQ(ep.counters().tls_errors, 0u);
+}
+
+TEST(EngineApi, ForEachOpenVisitsOpenConnectionsOnly) {
+  ws::EndpointConfig cfg;
+  cfg.handshake_timeout_ms = 300;  // how long the silent client keeps the test
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(listen_on(reactor));
+  RawClient handshaking(addr.port());  // never sends its upgrade: not open, not visited
+  int opened = 0;
+  std::vector<bool> seen_clients;
+  app.opened = [&](Connection) {
+    if (++opened < 4) return;  // two client connections and their two server sides
+    ep.for_each_open([&](Connection c) {
+      seen_clients.push_back(c.is_client());
+      if (c.is_client()) c.close();  // closing while iterating is allowed
+    });
+    int after = 0;
+    ep.for_each_open([&](Connection) { ++after; });
+    EXPECT_EQ(after, 2);  // the closing client sides are no longer open
+  };
+  int closed = 0;
+  app.closed = [&](Connection, std::uint16_t) {
+    if (++closed == 4) app.stop();
+  };
+  ep.connect(addr, "localhost", "/");
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  ASSERT_EQ(seen_clients.size(), 4u);
+  EXPECT_EQ(std::count(seen_clients.begin(), seen_clients.end(), true), 2);
 }
 
 }  // namespace

@@ -87,7 +87,6 @@ TEST(Upgrade, BadRequestsAreRejectedWithTheRightStatus) {
       {replace(kGood, "X-Custom:", " X-Custom:"), 400},  // obsolete line folding
       {replace(kGood, "X-Custom:", "X-Custom"), 400},    // no colon
       {replace(kGood, "X-Custom:", "X Custom:"), 400},   // space in a name
-      {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 426},        // plain HTTP to a WebSocket path
   };
   for (const Case& c : cases) {
     UpgradeRequest r;
@@ -185,6 +184,43 @@ TEST(Upgrade, HealthCheck) {
   EXPECT_EQ(parse("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", r).kind, RequestParse::kHealth);
   EXPECT_EQ(parse("GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n", r).kind,
             RequestParse::kHealth);
+}
+
+TEST(Upgrade, APlainGetIsReportedWithItsTarget) {
+  // The parser only says "plain GET of X"; the endpoint answers /healthz, a page, or 426.
+  UpgradeRequest r;
+  const std::string plain = "GET /?room=1 HTTP/1.1\r\nHost: x\r\n\r\n";  // r views into it
+  auto res = parse(plain, r);
+  EXPECT_EQ(res.kind, RequestParse::kPlainGet);
+  EXPECT_EQ(r.target, "/?room=1");
+  EXPECT_EQ(target_path(r.target), "/");
+  EXPECT_EQ(target_path("/app.js"), "/app.js");
+  // What a browser sends for a page: "Connection: keep-alive" is no upgrade attempt. Before,
+  // any Connection header made it one, refused 426 for want of Upgrade.
+  std::string browser =
+      "GET /index.html HTTP/1.1\r\nHost: localhost:8080\r\nConnection: keep-alive\r\n"
+      "Accept: text/html\r\nUser-Agent: Mozilla/5.0\r\n\r\n";
+  res = parse(browser, r);
+  EXPECT_EQ(res.kind, RequestParse::kPlainGet);
+  EXPECT_EQ(res.consumed, browser.size());
+  EXPECT_EQ(r.target, "/index.html");
+  // Still refused: a plain GET with a body, or no Host; an upgrade attempt missing a part.
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", r).kind,
+            RequestParse::kReject);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\n\r\n", r).kind, RequestParse::kReject);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\r\n", r).status, 426);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", r).kind,
+            RequestParse::kReject);
+}
+
+TEST(Upgrade, PageHead) {
+  char out[kMaxResponseFixed + 64];
+  std::string head(out, write_page_head(out, sizeof out, "text/html; charset=utf-8", 12345));
+  EXPECT_EQ(head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Length: 12345\r\nCache-Control: no-cache\r\n"
+            "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(write_page_head(out, 40, "text/html", 1), 0u);  // cut short: nothing to send
 }
 
 TEST(Upgrade, Responses) {

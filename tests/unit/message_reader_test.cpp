@@ -160,7 +160,7 @@ TEST(MessageReader, AnAssembledMessageCanBeTakenOnlyWhole) {
   EXPECT_EQ(b->len, 5000u);
   EXPECT_EQ(r.take_delivered(res.payload), nullptr);  // one other holder at most
   r.release_delivered(pool);
-  EXPECT_EQ(b->refs, 1);  // the taker's reference keeps it out of the pool
+  EXPECT_EQ(b->refs, 1u);  // the taker's reference keeps it out of the pool
   EXPECT_EQ(b->data()[0], std::byte{'m'});
   pool.release(b);
   // A message delivered in place lives in the caller's bytes: nothing to take.
@@ -397,7 +397,7 @@ TEST(MessageReader, ATakenMessageStopsCountingWhenTheReaderLetsGo) {
   r.release_delivered(pool);
   // The output queue's reference is no longer assembly: the reader's charge is gone.
   EXPECT_EQ(budget.used, 0u);
-  EXPECT_EQ(b->refs, 1);
+  EXPECT_EQ(b->refs, 1u);
   pool.release(b);
 }
 

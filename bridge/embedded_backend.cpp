@@ -22,8 +22,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Bytes = std::span<const std::byte>;
 
-// RECEIVED (§4, §5) is in the spec but not yet in protocol.hpp's Type.
-constexpr auto kReceived = static_cast<Type>(0x88);
 constexpr std::uint64_t kCountEvery = 64;                    // RECEIVED every 64 events (§5)...
 constexpr auto kCountAfter = std::chrono::milliseconds(20);  // ...or 20 ms after an uncounted one
 constexpr auto kIdlePoll = std::chrono::milliseconds(1000);  // nothing due: wake now and then
@@ -343,7 +341,7 @@ struct EmbeddedBackend::Server {
     std::byte buf[32];
     MetaWriter w(buf, sizeof buf);
     w.add_u64("count", edge.taken);
-    if (to_edge(rid, kReceived, {}, w.bytes())) edge.reported = edge.taken;
+    if (to_edge(rid, Type::kReceived, {}, w.bytes())) edge.reported = edge.taken;
   }
 
   // Publishes a system line to a room.

@@ -20,7 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 using Bytes = std::span<const std::byte>;
 
-constexpr std::uint8_t kReceived = 0x88;  // not in protocol.hpp's Type yet
+constexpr auto kReceived = static_cast<std::uint8_t>(Type::kReceived);
 const ConnId kCore{0x1A2B3C4D, 0x6560F1A0, 0, 0, 0};
 const ConnId kConnA{0x1A2B3C4D, 0x6560F1A0, 0, 7, 1};
 

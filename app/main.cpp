@@ -68,6 +68,9 @@ void print_listening(const app::Flags& flags, const io::Address& a) {
 
 void serve_bridge(app::Flags& flags) {
   bridge::Options& b = flags.bridge;
+  // Before any thread starts (libzmq's, the embedded backend's): a thread created with SIGTERM
+  // unblocked takes it with the default action and kills the process without a drain.
+  server_detail::block_stop_signals();
   // libzmq's I/O threads carry TCP to backends for every core (inproc needs none): one per four
   // cores, unpinned, so they run wherever the reactors leave room rather than taking one's CPU.
   zmq::context_t ctx(static_cast<int>(std::max(1u, flags.server.cores / 4)));

@@ -96,7 +96,10 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
   }
   beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
   // Whatever arrived before the watches were armed raised no edge the reactor could see.
-  for (std::uint16_t li = 0; li < links_.size(); ++li) pump_link(li);
+  for (std::uint16_t li = 0; li < links_.size(); ++li) {
+    pump_monitor(li);
+    pump_link(li);
+  }
   pump_sub();
   LOG_INFO("msg=\"bridge started\" core=%u routes=%zu backends=%zu publish=%zu", core_,
            routes_.size(), links_.size(), opts_.publish.size());
@@ -161,6 +164,7 @@ void Edge::pump_link(std::uint16_t li) {
 
 void Edge::pump_monitor(std::uint16_t li) {
   Link& l = *links_[li];
+  if (l.inproc()) return;  // no monitor: inproc has no connection to watch
   Frames m;
   bool oversized = false;
   while (Link::receive(l.monitor(), m, oversized)) {

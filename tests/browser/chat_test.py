@@ -109,7 +109,7 @@ def main(argv):
     binary, artifacts = argv[1], argv[2]
     os.makedirs(artifacts, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        with start_server(binary, tls=make_cert(tmp, "localhost")) as (ws_url, _):
+        with start_server(binary, "--cores", "2", app="bridge", tls=make_cert(tmp, "localhost")) as (ws_url, _):
             host, port = host_port(ws_url)
             url = f"https://{host}:{port}/"
             page_a = browser(os.path.join(tmp, "profile-a"))

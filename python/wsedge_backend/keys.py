@@ -24,6 +24,7 @@ import sys
 from typing import Iterable, List, Optional, Tuple
 
 import zmq
+import zmq.utils.z85
 
 
 def _z85(value: str, what: str) -> bytes:

@@ -14,6 +14,7 @@ import threading
 from typing import Iterable, Optional
 
 import zmq
+import zmq.utils.z85
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 

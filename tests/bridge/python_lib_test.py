@@ -9,10 +9,13 @@ Exit 0 on success, 1 on a failure, 77 (skip) without pyzmq. Every wait has a tim
 watchdog ends the whole run after 30 s.
 """
 import faulthandler
+import json
 import logging
 import os
 import queue
-import struct
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,6 +25,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 VECTORS = os.path.join(HERE, "vectors")
+EXAMPLES = os.path.join(HERE, "..", "..", "python", "examples")
 if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
     VECTORS = sys.argv.pop(1)
 
@@ -155,10 +159,10 @@ class FakeEdge:
             if m.type not in skip:
                 raise AssertionError(f"expected {p.TYPE_NAMES[type_]}, got {m.name} {m.meta}")
 
-    def hello(self, core_id=CORE_ID, versions=b"\x01"):
+    def hello(self, core_id=CORE_ID, versions=b"\x01", timeout=2.0):
         self.send(p.HELLO, core_id, [("versions", versions), ("node", "edge-a"),
                                      ("cores", p.u16(1))])
-        return self.expect(p.WELCOME)
+        return self.expect(p.WELCOME, timeout)
 
     def close(self):
         self.sock.close(0)
@@ -532,6 +536,97 @@ class CurveTest(unittest.TestCase):
             self.assertIsNone(good.recv(1.0), "admitted without a ZAP handler")
         finally:
             good.close()
+
+
+class ExamplesTest(unittest.TestCase):
+    def setUp(self):
+        self.ctx = zmq.Context()
+
+    def tearDown(self):
+        self.ctx.term()
+
+    def test_echo_example_runs(self):
+        with socket.socket() as s:  # a free port for the child
+            s.bind(("127.0.0.1", 0))
+            endpoint = "tcp://127.0.0.1:%d" % s.getsockname()[1]
+        child = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "echo.py"), endpoint],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        edge = FakeEdge(self.ctx, endpoint)
+        try:
+            edge.sock.setsockopt(zmq.SNDTIMEO, 5000)  # the child may still be starting
+            self.assertEqual(edge.hello(timeout=5).text("backend"), "echo")
+            edge.send(p.OPEN, cid(1), [("path", "/")])
+            edge.send(p.MESSAGE, cid(1), (), b"\x01\x02", p.FLAG_BINARY)
+            s = edge.expect(p.SEND)
+            self.assertEqual((s.id, s.flags, s.payload), (cid(1), p.FLAG_BINARY, b"\x01\x02"))
+        finally:
+            edge.close()
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(2)
+            child.stderr.close()
+        self.assertEqual(child.returncode, 0)
+
+    def test_chat_example_rooms(self):
+        sys.path.insert(0, EXAMPLES)
+        try:
+            import chat
+        finally:
+            sys.path.remove(EXAMPLES)
+        b = chat.make_backend("tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+        stop = threading.Event()
+        thread = threading.Thread(target=b.run, args=(stop,), daemon=True)
+        thread.start()
+        edge = FakeEdge(self.ctx, b.endpoint)
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        for topic in (b"room:lobby\0", b"room:x\0"):
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
+        sub.connect(b.publish_endpoint)
+
+        def published(topic):
+            while True:
+                self.assertTrue(sub.poll(2000), f"no publish on {topic}")
+                frames = sub.recv_multipart()
+                if frames[0] == topic:
+                    return json.loads(p.decode(frames[1:]).payload)
+
+        try:
+            edge.hello()
+            end = time.monotonic() + 3  # the SUB's filters reach the PUB asynchronously
+            while not sub.poll(50):
+                b.call_soon(b.publish, "room:x", "{}")
+                self.assertLess(time.monotonic(), end, "SUB never got a publish")
+            while sub.poll(100):
+                sub.recv_multipart()
+            edge.send(p.OPEN, cid(1), [("path", "/chat")])
+            s = edge.expect(p.SUBSCRIBE)
+            self.assertEqual((s.id, p.decode_channels(s.meta["channels"])), (cid(1), ["room:lobby"]))
+            self.assertEqual(published(b"room:lobby\0"),
+                             {"type": "system", "room": "lobby", "text": "guest-1 joined"})
+            edge.send(p.MESSAGE, cid(1), (), b"/nick ann")
+            self.assertEqual(published(b"room:lobby\0")["text"], "guest-1 is now ann")
+            edge.send(p.MESSAGE, cid(1), (), b"hello all")
+            self.assertEqual(published(b"room:lobby\0"), {"type": "message", "room": "lobby",
+                                                            "from": "ann", "text": "hello all"})
+            edge.send(p.MESSAGE, cid(1), (), b"/join x")
+            u = edge.expect(p.UNSUBSCRIBE)
+            self.assertEqual(p.decode_channels(u.meta["channels"]), ["room:lobby"])
+            self.assertEqual(p.decode_channels(edge.expect(p.SUBSCRIBE).meta["channels"]),
+                             ["room:x"])
+            self.assertEqual(published(b"room:lobby\0")["text"], "ann left")
+            self.assertEqual(published(b"room:x\0")["text"], "ann joined")
+            edge.send(p.MESSAGE, cid(1), (), b"/join bad/name")
+            self.assertEqual(json.loads(edge.expect(p.SEND).payload)["text"], "bad name")
+        finally:
+            stop.set()
+            thread.join(5)
+            sub.close(0)
+            edge.close()
+            b.close()
 
 
 if __name__ == "__main__":

@@ -300,7 +300,11 @@ class Backend:
                 except zmq.Again:
                     break
                 handled += 1
-                self._on_frames(frames)
+                try:
+                    self._on_frames(frames)
+                except Exception:  # noqa: BLE001 - what an edge sends never ends the loop
+                    self._count("internal_errors")
+                    self.log.exception("message from edge %r not handled", frames[0])
         self._timers()
         return handled
 

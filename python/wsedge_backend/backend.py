@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Un
 import zmq
 
 from . import protocol as p
-from .keys import load_allow_list, load_keypair
 from .protocol import ConnId, ProtocolError
 from .zap import ZapHandler
 
@@ -185,6 +184,7 @@ class Backend:
         r.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout)
         r.setsockopt(zmq.HEARTBEAT_TTL, ttl)
         if secret_file:
+            from .keys import load_allow_list, load_keypair  # here: `-m wsedge_backend.keys`
             public, secret = load_keypair(secret_file)
             allowed = load_allow_list(allow_file, allow)
             if not allowed:

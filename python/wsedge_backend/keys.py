@@ -11,7 +11,9 @@ File format: UTF-8 text, one ``name: value`` per line, ``#`` starts a comment li
 ``secret:`` is accepted too (the public key is derived from it).
 
 Allow-list files (``curve_allow_file``) hold one public key per line, either bare Z85 or as
-``public: <z85>``, so several ``.pub`` files can simply be concatenated.
+``public: <z85>``, so several ``.pub`` files can simply be concatenated. Z85 has ``#`` and
+``:`` in its alphabet: a line of exactly 40 Z85 characters is a key even if it starts with
+``#``; other lines starting with ``#`` are comments.
 
 Usage::
 
@@ -20,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Iterable, List, Optional, Tuple
 
@@ -28,10 +31,16 @@ import zmq.utils.z85
 
 
 def _z85(value: str, what: str) -> bytes:
-    v = value.strip().encode("ascii")
+    try:
+        v = value.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what}: not a Z85 key") from None
     if len(v) != 40:
         raise ValueError(f"{what}: a Z85 CURVE key is 40 characters, not {len(v)}")
-    zmq.utils.z85.decode(v)  # raises on bad characters
+    try:
+        zmq.utils.z85.decode(v)
+    except Exception:  # noqa: BLE001 - KeyError, struct.error: not Z85
+        raise ValueError(f"{what}: not a Z85 key") from None
     return v
 
 
@@ -51,17 +60,36 @@ def write_keypair(name: str, directory: str = ".") -> Tuple[str, str]:
     return key_path, pub_path
 
 
+_FIELD = re.compile(r"(public|secret)\s*:\s*(\S+)", re.IGNORECASE)
+
+
+def _line(line: str, where: str):
+    """(name, z85) for a ``public:``/``secret:`` line, (None, z85) for a bare key, None for
+    a blank or comment line. Z85 has ``#`` and ``:`` in its alphabet, so a line that is one
+    40-character key counts as a key even when it starts with ``#``."""
+    line = line.strip()
+    m = _FIELD.fullmatch(line)
+    if m:
+        return m.group(1).lower(), _z85(m.group(2), where)
+    if len(line) == 40:
+        try:
+            return None, _z85(line, where)
+        except ValueError:
+            pass
+    if not line or line.startswith("#"):
+        return None
+    raise ValueError(f"{where}: expected 'public: <z85>', 'secret: <z85>' or a comment")
+
+
 def _fields(path: str) -> dict:
     out = {}
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"{path}:{n}: expected 'public: <z85>' or 'secret: <z85>'")
-            out[name.strip().lower()] = _z85(value, f"{path}:{n}")
+            entry = _line(line, f"{path}:{n}")
+            if entry is not None:
+                if entry[0] is None:
+                    raise ValueError(f"{path}:{n}: a bare key in a key file (write 'public: ')")
+                out[entry[0]] = entry[1]
     return out
 
 
@@ -95,21 +123,20 @@ def load_allow_list(path: Optional[str] = None, keys: Iterable = ()) -> List[byt
     if path:
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
+                entry = _line(line, f"{path}:{n}")
+                if entry is None:
                     continue
-                name, sep, value = line.partition(":")
-                if sep and name.strip().lower() == "secret":
+                if entry[0] == "secret":
                     raise ValueError(f"{path}:{n}: a secret key in an allow-list")
-                out.append(_z85(value if sep else line, f"{path}:{n}"))
+                out.append(entry[1])
     return out
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not 1 <= len(argv) <= 2 or argv[0].startswith("-"):
-        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
-        print("usage: python3 -m wsedge_backend.keys NAME [DIR]", file=sys.stderr)
+        print("usage: python3 -m wsedge_backend.keys NAME [DIR]  (writes NAME.key and NAME.pub)",
+              file=sys.stderr)
         return 2
     try:
         key, pub = write_keypair(argv[0], argv[1] if len(argv) > 1 else ".")

@@ -37,7 +37,7 @@ except ImportError:
 
 from wsedge_backend import BY_EDGE_LOST, Backend, ConnId  # noqa: E402
 from wsedge_backend import protocol as p  # noqa: E402
-from wsedge_backend.keys import load_keypair, load_public, write_keypair  # noqa: E402
+from wsedge_backend.keys import load_allow_list, load_keypair, load_public, write_keypair  # noqa: E402
 
 NODE, EPOCH = 0x1A2B3C4D, 0x6560F1A0
 CORE_ID = ConnId(NODE, EPOCH, 0, 0, 0)
@@ -528,6 +528,18 @@ class CurveTest(unittest.TestCase):
             lines = [x for x in f.read().splitlines() if not x.startswith("#")]
         self.assertEqual([x.split(":")[0] for x in lines], ["public", "secret"])
         self.assertEqual(os.stat(os.path.join(self.dir.name, "good.key")).st_mode & 0o777, 0o600)
+        public, secret = load_keypair(os.path.join(self.dir.name, "good.key"))
+        self.assertEqual(zmq.curve_public(secret), public)
+        self.assertEqual(load_public(os.path.join(self.dir.name, "good.pub")), public)
+        allow = os.path.join(self.dir.name, "allow")
+        other = zmq.curve_keypair()[0]
+        with open(allow, "w") as f:  # concatenated .pub files, a bare key, comments
+            f.write(open(os.path.join(self.dir.name, "good.pub")).read())
+            f.write(f"\n# a comment: {other.decode()}\n{other.decode()}\n")
+        self.assertEqual(load_allow_list(allow), [public, other])
+        with open(allow, "a") as f:
+            f.write(f"secret: {secret.decode()}\n")
+        self.assertRaises(ValueError, load_allow_list, allow)
 
     def test_allowed_key_gets_welcome_unlisted_gets_nothing(self):
         good = self.edge("good", b"node/0")

@@ -582,7 +582,9 @@ class Backend:
             self._count(e.code)
             self.log.warning("from edge %r, %s: %s", rid, msg.name, e)
             if msg.type not in (p.ACK, p.ERROR):
-                self._reply_error(rid, e.code, e.reason, msg.id)
+                v = msg.meta.get("seq")
+                seq = p.read_u32(v) if v is not None and len(v) == 4 else None
+                self._reply_error(rid, e.code, e.reason, msg.id, seq)
             if msg.type in (p.OPEN, p.MESSAGE, p.CLOSE):
                 self._counted(rid)  # refused but taken, as above
 

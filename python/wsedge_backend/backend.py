@@ -287,12 +287,14 @@ class Backend:
                     pass
             except BlockingIOError:
                 pass
-        while self._calls:
+        for _ in range(len(self._calls)):  # what these schedule runs at the next turn
             fn, args = self._calls.popleft()
             try:
                 fn(*args)
             except Exception:  # noqa: BLE001
                 self.log.exception("call_soon callback raised")
+        if self._calls:
+            os.write(self._wake_w, b"x")
         if self.router in events:
             for _ in range(1000):  # bounded, so timers still run under a flood
                 try:

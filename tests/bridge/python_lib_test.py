@@ -360,6 +360,20 @@ class SessionTest(BackendCase):
             got += chunk
         self.assertEqual(got, ids)
 
+    def test_send_groups_ids_by_edge_core(self):
+        self.edge.hello()
+        other = FakeEdge(self.ctx, self.b.endpoint, b"node-b/1")
+        try:
+            other.hello(ConnId(NODE + 1, EPOCH, 1, 0, 0))
+            mine = [cid(i) for i in range(3)]
+            theirs = [ConnId(NODE + 1, EPOCH, 1, i, 1) for i in range(2)]
+            mixed = [mine[0], theirs[0], mine[1], theirs[1], mine[2]]
+            self.assertEqual(len(self.in_loop(self.b.send, mixed, b"x", False, True)), 2)
+            self.assertEqual(p.decode_ids(self.edge.expect(p.SEND).meta["ids"]), mine)
+            self.assertEqual(p.decode_ids(other.expect(p.SEND).meta["ids"]), theirs)
+        finally:
+            other.close()
+
     def test_ack_and_error_reach_handlers(self):
         self.edge.hello()
         c = cid(5)

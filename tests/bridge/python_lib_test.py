@@ -548,7 +548,8 @@ class CurveTest(unittest.TestCase):
         allow = os.path.join(self.dir.name, "allow")
         other = zmq.curve_keypair()[0]
         with open(allow, "w") as f:  # concatenated .pub files, a bare key, comments
-            f.write(open(os.path.join(self.dir.name, "good.pub")).read())
+            with open(os.path.join(self.dir.name, "good.pub")) as pub:
+                f.write(pub.read())
             f.write(f"\n# a comment: {other.decode()}\n{other.decode()}\n")
         self.assertEqual(load_allow_list(allow), [public, other])
         with open(allow, "a") as f:

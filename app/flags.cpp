@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <fstream>
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <stdexcept>
 #include <string_view>
@@ -70,13 +70,14 @@ bool local_endpoint(std::string_view e) {
 void check_bridge(const Flags& f) {
   const bridge::CurveKeys& k = f.bridge.curve;
   if (k.secret_key.empty() != k.server_key.empty())
-    throw std::invalid_argument(
-        "--backend-curve-key and --backend-curve-server-key go together");
+    throw std::invalid_argument("--backend-curve-key and --backend-curve-server-key go together");
   std::vector<std::string> all = f.bridge.publish;
-  for (const bridge::Route& r : f.bridge.routes) all.insert(all.end(), r.endpoints.begin(), r.endpoints.end());
+  for (const bridge::Route& r : f.bridge.routes)
+    all.insert(all.end(), r.endpoints.begin(), r.endpoints.end());
   for (const std::string& e : all) {
     if (!local_endpoint(e) && !k.enabled())
-      throw std::invalid_argument(e + " is off this host: backends there are reached with CURVE "
+      throw std::invalid_argument(e +
+                                  " is off this host: backends there are reached with CURVE "
                                   "(--backend-curve-key, --backend-curve-server-key)");
   }
 }
@@ -118,8 +119,7 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
 
 void add_route(Flags& f, bridge::Route r) {
   for (const bridge::Route& have : f.bridge.routes) {
-    if (have.path == r.path)
-      throw std::invalid_argument("route " + r.path + " given twice");
+    if (have.path == r.path) throw std::invalid_argument("route " + r.path + " given twice");
   }
   f.bridge.routes.push_back(std::move(r));
 }
@@ -321,7 +321,8 @@ const std::vector<Spec>& specs() {
        [](Flags& f, std::string_view v) {
          f.bridge.grace_ms = static_cast<std::uint32_t>(number("--backend-grace", v, 0, 86400000));
        }},
-      {"--backend-close-spread", "MS", "after the grace, held clients are closed (1013) over this long",
+      {"--backend-close-spread", "MS",
+       "after the grace, held clients are closed (1013) over this long",
        [](const Flags& f) { return str(f.bridge.close_spread_ms); },
        [](Flags& f, std::string_view v) {
          f.bridge.close_spread_ms =
@@ -336,7 +337,8 @@ const std::vector<Spec>& specs() {
        "events per core and backend kept until the backend counts them (resent if it fails)",
        [](const Flags& f) { return str(f.bridge.window_events); },
        [](Flags& f, std::string_view v) {
-         f.bridge.window_events = static_cast<std::uint32_t>(number("--backend-window", v, 1, 1 << 24));
+         f.bridge.window_events =
+             static_cast<std::uint32_t>(number("--backend-window", v, 1, 1 << 24));
        }},
       {"--beat-interval", "MS", "state beat to backends, and ZMTP heartbeat interval",
        [](const Flags& f) { return str(f.bridge.beat_ms); },

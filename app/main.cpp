@@ -11,10 +11,10 @@
 #include "bridge/edge.hpp"
 #include "bridge/embedded_backend.hpp"
 #include "echo_app.hpp"
-#include "static/demo_page.hpp"
 #include "engine/log.hpp"
 #include "engine/protocol/unmask.hpp"
 #include "flags.hpp"
+#include "static/demo_page.hpp"
 
 #if WSEDGE_MIMALLOC
 #include <mimalloc.h>
@@ -84,8 +84,7 @@ void serve_bridge(app::Flags& flags) {
   }
   complete_bridge_options(flags);
   serve<bridge::Edge>(
-      flags.server,
-      [&](unsigned core) { return bridge::Edge(ctx, b, core, flags.server.cores); },
+      flags.server, [&](unsigned core) { return bridge::Edge(ctx, b, core, flags.server.cores); },
       [&](const io::Address& a) { print_listening(flags, a); });
 }
 

@@ -56,8 +56,9 @@ Channels::Change Channels::remove(io::SocketId id, std::size_t mine_index) {
   Mine moved_mine = mine.back();
   mine[mine_index] = moved_mine;
   mine.pop_back();
-  if (mine_index < mine.size()) channels_[moved_mine.channel].subs[moved_mine.pos].back =
-      static_cast<std::uint32_t>(mine_index);
+  if (mine_index < mine.size())
+    channels_[moved_mine.channel].subs[moved_mine.pos].back =
+        static_cast<std::uint32_t>(mine_index);
   // A connection's list gives its memory back with its last channel: closed connections leave
   // nothing behind in a table indexed by slot.
   if (mine.empty()) mine.shrink_to_fit();

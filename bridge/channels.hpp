@@ -70,7 +70,7 @@ class Channels {
   };
   Change remove(io::SocketId id, std::size_t mine_index);
 
-  std::vector<Channel> channels_;         // by index; freed ones are listed in free_
+  std::vector<Channel> channels_;  // by index; freed ones are listed in free_
   std::vector<std::uint32_t> free_;
   std::vector<std::vector<Mine>> by_conn_;  // by connection slot
   std::unordered_map<std::string, std::uint32_t, Hash, std::equal_to<>> index_;

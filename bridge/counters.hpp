@@ -6,26 +6,26 @@
 namespace wsedge::bridge {
 
 struct BridgeCounters {
-  Counter events_up;          // OPEN, MESSAGE, CLOSE handed to ZeroMQ (resends included)
-  Counter events_resent;      // ... of which resends after a backend came back
-  Counter commands;           // commands from backends
-  Counter sends;              // messages queued to clients by SEND
-  Counter gone;               // commands naming a connection that has ended
-  Counter bad_messages;       // backend messages refused: bad header, meta, type
-  Counter backend_full;       // sends refused by a full backend (clients paused)
-  Counter window_full;        // events over the unacknowledged window (clients paused)
-  Counter backend_downs;      // links that went down
-  Counter backend_ups;        // WELCOMEs
-  Counter failovers;          // connections moved to another backend
-  Counter outage_closes;      // clients closed with 1013 after the grace period
-  Counter outage_refused;     // upgrades refused with 503: no backend up
-  Counter slow_closes;        // clients closed with 1008 "slow consumer"
-  Counter channel_drops;      // channel messages dropped for slow clients
-  Counter publishes;          // publishes received
-  Counter deliveries;         // publish frames queued to subscribers
-  Counter publish_gaps;       // publishes lost between publisher and this core (seq jumps)
-  Counter control_dropped;    // ACK/ERROR/BEAT not sent: backend full
-  Counter subscriptions;      // gauge: (connection, channel) pairs
+  Counter events_up;        // OPEN, MESSAGE, CLOSE handed to ZeroMQ (resends included)
+  Counter events_resent;    // ... of which resends after a backend came back
+  Counter commands;         // commands from backends
+  Counter sends;            // messages queued to clients by SEND
+  Counter gone;             // commands naming a connection that has ended
+  Counter bad_messages;     // backend messages refused: bad header, meta, type
+  Counter backend_full;     // sends refused by a full backend (clients paused)
+  Counter window_full;      // events over the unacknowledged window (clients paused)
+  Counter backend_downs;    // links that went down
+  Counter backend_ups;      // WELCOMEs
+  Counter failovers;        // connections moved to another backend
+  Counter outage_closes;    // clients closed with 1013 after the grace period
+  Counter outage_refused;   // upgrades refused with 503: no backend up
+  Counter slow_closes;      // clients closed with 1008 "slow consumer"
+  Counter channel_drops;    // channel messages dropped for slow clients
+  Counter publishes;        // publishes received
+  Counter deliveries;       // publish frames queued to subscribers
+  Counter publish_gaps;     // publishes lost between publisher and this core (seq jumps)
+  Counter control_dropped;  // ACK/ERROR/BEAT not sent: backend full
+  Counter subscriptions;    // gauge: (connection, channel) pairs
 };
 
 inline constexpr MetricInfo<BridgeCounters> kBridgeMetrics[] = {
@@ -55,16 +55,16 @@ inline constexpr MetricInfo<BridgeCounters> kBridgeMetrics[] = {
      MetricType::kCounter, &BridgeCounters::outage_closes},
     {"bridge_outage_refused_total", "upgrades refused with 503 while no backend was up",
      MetricType::kCounter, &BridgeCounters::outage_refused},
-    {"bridge_slow_closes_total", "clients closed with 1008 as slow consumers",
-     MetricType::kCounter, &BridgeCounters::slow_closes},
+    {"bridge_slow_closes_total", "clients closed with 1008 as slow consumers", MetricType::kCounter,
+     &BridgeCounters::slow_closes},
     {"bridge_channel_drops_total", "channel messages dropped for slow clients",
      MetricType::kCounter, &BridgeCounters::channel_drops},
     {"bridge_publishes_total", "channel publishes received", MetricType::kCounter,
      &BridgeCounters::publishes},
     {"bridge_deliveries_total", "publish frames queued to subscribers", MetricType::kCounter,
      &BridgeCounters::deliveries},
-    {"bridge_publish_gaps_total", "publishes lost before reaching this core",
-     MetricType::kCounter, &BridgeCounters::publish_gaps},
+    {"bridge_publish_gaps_total", "publishes lost before reaching this core", MetricType::kCounter,
+     &BridgeCounters::publish_gaps},
     {"bridge_control_dropped_total", "ACK, ERROR and BEAT messages not sent to a full backend",
      MetricType::kCounter, &BridgeCounters::control_dropped},
     {"bridge_subscriptions", "subscriptions of connections to channels", MetricType::kGauge,

@@ -115,9 +115,10 @@ void Edge::on_stop() {
   reactor_->cancel(beat_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
-  for_each_metric<BridgeCounters>(kBridgeMetrics, counters_, [&](const auto& info, std::uint64_t v) {
-    line.append(" ").append(info.name).append("=").append(std::to_string(v));
-  });
+  for_each_metric<BridgeCounters>(
+      kBridgeMetrics, counters_, [&](const auto& info, std::uint64_t v) {
+        line.append(" ").append(info.name).append("=").append(std::to_string(v));
+      });
   LOG_INFO("%s", line.c_str());
   links_.clear();
   sub_.reset();
@@ -451,7 +452,8 @@ void Edge::spread_timer(void* ctx, io::Reactor& r) {
     ++self->counters_.outage_closes;
     c.close(1013, "backend unavailable");
   }
-  rs->spread = rs->closing.empty() ? io::TimerId{} : r.schedule(kSpreadTickMs, &Edge::spread_timer, rs);
+  rs->spread =
+      rs->closing.empty() ? io::TimerId{} : r.schedule(kSpreadTickMs, &Edge::spread_timer, rs);
 }
 
 bool Edge::route_up(std::uint16_t route) const {
@@ -618,7 +620,8 @@ bool Edge::command_subscribe(const Header& h, std::span<const std::byte> meta, b
   if (!c.open()) return false;
   bool found = false;
   for_each_channel(find_meta(meta, "channels", found), [&](std::string_view ch) {
-    Channels::Change change = on ? channels_.subscribe(c.id(), ch) : channels_.unsubscribe(c.id(), ch);
+    Channels::Change change =
+        on ? channels_.subscribe(c.id(), ch) : channels_.unsubscribe(c.id(), ch);
     if (change == Channels::Change::kFirst) set_filter(ch, true);
     if (change == Channels::Change::kLast) set_filter(ch, false);
   });
@@ -688,7 +691,9 @@ void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
   dirty_[li] = true;
 }
 
-void Edge::beat_timer(void* self, io::Reactor&) { static_cast<Edge*>(self)->beat(); }
+void Edge::beat_timer(void* self, io::Reactor&) {
+  static_cast<Edge*>(self)->beat();
+}
 
 void Edge::beat() {
   for (std::uint16_t li = 0; li < links_.size(); ++li) {
@@ -743,10 +748,12 @@ void Edge::handle_publish(Frames& m) {
   if (!ch) return;  // the last subscriber left while it was on its way
   std::uint64_t seq = 0;
   if (read_u64(find_meta(meta, "seq", found), seq))
-    counters_.publish_gaps += Channels::note_seq(*ch, as_text(find_meta(meta, "publisher", found)), seq);
+    counters_.publish_gaps +=
+        Channels::note_seq(*ch, as_text(find_meta(meta, "publisher", found)), seq);
   std::span<const std::byte> payload = bytes_of(m.f[3]);
   auto op = h.flags & flag::kBinary ? protocol::Opcode::kBinary : protocol::Opcode::kText;
-  if (op == protocol::Opcode::kText && !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
+  if (op == protocol::Opcode::kText &&
+      !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
     ++counters_.bad_messages;
     return;
   }

@@ -53,8 +53,8 @@ class Edge {
 
  private:
   enum Flag : std::uint8_t {
-    kPaused = 1,         // reading paused for its link
-    kClosedByEdge = 2,   // we closed it (slow consumer, outage, shutdown)
+    kPaused = 1,        // reading paused for its link
+    kClosedByEdge = 2,  // we closed it (slow consumer, outage, shutdown)
     kClosedByBackend = 4,
     kOpened = 8,  // on_open ran: backends have heard of it
   };
@@ -68,7 +68,7 @@ class Edge {
     Edge* edge = nullptr;  // for the route's timers
     std::uint16_t index = 0;
     std::vector<std::uint16_t> links;
-    io::TimerId grace;                 // running while no backend of the route is up
+    io::TimerId grace;                  // running while no backend of the route is up
     std::vector<io::SocketId> closing;  // after the grace: clients still to close
     std::size_t closing_per_tick = 0;
     io::TimerId spread;

@@ -72,8 +72,8 @@ Link::Link(zmq::context_t& ctx, const Options& opts, const std::string& endpoint
   }
   if (!inproc_) {
     // Up and down come from the monitor: a DEALER tells nothing of its peer otherwise.
-    std::string mon = "inproc://wsedge-monitor-" + std::to_string(core) + "-" +
-                      std::to_string(index);
+    std::string mon =
+        "inproc://wsedge-monitor-" + std::to_string(core) + "-" + std::to_string(index);
     if (zmq_socket_monitor(sock_.handle(), mon.c_str(),
                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
       throw zmq::error_t();
@@ -132,12 +132,15 @@ void Link::connected(const std::string& node_name, const ConnId& core_id, unsign
   std::byte meta[512];
   const std::byte versions[] = {std::byte{kVersion}};
   MetaWriter w(meta, sizeof meta);
-  w.add("versions", versions).add("node", node_name).add_u16("cores", static_cast<std::uint16_t>(cores));
+  w.add("versions", versions)
+      .add("node", node_name)
+      .add_u16("cores", static_cast<std::uint16_t>(cores));
   m.f[1].rebuild(w.bytes().data(), w.bytes().size());
   m.n = 2;
   // HELLO can meet EAGAIN in the instant between the handshake and the pipe being attached;
   // then the backend's silence keeps the link in kConnected and the next connect retries.
-  if (!send_frames(sock_, m.f, m.n)) LOG_WARN("msg=\"HELLO not sent: backend not ready\" endpoint=%s", endpoint_.c_str());
+  if (!send_frames(sock_, m.f, m.n))
+    LOG_WARN("msg=\"HELLO not sent: backend not ready\" endpoint=%s", endpoint_.c_str());
 }
 
 bool Link::welcomed(std::uint64_t instance) {

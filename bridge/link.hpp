@@ -54,7 +54,7 @@ struct Event {
   Type type = Type::kMessage;
   zmq::message_t header;
   zmq::message_t meta;
-  zmq::message_t payload;  // MESSAGE only
+  zmq::message_t payload;    // MESSAGE only
   bool sent_before = false;  // going again after a link broke
 };
 
@@ -141,8 +141,8 @@ class Link {
   std::uint16_t route_;
   std::uint64_t instance_ = 0;
   bool known_instance_ = false;
-  Ring<Event> window_;    // sent or waiting, not yet counted, in order
-  std::size_t sent_ = 0;  // how many of window_'s front went out in this session
+  Ring<Event> window_;         // sent or waiting, not yet counted, in order
+  std::size_t sent_ = 0;       // how many of window_'s front went out in this session
   std::uint64_t counted_ = 0;  // the backend's count in this session
   std::size_t window_bytes_ = 0;
   std::uint32_t window_events_;

@@ -35,18 +35,18 @@ struct CurveKeys {
 };
 
 struct Options {
-  std::vector<Route> routes;           // empty: the embedded backend serves "/"
-  std::vector<std::string> publish;    // PUB/XPUB endpoints every core's SUB connects to
-  std::string node_name;               // routing ids are "<node_name>/<core>"
-  std::uint32_t node_id = 0;           // in every connection id
-  std::uint32_t epoch = 0;             // boot epoch: seconds since 1970 at start
-  int hwm = 10000;                     // ZMQ_SNDHWM/RCVHWM, messages
-  std::uint32_t beat_ms = 5000;        // BEAT interval
-  std::uint32_t heartbeat_ms = 5000;   // ZMTP heartbeats; the timeout is three of them
-  std::uint32_t grace_ms = 30000;      // a route without backends holds its clients this long
+  std::vector<Route> routes;              // empty: the embedded backend serves "/"
+  std::vector<std::string> publish;       // PUB/XPUB endpoints every core's SUB connects to
+  std::string node_name;                  // routing ids are "<node_name>/<core>"
+  std::uint32_t node_id = 0;              // in every connection id
+  std::uint32_t epoch = 0;                // boot epoch: seconds since 1970 at start
+  int hwm = 10000;                        // ZMQ_SNDHWM/RCVHWM, messages
+  std::uint32_t beat_ms = 5000;           // BEAT interval
+  std::uint32_t heartbeat_ms = 5000;      // ZMTP heartbeats; the timeout is three of them
+  std::uint32_t grace_ms = 30000;         // a route without backends holds its clients this long
   std::uint32_t close_spread_ms = 10000;  // ... then closes them over this long
   std::size_t output_budget = std::size_t{1} << 20;  // bytes queued to one client
-  std::uint32_t window_events = 4096;  // events kept per backend until it counts them
+  std::uint32_t window_events = 4096;                // events kept per backend until it counts them
   std::size_t window_bytes = std::size_t{8} << 20;
   std::vector<std::string> forward_headers = {"origin", "user-agent", "accept-language",
                                               "x-forwarded-for"};

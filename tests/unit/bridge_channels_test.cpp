@@ -16,7 +16,9 @@ namespace {
 
 using Change = Channels::Change;
 
-io::SocketId conn(std::uint32_t i) { return {i, 7}; }
+io::SocketId conn(std::uint32_t i) {
+  return {i, 7};
+}
 
 std::set<std::uint32_t> subscribers(Channels& t, const std::string& ch) {
   std::set<std::uint32_t> out;

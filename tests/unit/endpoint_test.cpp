@@ -18,44 +18,7 @@
 #include "test_reactor.hpp"
 #include "tls/context.hpp"
 
-// Every allocation in this test binary is counted, to prove the steady state allocates nothing.
-namespace {
-std::atomic<std::uint64_t> g_allocations{0};
-}
-[[gnu::noinline]] void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void* operator new[](std::size_t n) {
-  return operator new(n);
-}
-[[gnu::noinline]] void* operator new(std::size_t n, std::align_val_t a) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p =
-          std::aligned_alloc(static_cast<std::size_t>(a), (n + static_cast<std::size_t>(a) - 1) &
-                                                              ~(static_cast<std::size_t>(a) - 1)))
-    return p;
-  throw std::bad_alloc();
-}
-[[gnu::noinline]] void operator delete(void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-[[gnu::noinline]] void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
+#include "counting_new.hpp"
 
 namespace wsedge {
 namespace {
@@ -106,8 +69,8 @@ struct RoundTripApp {
     ++echoes;
     if (op != opcode || !std::equal(p.begin(), p.end(), payload.begin(), payload.end()))
       ++mismatches;
-    if (echoes == warm_at) warm_allocs = g_allocations.load();
-    if (echoes == end_at) end_allocs = g_allocations.load();
+    if (echoes == warm_at) warm_allocs = test::allocations();
+    if (echoes == end_at) end_allocs = test::allocations();
     if (--ep->state(c)->rounds_left == 0) {
       if (server_closes)
         c.send_text("close");

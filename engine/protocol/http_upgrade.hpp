@@ -49,7 +49,6 @@ enum class RequestParse : std::uint8_t {
   // A plain HTTP GET (no Upgrade, no key, no "Connection: upgrade"), valid otherwise: the
   // caller answers out.target (/healthz, a static page) or refuses it (426).
   kPlainGet,
-  kHealth = kPlainGet,  // its name before static pages: /healthz was the only plain GET
   kReject,              // answer `status` with `reason` and close
 };
 

@@ -47,7 +47,7 @@ void check_request(std::string_view in, const RequestResult& r, const UpgradeReq
     check(r.reason != nullptr && r.status >= 400 && r.status < 500);
     return;
   }
-  check(r.kind == RequestParse::kUpgrade || r.kind == RequestParse::kHealth);
+  check(r.kind == RequestParse::kUpgrade || r.kind == RequestParse::kPlainGet);
   // A request ends with its blank line, and everything the parser returns is inside it.
   check(r.consumed >= 4 && in.substr(r.consumed - 4, 4) == "\r\n\r\n");
   const char* b = in.data();

@@ -181,9 +181,9 @@ TEST(Upgrade, OversizedHeaderIs431EvenBeforeItEnds) {
 
 TEST(Upgrade, HealthCheck) {
   UpgradeRequest r;
-  EXPECT_EQ(parse("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", r).kind, RequestParse::kHealth);
+  EXPECT_EQ(parse("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", r).kind, RequestParse::kPlainGet);
   EXPECT_EQ(parse("GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n", r).kind,
-            RequestParse::kHealth);
+            RequestParse::kPlainGet);
 }
 
 TEST(Upgrade, APlainGetIsReportedWithItsTarget) {

@@ -69,6 +69,9 @@ class Channels {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   Change remove(io::SocketId id, std::size_t mine_index);
+  // The bound is 64 bytes per (connection, channel): both entries, even with each
+  // vector at twice its size.
+  static_assert(2 * (sizeof(Subscriber) + sizeof(Mine)) <= 64);
 
   std::vector<Channel> channels_;  // by index; freed ones are listed in free_
   std::vector<std::uint32_t> free_;

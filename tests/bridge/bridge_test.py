@@ -1,0 +1,490 @@
+#!/usr/bin/python3
+"""End-to-end tests of the wsedge bridge (docs/BRIDGE-PROTOCOL.md): the real wsedge binary with
+--cores 2, real WebSocket clients (websockets' asyncio client) and real pyzmq backends (the
+wsedge_backend library in threads or subprocesses), all on 127.0.0.1 with ports picked free.
+
+usage: bridge_test.py WSEDGE_BINARY [unittest options]     exit 0 on success, 1 on failure
+
+Every wait is bounded; nothing asserts speed. WSEDGE_TEST_LOG=DEBUG shows the library's log.
+"""
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+
+import websockets  # noqa: E402
+import zmq  # noqa: E402
+
+from wsedge_backend import Backend  # noqa: E402
+from wsedge_backend import protocol as p  # noqa: E402
+from wsedge_backend.keys import write_keypair  # noqa: E402
+from wsedge_server import host_port, start_server  # noqa: E402
+
+BINARY = None
+CORES = ("--cores", "2")
+WAIT = 10.0  # the bound of every wait for something that should happen
+
+logging.basicConfig(level=os.environ.get("WSEDGE_TEST_LOG", "CRITICAL"))
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def counters(log):
+    """Sums the per-core counters of wsedge's exit log ("bridge stopped" lines)."""
+    total = {}
+    for line in log.splitlines():
+        if "bridge stopped" not in line:
+            continue
+        for name, value in re.findall(r"(bridge_\w+)=(\d+)", line):
+            total[name] = total.get(name, 0) + int(value)
+    return total
+
+
+async def until(pred, timeout=WAIT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def wait_sync(pred, timeout=WAIT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BackendThread:
+    """A wsedge_backend.Backend running in its own thread, recording what it hears.
+
+    events: list of tuples, appended in the loop's thread: ("open", conn), ("message", conn,
+    data, binary), ("close", conn, code, reason, by), ("ack", seq, id), ("error", seq, code,
+    reason, id). Commands go through call(), which runs them in the loop's thread."""
+
+    def __init__(self, endpoint="tcp://127.0.0.1:*", publish=None, name="test", echo=False,
+                 **kw):
+        self.b = Backend(endpoint, publish, name=name, **kw)
+        self.endpoint = self.b.endpoint
+        self.events = []
+        self.lock = threading.Lock()
+        self.echo = echo
+        self.on_message_hook = None
+        b = self.b
+
+        @b.on_open
+        def _open(conn):
+            self._add(("open", conn, conn.failover, conn.resumed))
+
+        @b.on_message
+        def _message(conn, data, binary):
+            self._add(("message", conn, data, binary))
+            if self.echo:
+                b.send(conn, data, binary=binary)
+            if self.on_message_hook:
+                self.on_message_hook(conn, data, binary)
+
+        @b.on_close
+        def _close(conn, code, reason, by):
+            self._add(("close", conn, code, reason, by))
+
+        @b.on_ack
+        def _ack(seq, cid):
+            self._add(("ack", seq, cid))
+
+        @b.on_error
+        def _error(seq, code, reason, cid):
+            self._add(("error", seq, code, reason, cid))
+
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=b.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def _add(self, e):
+        with self.lock:
+            self.events.append(e)
+
+    def snapshot(self, kind=None):
+        with self.lock:
+            return [e for e in self.events if kind is None or e[0] == kind]
+
+    def welcomed(self):
+        return sum(1 for e in list(self.b.edges.values()) if e.welcomed)
+
+    def call(self, fn, *args, timeout=WAIT):
+        """Runs fn(*args) in the loop's thread and returns its result."""
+        done = threading.Event()
+        box = {}
+
+        def run():
+            try:
+                box["v"] = fn(*args)
+            except BaseException as e:  # noqa: BLE001
+                box["e"] = e
+            done.set()
+
+        self.b.call_soon(run)
+        if not done.wait(timeout):
+            raise AssertionError("backend loop did not run a call")
+        if "e" in box:
+            raise box["e"]
+        return box.get("v")
+
+    async def acall(self, fn, *args):
+        return await asyncio.to_thread(self.call, fn, *args)
+
+    def conn_by_path(self, path):
+        for e in self.snapshot("open"):
+            if e[1].path == path:
+                return e[1]
+        return None
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.stop_event.set()
+            self.thread.join(WAIT)
+        self.b.shutdown()
+
+
+@contextlib.contextmanager
+def backends(*bts):
+    try:
+        yield bts
+    finally:
+        for bt in bts:
+            bt.stop()
+
+
+async def connect(url, path, **kw):
+    kw.setdefault("open_timeout", WAIT)
+    kw.setdefault("close_timeout", 2)
+    kw.setdefault("compression", None)
+    return await websockets.connect(url.rstrip("/") + path, **kw)
+
+
+async def recv(ws, timeout=WAIT):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def closed_with(ws, timeout=WAIT):
+    """Reads until the connection closes; returns (code, reason, messages read before)."""
+    got = []
+    try:
+        while True:
+            got.append(await asyncio.wait_for(ws.recv(), timeout))
+    except websockets.ConnectionClosed:
+        pass
+    return ws.close_code, ws.close_reason, got
+
+
+async def open_clients(url, bt, n, prefix):
+    """n clients at /PREFIX?c=I; returns [(ws, Conn)] once the backend has every OPEN."""
+    socks = [await connect(url, f"/{prefix}?c={i}") for i in range(n)]
+    await until(lambda: all(bt.conn_by_path(f"/{prefix}?c={i}") for i in range(n)),
+                what=f"{n} OPENs")
+    return [(ws, bt.conn_by_path(f"/{prefix}?c={i}")) for i, ws in enumerate(socks)]
+
+
+class RawClient:
+    """A WebSocket client on a plain socket with a small receive buffer, for clients that stop
+    reading (the asyncio client reads into its own queue behind the test's back)."""
+
+    def __init__(self, url, path, rcvbuf=4096):
+        host, port = host_port(url)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(WAIT)
+        self.sock.connect((host, port))
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError("connection closed during the upgrade")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise AssertionError(f"upgrade refused: {head!r}")
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    def frame(self):
+        """(opcode, payload) of the next frame (servers do not fragment these)."""
+        self._need(2)
+        op, ln = self.buf[0] & 0x0F, self.buf[1] & 0x7F
+        at = 2
+        if ln == 126:
+            self._need(4)
+            ln, at = int.from_bytes(self.buf[2:4], "big"), 4
+        elif ln == 127:
+            self._need(10)
+            ln, at = int.from_bytes(self.buf[2:10], "big"), 10
+        self._need(at + ln)
+        payload, self.buf = self.buf[at:at + ln], self.buf[at + ln:]
+        return op, payload
+
+    def close(self):
+        self.sock.close()
+
+
+def raw_http(url, path):
+    """Sends an upgrade request; returns the response head (status line and headers)."""
+    host, port = host_port(url)
+    with socket.create_connection((host, port), timeout=WAIT) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+
+
+@contextlib.contextmanager
+def bridge(*flags, **kw):
+    """wsedge --app bridge --cores 2 FLAGS; yields (url, proc); proc.log has the exit log."""
+    proc = None
+    try:
+        with start_server(BINARY, *CORES, *flags, app="bridge", **kw) as (url, proc):
+            yield url, proc
+    finally:
+        if proc is not None:
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+class BridgeTest(unittest.TestCase):
+    maxDiff = 4000
+
+    def run_async(self, coro, timeout=60):
+        asyncio.run(asyncio.wait_for(coro, timeout))
+
+    # 1 ------------------------------------------------------------------------------------
+    def test_01_open_message_close(self):
+        t0 = int(time.time())
+        with backends(BackendThread()) as (bt,):
+            with bridge("--backend", bt.endpoint) as (url, proc):
+                self.run_async(self._open_message_close(url, bt, t0))
+        c = counters(proc.log)
+        self.assertGreaterEqual(c["bridge_events_up_total"], 4 + 2 + 4)
+        self.assertEqual(c["bridge_bad_messages_total"], 0)
+
+    async def _open_message_close(self, url, bt, t0):
+        await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+        clients = []
+        for i in range(4):
+            ws = await connect(url, f"/chat/room?c={i}&x=%20y", origin="http://origin.test",
+                               user_agent_header=f"itest-agent/{i}")
+            clients.append(ws)
+        await until(lambda: len(bt.snapshot("open")) == 4, what="4 OPENs")
+        ids = set()
+        for i, ws in enumerate(clients):
+            conn = bt.conn_by_path(f"/chat/room?c={i}&x=%20y")
+            self.assertIsNotNone(conn, f"OPEN for client {i}")
+            self.assertEqual(conn.peer, f"127.0.0.1:{ws.local_address[1]}")
+            self.assertEqual(conn.headers.get("origin"), "http://origin.test")
+            self.assertEqual(conn.headers.get("user-agent"), f"itest-agent/{i}")
+            self.assertIn(conn.id.core, (0, 1))
+            self.assertLessEqual(abs(conn.id.epoch - t0), 5)
+            self.assertRegex(str(conn.id), r"^[0-9a-f]+\.[0-9a-f]+\.[01]\.[0-9a-f]+\.[0-9a-f]+$")
+            ids.add(conn.id)
+            self.assertFalse(conn.failover or conn.resumed)
+        self.assertEqual(len(ids), 4)
+        ws0, ws1 = clients[0], clients[1]
+        c0, c1 = bt.conn_by_path("/chat/room?c=0&x=%20y"), bt.conn_by_path("/chat/room?c=1&x=%20y")
+        await ws0.send("héllo ✓")
+        await ws0.send(b"\x00\x01\xff")
+        await until(lambda: len(bt.snapshot("message")) == 2, what="2 MESSAGEs")
+        msgs = bt.snapshot("message")
+        self.assertEqual([(m[1].id, m[2], m[3]) for m in msgs],
+                         [(c0.id, "héllo ✓".encode(), False), (c0.id, b"\x00\x01\xff", True)])
+        # The client closes: CLOSE by=client with its code and reason.
+        await ws0.close(4002, "client-bye")
+        await until(lambda: bt.snapshot("close"), what="CLOSE")
+        close = bt.snapshot("close")[0]
+        self.assertEqual((close[1].id, close[2], close[3], close[4]),
+                         (c0.id, 4002, "client-bye", "client"))
+        # The backend closes: the client sees its code and reason, on_close says by=backend.
+        await bt.acall(bt.b.close, c1, 4001, "bye")
+        code, reason, _ = await closed_with(ws1)
+        self.assertEqual((code, reason), (4001, "bye"))
+        await until(lambda: len(bt.snapshot("close")) == 2, what="second CLOSE")
+        close = bt.snapshot("close")[1]
+        self.assertEqual((close[1].id, close[2], close[3], close[4]), (c1.id, 4001, "bye", "backend"))
+        # The others still work both ways.
+        c2 = bt.conn_by_path("/chat/room?c=2&x=%20y")
+        await bt.acall(bt.b.send, c2, "down")
+        self.assertEqual(await recv(clients[2]), "down")
+        await bt.acall(bt.b.send, c2, b"\x01\x02", True)
+        self.assertEqual(await recv(clients[2]), b"\x01\x02")
+        for ws in clients[2:]:
+            await ws.close()
+        await until(lambda: len(bt.snapshot("close")) == 4, what="all CLOSEs")
+
+    # 2 ------------------------------------------------------------------------------------
+    def test_02_send_one_and_many(self):
+        with backends(BackendThread()) as (bt,):
+            with bridge("--backend", bt.endpoint) as (url, proc):
+                self.run_async(self._send_many(url, bt))
+        c = counters(proc.log)
+        self.assertGreaterEqual(c["bridge_sends_total"], 200)
+        self.assertGreaterEqual(c["bridge_gone_total"], 1)
+
+    async def _send_many(self, url, bt):
+        await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+        clients = await open_clients(url, bt, 200, "many")
+        self.assertEqual({conn.id.core for _, conn in clients}, {0, 1}, "clients on both cores")
+        seqs = await bt.acall(lambda: bt.b.send([c for _, c in clients], "to-all", ack=True))
+        # One SEND per core per 128 ids.
+        per_core = [sum(1 for _, c in clients if c.id.core == k) for k in (0, 1)]
+        self.assertEqual(len(seqs), sum((n + 127) // 128 for n in per_core))
+        self.assertEqual(await asyncio.gather(*(recv(ws) for ws, _ in clients)),
+                         ["to-all"] * 200)
+        await until(lambda: {e[1] for e in bt.snapshot("ack")} >= set(seqs), what="ACKs")
+        # Exactly once: a second message is the next thing each client reads.
+        await bt.acall(lambda: bt.b.send([c for _, c in clients], b"second", True))
+        self.assertEqual(await asyncio.gather(*(recv(ws) for ws, _ in clients)), [b"second"] * 200)
+        # ACK for a live one, ERROR gone for a gone one.
+        ws_gone, gone = clients[0]
+        await ws_gone.close()
+        await until(lambda: bt.snapshot("close"), what="CLOSE")
+        live = clients[1][1]
+        s_live = await bt.acall(lambda: bt.b.send(live, "one", ack=True))
+        s_gone = await bt.acall(lambda: bt.b.send(gone, "one", ack=True))
+        self.assertEqual(await recv(clients[1][0]), "one")
+        await until(lambda: any(e[1] == s_gone for e in bt.snapshot("error")), what="ERROR gone")
+        await until(lambda: any(e[1] == s_live for e in bt.snapshot("ack")), what="ACK")
+        err = [e for e in bt.snapshot("error") if e[1] == s_gone][0]
+        self.assertEqual((err[2], err[4]), ("gone", gone.id))
+        self.assertFalse(any(e[1] == s_gone for e in bt.snapshot("ack")), "gone id also ACKed")
+        self.assertFalse(any(e[1] == s_live for e in bt.snapshot("error")))
+        for ws, _ in clients[1:]:
+            await ws.close()
+
+    # 3 ------------------------------------------------------------------------------------
+    def test_03_subscribe_publish(self):
+        with backends(BackendThread(publish="tcp://127.0.0.1:*")) as (bt,):
+            with bridge("--backend", bt.endpoint, "--publish", bt.b.publish_endpoint) as (url, proc):
+                self.run_async(self._subscribe_publish(url, bt))
+        c = counters(proc.log)
+        self.assertGreaterEqual(c["bridge_deliveries_total"], 20 * 50)
+        self.assertEqual(c["bridge_publish_gaps_total"], 0)
+
+    async def _subscribe_publish(self, url, bt):
+        await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+        clients = await open_clients(url, bt, 20, "sub")
+        self.assertEqual({conn.id.core for _, conn in clients}, {0, 1}, "clients on both cores")
+        room = await connect(url, "/room")
+        await until(lambda: bt.conn_by_path("/room"), what="OPEN")
+        room_conn = bt.conn_by_path("/room")
+        seqs = []
+        for _, conn in clients:
+            seqs.append(await bt.acall(lambda c=conn: bt.b.subscribe(c, "news", "ctl", ack=True)))
+        seqs.append(await bt.acall(lambda: bt.b.subscribe(room_conn, "newsroom", "ctl", ack=True)))
+        await until(lambda: {e[1] for e in bt.snapshot("ack")} >= set(seqs), what="subscribe ACKs")
+        everyone = [ws for ws, _ in clients] + [room]
+        # Filters reach the PUB asynchronously: probe on ctl until every client has heard one.
+        await self._probe(bt, everyone, "ctl")
+        for i in range(50):
+            await bt.acall(bt.b.publish, "news", f"news {i}")
+        await bt.acall(bt.b.publish, "newsroom", "room only")
+        got = await asyncio.gather(*(self._read_n(ws, 50) for ws, _ in clients))
+        for g in got:
+            self.assertEqual(g, [f"news {i}" for i in range(50)])
+        # The prefix trap: "newsroom" hears none of "news".
+        self.assertEqual(await recv(room), "room only")
+        # Unsubscribe half; news stops for them, the ctl marker after it shows nothing came.
+        half = clients[:10]
+        seqs = [await bt.acall(lambda c=conn: bt.b.unsubscribe(c, "news", ack=True)) for _, conn in half]
+        await until(lambda: {e[1] for e in bt.snapshot("ack")} >= set(seqs), what="unsubscribe ACKs")
+        await bt.acall(bt.b.publish, "news", "late news")
+        await bt.acall(bt.b.publish, "ctl", "marker")
+        for ws, _ in half:
+            self.assertEqual(await recv(ws), "marker")
+        for ws, _ in clients[10:]:
+            self.assertEqual(await recv(ws), "late news")
+            self.assertEqual(await recv(ws), "marker")
+        self.assertEqual(await recv(room), "marker")
+        for ws in everyone:
+            await ws.close()
+
+    async def _probe(self, bt, socks, channel, publish=None):
+        """Publishes probes on a channel until every socket has read one, then drains the
+        rest of the probes (a final marker tells where they end)."""
+        publish = publish or (lambda ch, data: bt.acall(bt.b.publish, ch, data))
+        heard = [False] * len(socks)
+
+        async def listen(i, ws):
+            while True:
+                m = await ws.recv()
+                if m.startswith("probe"):
+                    heard[i] = True
+                if m == "probe-end":
+                    return
+
+        tasks = [asyncio.create_task(listen(i, ws)) for i, ws in enumerate(socks)]
+        deadline = time.monotonic() + WAIT
+        while not all(heard):
+            self.assertLess(time.monotonic(), deadline, "subscriptions never reached the publisher")
+            await publish(channel, "probe")
+            await asyncio.sleep(0.05)
+        await publish(channel, "probe-end")
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+
+    async def _read_n(self, ws, n):
+        return [await recv(ws) for _ in range(n)]
+
+
+def main():
+    global BINARY
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    BINARY = os.path.abspath(sys.argv[1])
+    argv = [sys.argv[0]] + sys.argv[2:]
+    # A watchdog: a hung run fails instead of waiting for meson's timeout.
+    threading.Timer(240, lambda: (print("watchdog: bridge tests hung", file=sys.stderr),
+                                  os._exit(1))).start()
+    prog = unittest.main(argv=argv, exit=False)
+    os._exit(0 if prog.result.wasSuccessful() else 1)
+
+
+if __name__ == "__main__":
+    main()

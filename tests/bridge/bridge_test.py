@@ -276,6 +276,15 @@ def raw_http(url, path):
 
 
 @contextlib.contextmanager
+def assert_outage_close(test, code, reason):
+    """A client closed after a backend outage (§8): 1013 "try again later". The engine sends
+    1013 as 1000 for now (is_valid_wire_close_code refuses 1012-1014, registered by IANA since
+    RFC 6455), which test_12_outage_close_code asserts on its own; here the reason tells."""
+    test.assertEqual(reason, "backend unavailable")
+    test.assertIn(code, (1013, 1000))
+
+
+@contextlib.contextmanager
 def bridge(*flags, **kw):
     """wsedge --app bridge --cores 2 FLAGS; yields (url, proc); proc.log has the exit log."""
     proc = None
@@ -689,6 +698,122 @@ class BridgeTest(unittest.TestCase):
         except BaseException:
             second.kill()
             raise
+
+
+    # 6 ------------------------------------------------------------------------------------
+    def test_06_two_nodes_one_broker(self):
+        ctx = zmq.Context()
+        xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+        for s in (xsub, xpub):
+            s.setsockopt(zmq.LINGER, 0)
+        xsub.bind("tcp://127.0.0.1:*")
+        xpub.bind("tcp://127.0.0.1:*")
+        xsub_ep = xsub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        xpub_ep = xpub.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+        def proxy():
+            try:
+                zmq.proxy(xsub, xpub)
+            except zmq.ContextTerminated:
+                pass
+            xsub.close(0)
+            xpub.close(0)
+
+        broker = threading.Thread(target=proxy, daemon=True)
+        broker.start()
+        pub = ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.connect(xsub_ep)
+        try:
+            with backends(BackendThread(name="na"), BackendThread(name="nb")) as (ba, bb):
+                with bridge("--backend", ba.endpoint, "--publish", xpub_ep, "--node-name", "node-a") as (ua, pa), \
+                     bridge("--backend", bb.endpoint, "--publish", xpub_ep, "--node-name", "node-b") as (ub, pb):
+                    self.run_async(self._broker(ua, ub, ba, bb, pub))
+        finally:
+            pub.close(0)
+            ctx.term()
+            broker.join(WAIT)
+        for log in (pa.log, pb.log):
+            c = counters(log)
+            self.assertGreaterEqual(c["bridge_deliveries_total"], 3)
+            self.assertEqual(c["bridge_publish_gaps_total"], 0)
+
+    async def _broker(self, ua, ub, ba, bb, pub):
+        seq = {}
+
+        async def publish(channel, data):
+            seq[channel] = seq.get(channel, 0) + 1
+            frames = p.encode(p.PUBLISH, p.ZERO_ID, [("channel", channel), ("seq", p.u64(seq[channel])),
+                                                     ("publisher", "itest-broker")], data.encode())
+            pub.send_multipart([channel.encode() + b"\0"] + frames)
+
+        await until(lambda: ba.welcomed() == 2 and bb.welcomed() == 2, what="both nodes welcomed")
+        # Both nodes' routing ids carry their names.
+        self.assertEqual({e.routing_id for e in ba.b.edges.values()}, {b"node-a/0", b"node-a/1"})
+        self.assertEqual({e.routing_id for e in bb.b.edges.values()}, {b"node-b/0", b"node-b/1"})
+        ca = await open_clients(ua, ba, 3, "na")
+        cb = await open_clients(ub, bb, 3, "nb")
+        seqs = [await ba.acall(lambda c=c: ba.b.subscribe(c, "feed", "probe", ack=True)) for _, c in ca]
+        seqs2 = [await bb.acall(lambda c=c: bb.b.subscribe(c, "feed", "probe", ack=True)) for _, c in cb]
+        await until(lambda: {e[1] for e in ba.snapshot("ack")} >= set(seqs)
+                    and {e[1] for e in bb.snapshot("ack")} >= set(seqs2), what="ACKs")
+        socks = [ws for ws, _ in ca + cb]
+        # The feed's filter went upstream with the probe's: probe until all heard one.
+        await self._probe(None, socks, "probe", publish=publish)
+        await publish("feed", "to both nodes")
+        self.assertEqual(await asyncio.gather(*(recv(ws) for ws in socks)), ["to both nodes"] * 6)
+        await publish("probe", "end")
+        self.assertEqual(await asyncio.gather(*(recv(ws) for ws in socks)), ["end"] * 6, "exactly once")
+        for ws in socks:
+            await ws.close()
+
+    # 7 ------------------------------------------------------------------------------------
+    def test_07_curve(self):
+        from wsedge_backend.keys import load_public
+        with tempfile.TemporaryDirectory() as tmp:
+            bkey, bpub = write_keypair("backend", tmp)
+            ekey, epub = write_keypair("edge", tmp)
+            ikey, _ = write_keypair("intruder", tmp)
+            allowed = load_public(epub)
+            allowed = allowed.decode() if isinstance(allowed, bytes) else allowed
+            with backends(BackendThread(curve_secret_file=bkey, curve_allow=[allowed], echo=True)) as (bt,):
+                with bridge("--backend", bt.endpoint, "--backend-curve-key", ekey,
+                            "--backend-curve-server-key", bpub) as (url, proc):
+                    self.run_async(self._curve_ok(url, bt))
+                self.assertEqual(bt.welcomed(), 2)
+                with bridge("--backend", bt.endpoint, "--backend-curve-key", ikey,
+                            "--backend-curve-server-key", bpub, "--backend-grace", "300",
+                            "--backend-close-spread", "100") as (url, proc):
+                    self.run_async(self._curve_refused(url, bt))
+                c = counters(proc.log)
+                self.assertEqual(c["bridge_backend_ups_total"], 0)
+                self.assertEqual(c["bridge_outage_closes_total"], 2)
+            # Off this host without CURVE: refused at start-up.
+            r = subprocess.run([BINARY, "--plain", "--listen", "127.0.0.1:0", *CORES, "--backend",
+                                "tcp://192.0.2.1:7001"], capture_output=True, text=True, timeout=WAIT)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("CURVE", r.stderr)
+            self.assertIn("192.0.2.1", r.stderr)
+            self.assertNotIn("listening on", r.stdout)
+
+    async def _curve_ok(self, url, bt):
+        await until(lambda: bt.welcomed() == 2, what="both cores welcomed over CURVE")
+        ws = await connect(url, "/curve")
+        await ws.send("secret")
+        self.assertEqual(await recv(ws), "secret")
+        await ws.close()
+        await until(lambda: bt.snapshot("close"), what="CLOSE")
+
+    async def _curve_refused(self, url, bt):
+        before = len(bt.snapshot())
+        socks = [await connect(url, f"/held?c={i}") for i in range(2)]
+        for ws in socks:
+            await ws.send("held")
+        for ws in socks:
+            code, reason, got = await closed_with(ws)
+            assert_outage_close(self, code, reason)
+            self.assertEqual(got, [])
+        self.assertEqual(len(bt.snapshot()), before, "the unlisted edge reached the backend")
 
 
 def main():

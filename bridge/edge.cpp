@@ -95,6 +95,9 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
     if (l->inproc()) l->connected(opts_.node_name, conn_id({0, 0}), cores_);
   }
   beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
+  // No backend is up yet: a route whose backends never answer holds its clients for the grace
+  // period too, not for ever.
+  for (std::uint16_t r = 0; r < routes_.size(); ++r) hold(r);
   // Whatever arrived before the watches were armed raised no edge the reactor could see.
   for (std::uint16_t li = 0; li < links_.size(); ++li) {
     pump_monitor(li);
@@ -237,6 +240,8 @@ void Edge::on_open(ws::Connection c) {
   open_meta_[id.idx].rebuild(scratch_.data(), scratch_len_);
   st.link = pick_link(st.route, id, true);
   push(st.link, open_event(id, false, false), id);
+  // A client arriving after a grace period ran out (the route still down) gets one of its own.
+  hold(st.route);
 }
 
 Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
@@ -380,14 +385,12 @@ void Edge::link_down(std::uint16_t li) {
   if (l.state() == Link::State::kDown) return;
   l.down();
   ++counters_.backend_downs;
-  RouteState& rs = routes_[l.route()];
   LOG_WARN("msg=\"backend down\" core=%u endpoint=%s unacknowledged=%zu", core_,
            l.endpoint().c_str(), l.window().size());
   if (!route_up(l.route())) {
     // Hold: clients stay, each paused at its next message; the grace period, counted from
     // the moment the route lost its last backend, bounds it.
-    if (rs.grace == io::TimerId{})
-      rs.grace = reactor_->schedule(opts_.grace_ms, &Edge::grace_timer, &rs);
+    hold(l.route());
     return;
   }
   // Failover: the connections move to the backends that are up, each announced there before
@@ -416,6 +419,14 @@ void Edge::link_down(std::uint16_t li) {
     reactor_->resume_reading(id);
   }
   l.paused().clear();
+}
+
+// Starts the route's grace period unless a backend of it is up or one runs (or its clients are
+// being closed already).
+void Edge::hold(std::uint16_t route) {
+  RouteState& rs = routes_[route];
+  if (route_up(route) || rs.grace != io::TimerId{} || rs.spread != io::TimerId{}) return;
+  rs.grace = reactor_->schedule(opts_.grace_ms, &Edge::grace_timer, &rs);
 }
 
 void Edge::grace_timer(void* ctx, io::Reactor&) {

@@ -105,6 +105,7 @@ class Edge {
   template <class Fn>
   void for_each_conn(Fn&& fn);
 
+  void hold(std::uint16_t route);
   static void grace_timer(void* ctx, io::Reactor&);
   static void spread_timer(void* ctx, io::Reactor&);
   void start_closing(std::uint16_t route);

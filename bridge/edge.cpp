@@ -535,9 +535,12 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
       }
       return;
     }
-    case Type::kSend:
-      ok = command_send(h, meta, m.n >= 3 ? bytes_of(m.f[2]) : std::span<const std::byte>{}, li);
+    case Type::kSend: {
+      SendOutcome o = command_send(h, meta, m.n >= 3 ? bytes_of(m.f[2]) : std::span<const std::byte>{}, li);
+      if (o == SendOutcome::kRefused) return;  // answered ERROR already: never also ACK
+      ok = o == SendOutcome::kDone;
       break;
+    }
     case Type::kCloseCommand: {
       ws::Connection c = resolve(h.id);
       ok = c.open();
@@ -573,8 +576,8 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
   }
 }
 
-bool Edge::command_send(const Header& h, std::span<const std::byte> meta,
-                        std::span<const std::byte> payload, std::uint16_t li) {
+Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte> meta,
+                                     std::span<const std::byte> payload, std::uint16_t li) {
   bool found = false;
   std::span<const std::byte> seq = find_meta(meta, "seq", found);
   auto op = h.flags & flag::kBinary ? protocol::Opcode::kBinary : protocol::Opcode::kText;
@@ -583,24 +586,24 @@ bool Edge::command_send(const Header& h, std::span<const std::byte> meta,
       !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
     ++counters_.bad_messages;
     answer(li, Type::kError, h.id, seq, "bad-frame", "text is not UTF-8");
-    return true;
+    return SendOutcome::kRefused;
   }
   std::span<const std::byte> ids = find_meta(meta, "ids", found);
   if (!found) {
     ws::Connection c = resolve(h.id);
-    if (!c.open()) return false;
+    if (!c.open()) return SendOutcome::kGone;
     if (c.buffered() + payload.size() > opts_.output_budget) {
       close_slow(c);
-      return true;
+      return SendOutcome::kDone;
     }
     c.send(op, payload);
     ++counters_.sends;
-    return true;
+    return SendOutcome::kDone;
   }
   if (ids.empty() || ids.size() % kConnIdSize != 0 || ids.size() / kConnIdSize > 128) {
     ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, {}, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
-    return true;
+    answer(li, Type::kError, h.id, seq, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
+    return SendOutcome::kRefused;
   }
   // One frame for all of them: each client's queue holds a reference, not a copy.
   memory::Buffer* frame = ep_->prepare_frame(op, payload);
@@ -621,7 +624,7 @@ bool Edge::command_send(const Header& h, std::span<const std::byte> meta,
   }
   reactor_->pool().release(frame);
   // Gone ids were answered one by one; the command itself is acknowledged.
-  return true;
+  return SendOutcome::kDone;
 }
 
 bool Edge::command_subscribe(const Header& h, std::span<const std::byte> meta, bool on) {

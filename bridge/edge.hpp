@@ -86,7 +86,12 @@ class Edge {
   bool push(std::uint16_t li, Event&& e, io::SocketId id);
 
   // Commands. Each returns false when its connection is gone.
-  bool command_send(const Header& h, std::span<const std::byte> meta,
+  enum class SendOutcome : std::uint8_t {
+    kDone,     // queued (or its client closed as slow): ACK when asked
+    kGone,     // no such connection: ERROR gone when asked
+    kRefused,  // malformed, answered ERROR already (with the command's seq)
+  };
+  SendOutcome command_send(const Header& h, std::span<const std::byte> meta,
                     std::span<const std::byte> payload, std::uint16_t li);
   bool command_subscribe(const Header& h, std::span<const std::byte> meta, bool on);
   void answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,

@@ -14,6 +14,7 @@ namespace {
 
 constexpr std::uint32_t kSpreadTickMs = 100;
 constexpr std::size_t kSnapshotPart = 64 << 10;
+constexpr std::uint32_t kGapCheckMs = 10;  // how often clients owed a gap notice are looked at
 
 std::span<const std::byte> bytes_of(const zmq::message_t& m) {
   return {static_cast<const std::byte*>(m.data()), m.size()};
@@ -116,6 +117,7 @@ void Edge::on_stop() {
     if (l->state() == Link::State::kUp) l->linger(2000);
   }
   reactor_->cancel(beat_timer_);
+  if (gap_timer_ != io::TimerId{}) reactor_->cancel(gap_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
   for_each_metric<BridgeCounters>(kBridgeMetrics, counters_, [&](const auto& info, std::uint64_t v) {
@@ -782,7 +784,13 @@ void Edge::deliver(io::SocketId id, memory::Buffer* frame) {
     if (opts_.routes[st->route].slow == SlowPolicy::kClose) {
       close_slow(c);
     } else {
-      ++st->dropped;
+      // The engine says "drained" only below its own low-water mark, which a budget under it
+      // never reaches: a timer watches the connections owed a gap notice instead.
+      if (st->dropped++ == 0) {
+        gapped_.push_back(id);
+        if (gap_timer_ == io::TimerId{})
+          gap_timer_ = reactor_->schedule(kGapCheckMs, &Edge::gap_timer, this);
+      }
       ++counters_.channel_drops;
     }
     return;
@@ -790,6 +798,26 @@ void Edge::deliver(io::SocketId id, memory::Buffer* frame) {
   if (st->dropped && queued < opts_.output_budget / 2) on_drain(c);
   ep_->send_prepared(id, frame);
   ++counters_.deliveries;
+}
+
+// Tells each client that lost channel messages how many, once its output has drained to half
+// the budget; those still full wait for the next tick.
+void Edge::gap_timer(void* self_ptr, io::Reactor& r) {
+  auto* self = static_cast<Edge*>(self_ptr);
+  self->gap_timer_ = {};
+  std::size_t keep = 0;
+  for (io::SocketId id : self->gapped_) {
+    ws::Connection c{self->ep_, id};
+    ConnState* st = self->ep_->state(c);
+    if (!st || !c.open() || st->dropped == 0) continue;  // gone, or told already
+    if (c.buffered() < self->opts_.output_budget / 2) {
+      self->on_drain(c);
+      continue;
+    }
+    self->gapped_[keep++] = id;
+  }
+  self->gapped_.resize(keep);
+  if (keep) self->gap_timer_ = r.schedule(kGapCheckMs, &Edge::gap_timer, self);
 }
 
 void Edge::close_slow(ws::Connection c) {

@@ -106,6 +106,7 @@ class Edge {
   Event open_event(io::SocketId id, bool failover, bool resumed);
   void deliver(io::SocketId id, memory::Buffer* frame);
   void close_slow(ws::Connection c);
+  static void gap_timer(void* self, io::Reactor& r);
   void set_filter(std::string_view channel, bool on);
   template <class Fn>
   void for_each_conn(Fn&& fn);
@@ -133,6 +134,8 @@ class Edge {
   std::size_t scratch_len_ = 0;
   std::uint32_t open_count_ = 0;
   io::TimerId beat_timer_;
+  std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told
+  io::TimerId gap_timer_;
   BridgeCounters counters_;
 };
 

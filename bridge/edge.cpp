@@ -14,7 +14,8 @@ namespace {
 
 constexpr std::uint32_t kSpreadTickMs = 100;
 constexpr std::size_t kSnapshotPart = 64 << 10;
-constexpr std::uint32_t kGapCheckMs = 10;  // how often clients owed a gap notice are looked at
+constexpr std::uint32_t kGapCheckMs = 10;
+constexpr std::uint32_t kLinkCheckMs = 100;  // links not up are looked at this often  // how often clients owed a gap notice are looked at
 
 std::span<const std::byte> bytes_of(const zmq::message_t& m) {
   return {static_cast<const std::byte*>(m.data()), m.size()};
@@ -96,6 +97,7 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
     if (l->inproc()) l->connected(opts_.node_name, conn_id({0, 0}), cores_);
   }
   beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
+  check_timer_ = reactor_->schedule(kLinkCheckMs, &Edge::check_timer, this);
   // No backend is up yet: a route whose backends never answer holds its clients for the grace
   // period too, not for ever.
   for (std::uint16_t r = 0; r < routes_.size(); ++r) hold(r);
@@ -117,6 +119,7 @@ void Edge::on_stop() {
     if (l->state() == Link::State::kUp) l->linger(2000);
   }
   reactor_->cancel(beat_timer_);
+  reactor_->cancel(check_timer_);
   if (gap_timer_ != io::TimerId{}) reactor_->cancel(gap_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
@@ -151,6 +154,7 @@ void Edge::pump_link(std::uint16_t li) {
   Frames m;
   for (;;) {
     int events = l.socket().get(zmq::sockopt::events);
+    if ((events & ZMQ_POLLOUT) && l.hello_pending()) l.send_hello();
     if ((events & ZMQ_POLLOUT) && !l.accepting() && l.state() == Link::State::kUp) {
       if (l.flush()) resume(li);
     }
@@ -706,8 +710,22 @@ void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
 
 void Edge::beat_timer(void* self, io::Reactor&) { static_cast<Edge*>(self)->beat(); }
 
+// A safety net for links that are not up: their monitor's readiness edge can go unseen (a
+// handshake reported only at shutdown left a core without its backend), so they are looked at
+// every tick until they are up. Up links cost nothing here.
+void Edge::check_timer(void* self_ptr, io::Reactor& r) {
+  auto* self = static_cast<Edge*>(self_ptr);
+  for (std::uint16_t li = 0; li < self->links_.size(); ++li) {
+    if (self->links_[li]->state() == Link::State::kUp) continue;
+    self->pump_monitor(li);
+    self->pump_link(li);
+  }
+  self->check_timer_ = r.schedule(kLinkCheckMs, &Edge::check_timer, self);
+}
+
 void Edge::beat() {
   for (std::uint16_t li = 0; li < links_.size(); ++li) {
+    if (links_[li]->hello_pending() && links_[li]->send_hello()) dirty_[li] = true;
     if (links_[li]->state() != Link::State::kUp) continue;
     Frames m;
     m.f[0] = header_frame(Type::kBeat, 0, conn_id({0, 0}));

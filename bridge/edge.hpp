@@ -99,6 +99,7 @@ class Edge {
   void send_snapshot(std::uint16_t li, std::span<const std::byte> seq);
   void beat();
   static void beat_timer(void* self, io::Reactor&);
+  static void check_timer(void* self, io::Reactor&);
 
   ws::Connection resolve(const ConnId& id);
   std::uint16_t pick_link(std::uint16_t route, io::SocketId id, bool up_only) const;
@@ -134,6 +135,7 @@ class Edge {
   std::size_t scratch_len_ = 0;
   std::uint32_t open_count_ = 0;
   io::TimerId beat_timer_;
+  io::TimerId check_timer_;
   std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told
   io::TimerId gap_timer_;
   BridgeCounters counters_;

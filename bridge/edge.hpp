@@ -86,14 +86,20 @@ class Edge {
   bool push(std::uint16_t li, Event&& e, io::SocketId id);
 
   // Commands. Each returns false when its connection is gone.
-  bool command_send(const Header& h, std::span<const std::byte> meta,
-                    std::span<const std::byte> payload, std::uint16_t li);
+  enum class SendOutcome : std::uint8_t {
+    kDone,     // queued (or its client closed as slow): ACK when asked
+    kGone,     // no such connection: ERROR gone when asked
+    kRefused,  // malformed, answered ERROR already (with the command's seq)
+  };
+  SendOutcome command_send(const Header& h, std::span<const std::byte> meta,
+                           std::span<const std::byte> payload, std::uint16_t li);
   bool command_subscribe(const Header& h, std::span<const std::byte> meta, bool on);
   void answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,
               std::string_view code = {}, std::string_view reason = {});
   void send_snapshot(std::uint16_t li, std::span<const std::byte> seq);
   void beat();
   static void beat_timer(void* self, io::Reactor&);
+  static void check_timer(void* self, io::Reactor&);
 
   ws::Connection resolve(const ConnId& id);
   std::uint16_t pick_link(std::uint16_t route, io::SocketId id, bool up_only) const;
@@ -101,10 +107,12 @@ class Edge {
   Event open_event(io::SocketId id, bool failover, bool resumed);
   void deliver(io::SocketId id, memory::Buffer* frame);
   void close_slow(ws::Connection c);
+  static void gap_timer(void* self, io::Reactor& r);
   void set_filter(std::string_view channel, bool on);
   template <class Fn>
   void for_each_conn(Fn&& fn);
 
+  void hold(std::uint16_t route);
   static void grace_timer(void* ctx, io::Reactor&);
   static void spread_timer(void* ctx, io::Reactor&);
   void start_closing(std::uint16_t route);
@@ -127,6 +135,9 @@ class Edge {
   std::size_t scratch_len_ = 0;
   std::uint32_t open_count_ = 0;
   io::TimerId beat_timer_;
+  io::TimerId check_timer_;
+  std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told
+  io::TimerId gap_timer_;
   BridgeCounters counters_;
 };
 

@@ -125,22 +125,31 @@ bool Link::send_control(Frames& m) {
 
 void Link::connected(const std::string& node_name, const ConnId& core_id, unsigned cores) {
   state_ = State::kConnected;
-  Frames m;
   Header h{kVersion, Type::kHello, 0, core_id};
   auto hb = encode_header(h);
-  m.f[0].rebuild(hb.data(), hb.size());
+  hello_[0].rebuild(hb.data(), hb.size());
   std::byte meta[512];
   const std::byte versions[] = {std::byte{kVersion}};
   MetaWriter w(meta, sizeof meta);
   w.add("versions", versions)
       .add("node", node_name)
       .add_u16("cores", static_cast<std::uint16_t>(cores));
-  m.f[1].rebuild(w.bytes().data(), w.bytes().size());
-  m.n = 2;
-  // HELLO can meet EAGAIN in the instant between the handshake and the pipe being attached;
-  // then the backend's silence keeps the link in kConnected and the next connect retries.
-  if (!send_frames(sock_, m.f, m.n))
-    LOG_WARN("msg=\"HELLO not sent: backend not ready\" endpoint=%s", endpoint_.c_str());
+  hello_[1].rebuild(w.bytes().data(), w.bytes().size());
+  hello_pending_ = true;
+  send_hello();
+}
+
+// HELLO meets EAGAIN when the handshake's monitor event comes before the pipe is attached to
+// the socket (ZMQ_IMMEDIATE): it stays pending and goes when the socket shows POLLOUT; the
+// connection itself is fine, so no reconnect would ever retry it.
+bool Link::send_hello() {
+  if (!hello_pending_ || state_ != State::kConnected) return false;
+  zmq::message_t m[2];
+  m[0].copy(hello_[0]);
+  m[1].copy(hello_[1]);
+  if (!send_frames(sock_, m, 2)) return false;
+  hello_pending_ = false;
+  return true;
 }
 
 bool Link::welcomed(std::uint64_t instance) {
@@ -168,6 +177,7 @@ void Link::counted(std::uint64_t count) {
 
 void Link::down() {
   state_ = State::kDown;
+  hello_pending_ = false;
   sent_ = 0;
   blocked_ = false;
 }

@@ -100,6 +100,9 @@ class Link {
   bool send_control(Frames& m);
   // The connection is up (or, for inproc, exists): say HELLO.
   void connected(const std::string& node_name, const ConnId& core_id, unsigned cores);
+  // Sends a HELLO that met a full pipe (see connected); true when it went now.
+  bool send_hello();
+  bool hello_pending() const { return hello_pending_; }
   // WELCOME: everything not yet counted goes again. True when the backend is a new instance
   // (it knows none of this core's connections).
   bool welcomed(std::uint64_t instance);
@@ -140,6 +143,8 @@ class Link {
   bool blocked_ = false;  // the last send met EAGAIN
   std::uint16_t route_;
   std::uint64_t instance_ = 0;
+  zmq::message_t hello_[2];  // the last HELLO, kept until it has gone
+  bool hello_pending_ = false;
   bool known_instance_ = false;
   Ring<Event> window_;         // sent or waiting, not yet counted, in order
   std::size_t sent_ = 0;       // how many of window_'s front went out in this session

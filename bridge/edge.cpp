@@ -468,7 +468,7 @@ void Edge::spread_timer(void* ctx, io::Reactor& r) {
     if (!st || !c.open()) continue;
     st->flags |= kClosedByEdge;
     ++self->counters_.outage_closes;
-    c.close(1013, "backend unavailable");
+    c.close(protocol::close_code::kTryAgainLater, "backend unavailable");
   }
   rs->spread =
       rs->closing.empty() ? io::TimerId{} : r.schedule(kSpreadTickMs, &Edge::spread_timer, rs);
@@ -557,7 +557,7 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
       if (ok) {
         std::uint16_t code = 1000;
         read_u16(find_meta(meta, "code", found), code);
-        if (!protocol::is_valid_wire_close_code(code)) code = 1000;
+        if (!protocol::may_send_close_code(code)) code = 1000;
         std::span<const std::byte> reason = find_meta(meta, "reason", found);
         if (!protocol::Utf8Validator::valid(reason.data(), reason.size())) reason = {};
         ep_->state(c)->flags |= kClosedByBackend;

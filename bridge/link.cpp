@@ -57,6 +57,7 @@ Link::Link(zmq::context_t& ctx, const Options& opts, const std::string& endpoint
       endpoint_(endpoint),
       inproc_(endpoint.rfind("inproc://", 0) == 0),
       route_(route),
+      window_(kWindowStart),
       window_events_(opts.window_events),
       window_bytes_cap_(opts.window_bytes),
       counters_(counters) {
@@ -184,7 +185,7 @@ void Link::down() {
 
 void Link::prepend(std::vector<Event>& first) {
   Ring<Event> rest = std::move(window_);
-  window_ = Ring<Event>();
+  window_ = Ring<Event>(kWindowStart);
   window_bytes_ = 0;
   sent_ = 0;
   for (Event& e : first) keep(std::move(e));
@@ -196,7 +197,7 @@ void Link::prepend(std::vector<Event>& first) {
 
 Ring<Event> Link::take_all() {
   Ring<Event> all = std::move(window_);
-  window_ = Ring<Event>();
+  window_ = Ring<Event>(kWindowStart);
   window_bytes_ = 0;
   sent_ = 0;
   return all;

@@ -5,6 +5,7 @@
 // events are sent again, in order, once a backend answers HELLO again.
 #include <zmq.hpp>
 
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ namespace wsedge::bridge {
 template <class T>
 class Ring {
  public:
+  explicit Ring(std::size_t capacity = 0) : buf_(std::bit_ceil(capacity)) {}
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   T& operator[](std::size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }
@@ -38,7 +40,7 @@ class Ring {
 
  private:
   void grow() {
-    std::vector<T> bigger(buf_.empty() ? 16 : buf_.size() * 2);
+    std::vector<T> bigger(buf_.empty() ? 16 : buf_.size() * 2);  // a power of two
     for (std::size_t i = 0; i < size_; ++i) bigger[i] = std::move((*this)[i]);
     buf_ = std::move(bigger);
     head_ = 0;
@@ -67,6 +69,9 @@ struct Frames {
 
 class Link {
  public:
+  // Room for what a backend holds uncounted in steady state (it counts every 64 events) and
+  // what is in flight meanwhile, so the window does not grow during traffic: 26 KiB per link.
+  static constexpr std::size_t kWindowStart = 128;
   enum class State : std::uint8_t {
     kDown,       // not connected
     kConnected,  // HELLO sent, waiting for WELCOME

@@ -400,6 +400,9 @@ TimerId Reactor::schedule(std::uint32_t ms, TimerFn fn, void* ctx) {
   } else {
     idx = static_cast<std::uint32_t>(timers_.size());
     timers_.emplace_back();
+    // The free list never holds more than every timer: sized with them, a timer that fires
+    // (or is cancelled) never allocates, however late in a steady state that first happens.
+    free_timers_.reserve(timers_.capacity());
     app_wheel_.grow(idx + 1);
   }
   AppTimer& t = timers_[idx];

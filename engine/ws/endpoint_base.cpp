@@ -122,7 +122,7 @@ void EndpointBase::end(io::SocketId id, std::uint16_t code, std::string_view rea
 
 void EndpointBase::close(io::SocketId id, std::uint16_t code, std::string_view reason) {
   if (!is_open(id)) return;
-  if (!protocol::is_valid_wire_close_code(code)) code = protocol::close_code::kNormal;
+  if (!protocol::may_send_close_code(code)) code = protocol::close_code::kNormal;
   send_close(id, code, reason);
   conns_[id.idx].phase = kCloseSent;
   reactor_.resume_reading(id);  // the peer's Close must be read, whatever paused this client

@@ -12,6 +12,9 @@ TEST(CloseCode, WireValidity) {
   for (int c = 0; c < 70000; ++c) {
     bool want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) || (c >= 3000 && c <= 4999);
     ASSERT_EQ(is_valid_wire_close_code(static_cast<std::uint16_t>(c)), want && c <= 0xFFFF) << c;
+    // A server may also send the IANA-registered 1012-1014 (the bridge's 1013).
+    ASSERT_EQ(may_send_close_code(static_cast<std::uint16_t>(c)), want || (c >= 1012 && c <= 1014))
+        << c;
     if (c == 0xFFFF) break;
   }
 }

@@ -5,6 +5,7 @@
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
 //   wsload fanout  --connect HOST:PORT [-c N] [-k K] [--size B] [--duration S]
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
+//             --max-connecting M: at most M handshakes in progress at once (default 256),
 //             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
@@ -321,7 +322,12 @@ class LoadApp {
       }
     }
     if (opt_.fanout()) {
-      for (unsigned i = 0; i < opt_.inflight; ++i) publish_next(t);
+      // Every subscriber has had its "ready", but a proxy may still be passing the last
+      // subscriptions to its publisher; 200 ms later (inside the warm-up) the triggers start.
+      reactor_->schedule(200, [](void* ctx, io::Reactor& r) {
+        auto* self = static_cast<LoadApp*>(ctx);
+        for (unsigned i = 0; i < self->opt_.inflight; ++i) self->publish_next(r.now_ns());
+      }, this);
     }
   }
 
@@ -449,7 +455,7 @@ std::vector<int> parse_cpus(const std::string& list) {
                "wsload: %s\nusage: wsload echo|connect|idle|fanout --connect HOST:PORT [-c CONNECTIONS] "
                "[-k INFLIGHT]\n"
                "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
-               "              [--cpu LIST] [--tls] [--resume]\n",
+               "              [--cpu LIST] [--tls] [--resume] [--max-connecting M]\n",
                why);
   std::exit(2);
 }
@@ -486,6 +492,8 @@ Options parse(int argc, char** argv) {
       o.cpus = parse_cpus(value());
     else if (a == "--threads")
       o.threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--max-connecting")
+      o.max_connecting = static_cast<unsigned>(std::max(1ul, std::stoul(value())));
     else if (a == "--tls")
       o.tls = true;
     else if (a == "--resume")

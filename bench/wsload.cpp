@@ -3,12 +3,19 @@
 //   wsload echo    --connect HOST:PORT [-c N] [-k K] [--size B] [--text] [--duration S]
 //   wsload connect --connect HOST:PORT [-c N] [--duration S]
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
+//   wsload fanout  --connect HOST:PORT [-c N] [-k K] [--size B] [--duration S]
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
+//             --max-connecting M: at most M handshakes in progress at once (default 256),
 //             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
 // byte for byte (a wrong byte is an error, not a number). connect: N connect-handshake-close loops.
 // idle: N connections held open (pings answered) so the server's memory can be read.
+// fanout: N subscribers. Each is ready once the server's first message, the text "ready", has
+// come (the backend sends it after subscribing the connection); then the first connection sends
+// K text messages ("triggers", seq in the first 8 bytes as hex) that the server publishes to
+// all N, and each time a publish has reached all N the next trigger goes: a closed loop at the
+// server's fan-out speed. Counted per delivery (latency from its trigger's send); one thread.
 // Prints "measure-start"/"measure-end" at the edges of the measured window, so a driver can
 // sample the server at the same moments, and a JSON summary as its last line.
 // With threads, each owns its share of the connections (its own ring, nothing shared per
@@ -16,6 +23,7 @@
 #include <sched.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -60,6 +68,7 @@ struct Options {
   unsigned max_connecting = 256;  // connects in progress at once, so a big N ramps up politely
   bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
   bool resume = false;            // offer the last session: resumed handshakes
+  bool fanout() const { return mode == "fanout"; }
 };
 
 class LoadApp;
@@ -140,13 +149,14 @@ class LoadApp {
       record_if_measuring(t, t - s.connect_started, 0);
       c.close(1000);
     }
-    if (opened_ == connections_ && !joined_) join();
+    if (opened_ == connections_ && !joined_ && !opt_.fanout()) join();
     open_more();
   }
 
   void on_message(ws::Connection c, Opcode op, std::span<std::byte> p) {
     Conn& s = conns_[ep_->state(c)->index];
     std::uint64_t t = reactor_->now_ns();
+    if (opt_.fanout()) return on_delivery(s, op, p, t);
     if (!verify(s, op, p)) ++errors_;
     std::uint64_t latency = t - s.sent_at[next_slot(s.recv_slot)];
     ++s.received;
@@ -203,7 +213,62 @@ class LoadApp {
     std::uint64_t sent = 0, received = 0, connect_started = 0;
     unsigned outstanding = 0;
     bool open = false;
+    bool ready = false;  // fanout: the server's "ready" has come
   };
+
+  // --- fanout ---
+  static constexpr unsigned kRing = 256;  // publishes in flight at most
+
+  void on_delivery(Conn& s, Opcode op, std::span<std::byte> p, std::uint64_t t) {
+    if (!s.ready) {
+      std::string_view text(reinterpret_cast<const char*>(p.data()), p.size());
+      if (op != Opcode::kText || text != "ready") {
+        ++errors_;
+        return;
+      }
+      s.ready = true;
+      if (++ready_ == connections_ && !joined_) join();
+      return;
+    }
+    std::uint64_t seq = 0;
+    bool ok = op == Opcode::kText && p.size() == pattern_.size() && p.size() >= 8;
+    for (std::size_t i = 0; ok && i < 8; ++i) {
+      auto ch = static_cast<char>(p[i]);
+      if (ch >= '0' && ch <= '9')
+        seq = seq << 4 | static_cast<unsigned>(ch - '0');
+      else if (ch >= 'a' && ch <= 'f')
+        seq = seq << 4 | static_cast<unsigned>(ch - 'a' + 10);
+      else
+        ok = false;
+    }
+    ok = ok && seq < pub_sent_ && seq >= pub_done_ &&
+         std::memcmp(p.data() + 8, pattern_.data() + 8, p.size() - 8) == 0;
+    if (!ok) {
+      ++errors_;
+      return;
+    }
+    unsigned slot = static_cast<unsigned>(seq % kRing);
+    record_if_measuring(t, t - pub_at_[slot], p.size());
+    if (++pub_count_[slot] < connections_) return;
+    // Publishes complete in order (every connection gets them in order), so the oldest is this.
+    pub_count_[slot] = 0;
+    ++pub_done_;
+    if (t < measure_end_ || measure_end_ == 0) {
+      publish_next(t);
+    } else if (pub_done_ == pub_sent_) {
+      for (Conn& c : conns_)
+        if (c.open) c.conn.close(1000);
+    }
+  }
+
+  void publish_next(std::uint64_t t) {
+    std::uint64_t seq = pub_sent_++;
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (std::size_t i = 0; i < 8; ++i)
+      send_buf_[i] = static_cast<std::byte>(kHex[(seq >> (4 * (7 - i))) & 15]);
+    pub_at_[seq % kRing] = t;
+    conns_[0].conn.send(Opcode::kText, send_buf_);
+  }
 
   struct StartTask : io::PostTask {
     LoadApp* app = nullptr;
@@ -255,6 +320,14 @@ class LoadApp {
       for (Conn& s : conns_) {
         for (unsigned i = 0; i < opt_.inflight; ++i) send_next(s, t);
       }
+    }
+    if (opt_.fanout()) {
+      // Every subscriber has had its "ready", but a proxy may still be passing the last
+      // subscriptions to its publisher; 200 ms later (inside the warm-up) the triggers start.
+      reactor_->schedule(200, [](void* ctx, io::Reactor& r) {
+        auto* self = static_cast<LoadApp*>(ctx);
+        for (unsigned i = 0; i < self->opt_.inflight; ++i) self->publish_next(r.now_ns());
+      }, this);
     }
   }
 
@@ -324,7 +397,10 @@ class LoadApp {
   Histogram hist_;
   std::uint64_t bytes_ = 0, errors_ = 0;
   std::uint64_t measure_start_ = 0, measure_end_ = 0;  // the group's window, once it opened
-  unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0;
+  unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0, ready_ = 0;
+  std::uint64_t pub_sent_ = 0, pub_done_ = 0;  // fanout: triggers sent, publishes complete
+  std::array<std::uint64_t, kRing> pub_at_{};
+  std::array<unsigned, kRing> pub_count_{};
   bool joined_ = false, measuring_ = false, past_end_ = false;
 };
 
@@ -376,10 +452,10 @@ std::vector<int> parse_cpus(const std::string& list) {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
-               "wsload: %s\nusage: wsload echo|connect|idle --connect HOST:PORT [-c CONNECTIONS] "
+               "wsload: %s\nusage: wsload echo|connect|idle|fanout --connect HOST:PORT [-c CONNECTIONS] "
                "[-k INFLIGHT]\n"
                "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
-               "              [--cpu LIST] [--tls] [--resume]\n",
+               "              [--cpu LIST] [--tls] [--resume] [--max-connecting M]\n",
                why);
   std::exit(2);
 }
@@ -388,8 +464,8 @@ Options parse(int argc, char** argv) {
   if (argc < 2) usage("missing mode");
   Options o;
   o.mode = argv[1];
-  if (o.mode != "echo" && o.mode != "connect" && o.mode != "idle")
-    usage("mode must be echo, connect or idle");
+  if (o.mode != "echo" && o.mode != "connect" && o.mode != "idle" && o.mode != "fanout")
+    usage("mode must be echo, connect, idle or fanout");
   bool have_target = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -416,6 +492,8 @@ Options parse(int argc, char** argv) {
       o.cpus = parse_cpus(value());
     else if (a == "--threads")
       o.threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--max-connecting")
+      o.max_connecting = static_cast<unsigned>(std::max(1ul, std::stoul(value())));
     else if (a == "--tls")
       o.tls = true;
     else if (a == "--resume")
@@ -427,6 +505,13 @@ Options parse(int argc, char** argv) {
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
   if (o.threads == 0 || o.threads > o.connections)
     usage("threads must be at least 1 and at most the connections");
+  if (o.mode == "fanout") {
+    // One thread counts every delivery: the completion of a publish is not shared across threads.
+    o.threads = 1;
+    o.text = true;
+    o.size = std::max<std::size_t>(o.size, 8);
+    if (o.inflight > 256) usage("fanout: at most 256 publishes in flight");
+  }
   return o;
 }
 

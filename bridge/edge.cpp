@@ -150,25 +150,28 @@ void Edge::on_ready(io::FdWatch* w, io::Reactor&, int revents) {
     self->pump_link(static_cast<std::uint16_t>(watch->link));
 }
 
-// ZMQ_FD is edge-triggered and only says "look": read until ZMQ_EVENTS shows no more input.
+// ZMQ_FD is edge-triggered and only says "look". Receiving until EAGAIN is what re-arms it: a
+// receive that finds nothing reads libzmq's command mailbox (the thing the fd signals), so the
+// next change raises a new edge. ZMQ_EVENTS would read the mailbox again for every message, a
+// poll and a getpid system call each; it is asked only by a link that waits to send.
 void Edge::pump_link(std::uint16_t li) {
   Link& l = *links_[li];
   Frames m;
   for (;;) {
-    int events = l.socket().get(zmq::sockopt::events);
-    if ((events & ZMQ_POLLOUT) && l.hello_pending()) l.send_hello();
-    if ((events & ZMQ_POLLOUT) && !l.accepting() && l.state() == Link::State::kUp) {
-      if (l.flush()) resume(li);
-    }
-    if (!(events & ZMQ_POLLIN)) break;
     bool oversized = false;
-    if (!Link::receive(l.socket(), m, oversized)) break;
-    if (oversized) {
-      ++counters_.bad_messages;
-      answer(li, Type::kError, {}, {}, "bad-frame", "too many frames");
-      continue;
+    while (Link::receive(l.socket(), m, oversized)) {
+      if (oversized) {
+        ++counters_.bad_messages;
+        answer(li, Type::kError, {}, {}, "bad-frame", "too many frames");
+        continue;
+      }
+      handle_backend(li, m);
     }
-    handle_backend(li, m);
+    bool waiting = l.hello_pending() || (l.state() == Link::State::kUp && !l.accepting());
+    if (!waiting || !(l.socket().get(zmq::sockopt::events) & ZMQ_POLLOUT)) break;
+    if (l.hello_pending()) l.send_hello();
+    if (l.state() == Link::State::kUp && l.flush()) resume(li);
+    // Sending may have taken the fd's signal: receive again before leaving.
   }
   dirty_[li] = false;
 }
@@ -192,9 +195,14 @@ void Edge::pump_monitor(std::uint16_t li) {
   }
 }
 
+// A turn's events leave together at its end: libzmq's I/O thread is woken once for them and
+// writes them to the backend in one batch, instead of once per message (each send to an idle
+// pipe signals it, and on a shared CPU the woken thread preempts the reactor every time).
 void Edge::on_flush() {
   for (std::uint16_t li = 0; li < links_.size(); ++li) {
-    if (dirty_[li]) pump_link(li);
+    if (!dirty_[li]) continue;
+    links_[li]->flush();
+    pump_link(li);
   }
   if (sub_dirty_) {
     sub_dirty_ = false;
@@ -749,13 +757,11 @@ void Edge::beat() {
 
 // --- Channels ---
 
+// As pump_link: receiving until EAGAIN re-arms the fd.
 void Edge::pump_sub() {
   Frames m;
-  for (;;) {
-    int events = sub_->get(zmq::sockopt::events);
-    if (!(events & ZMQ_POLLIN)) break;
-    bool oversized = false;
-    if (!Link::receive(*sub_, m, oversized)) break;
+  bool oversized = false;
+  while (Link::receive(*sub_, m, oversized)) {
     if (oversized || m.n != 4) {
       ++counters_.bad_messages;
       continue;

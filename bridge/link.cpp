@@ -98,8 +98,7 @@ bool Link::send_event(Event& e) {
 
 bool Link::push(Event&& e) {
   keep(std::move(e));
-  if (state_ != State::kUp) return false;
-  if (!flush()) return false;
+  if (state_ != State::kUp || blocked_) return false;
   if (!window_full()) return true;
   ++counters_.window_full;
   return false;

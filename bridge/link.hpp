@@ -91,9 +91,9 @@ class Link {
   State state() const { return state_; }
   bool inproc() const { return inproc_; }
 
-  // Takes an event; sends it at once when the backend is up and not full. False when the
-  // client that produced it should stop reading for now (backend down, full, or the window
-  // spent); the event itself is kept either way.
+  // Takes an event; it leaves with the turn's others at flush(). False when the client that
+  // produced it should stop reading for now (backend down, full, or the window spent); the
+  // event itself is kept either way.
   bool push(Event&& e);
   // Sends what waits (after EAGAIN, after WELCOME). True when nothing waits any more.
   bool flush();

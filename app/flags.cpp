@@ -68,6 +68,10 @@ bool local_endpoint(std::string_view e) {
 
 // Backends off this host are reached with CURVE or not at all (docs/BRIDGE-PROTOCOL.md §10).
 void check_bridge(const Flags& f) {
+  // Past --max-outbound the engine drops a client at once; the bridge's slow policy must get
+  // there first.
+  if (f.bridge.output_budget > f.server.endpoint.max_outbound)
+    throw std::invalid_argument("--output-budget must not exceed --max-outbound");
   const bridge::CurveKeys& k = f.bridge.curve;
   if (k.secret_key.empty() != k.server_key.empty())
     throw std::invalid_argument("--backend-curve-key and --backend-curve-server-key go together");
@@ -114,6 +118,8 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
     r.endpoints.emplace_back(e);
   }
   if (r.endpoints.empty()) throw std::invalid_argument(std::string(flag) + ": no endpoint");
+  if (r.endpoints.size() > 64)
+    throw std::invalid_argument(std::string(flag) + ": at most 64 backends per route");
   return r;
 }
 

@@ -50,6 +50,7 @@ void complete_bridge_options(app::Flags& flags) {
     b.node_name += ":" + std::to_string(flags.server.listen.front().port());
   }
   b.node_id = hash32(b.node_name);
+  b.max_message = flags.server.endpoint.max_message;
   b.epoch = static_cast<std::uint32_t>(std::time(nullptr));
 }
 

@@ -65,8 +65,9 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
   }
   dirty_.assign(links_.size(), false);
   sub_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::sub);
-  sub_->set(zmq::sockopt::rcvhwm, opts_.hwm);
-  sub_->set(zmq::sockopt::linger, 0);
+  // Heartbeats too: a publisher or broker that dies without a FIN would otherwise leave every
+  // core subscribed to nothing, losing publishes with no gap to count.
+  set_common(*sub_, opts_);
   for (const std::string& endpoint : opts_.publish) {
     if (opts_.curve.enabled() && endpoint.rfind("inproc://", 0) != 0) {
       sub_->set(zmq::sockopt::curve_serverkey, opts_.curve.server_key);
@@ -313,8 +314,12 @@ bool Edge::push(std::uint16_t li, Event&& e, io::SocketId id) {
 }
 
 void Edge::resume(std::uint16_t li) {
+  if (links_[li]->accepting()) release_paused(li);
+}
+
+// Clients paused for a link read again (it accepts again, or they moved to another).
+void Edge::release_paused(std::uint16_t li) {
   Link& l = *links_[li];
-  if (!l.accepting()) return;
   for (io::SocketId id : l.paused()) {
     ConnState* st = ep_->state(ws::Connection{ep_, id});
     if (!st || !(st->flags & kPaused)) continue;
@@ -388,6 +393,12 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   l.flush();
   dirty_[li] = true;
   resume(li);
+  // Clients routed to a backend of this route that is still down (both were down when they
+  // came, and only this one is back) move here: without it they stayed paused on the dead one
+  // with no grace period left to close them.
+  for (std::uint16_t other : routes_[l.route()].links) {
+    if (links_[other]->state() != Link::State::kUp) fail_over(other);
+  }
   RouteState& rs = routes_[l.route()];
   reactor_->cancel(rs.grace);
   reactor_->cancel(rs.spread);
@@ -409,8 +420,13 @@ void Edge::link_down(std::uint16_t li) {
     hold(l.route());
     return;
   }
-  // Failover: the connections move to the backends that are up, each announced there before
-  // any of its events that the dead one had not counted.
+  fail_over(li);
+}
+
+// The link's connections move to the backends of its route that are up, each announced there
+// before any of its events that the dead one had not counted.
+void Edge::fail_over(std::uint16_t li) {
+  Link& l = *links_[li];
   for_each_conn([&](ws::Connection c, ConnState& st) {
     if (st.link != li) return;
     st.link = pick_link(l.route(), c.id(), true);
@@ -418,23 +434,21 @@ void Edge::link_down(std::uint16_t li) {
     links_[st.link]->push(open_event(c.id(), true, false));
     dirty_[st.link] = true;
   });
+  // What the dead one had not counted follows, in order. An open connection's own OPEN is
+  // left out (its failover OPEN went first); one that has closed since goes whole (its OPEN if
+  // uncounted, its messages, its CLOSE) to the backend its id picks: nothing it sent is lost.
   Ring<Event> moved = l.take_all();
   while (!moved.empty()) {
     Event& e = moved.front();
     ConnState* st = ep_->state(ws::Connection{ep_, e.conn});
-    if (e.type != Type::kOpen && st && st->link != li) {
-      links_[st->link]->push(std::move(e));
-      dirty_[st->link] = true;
+    std::uint16_t to = st ? st->link : pick_link(l.route(), e.conn, true);
+    if (!st || e.type != Type::kOpen) {
+      links_[to]->push(std::move(e));
+      dirty_[to] = true;
     }
     moved.pop_front();
   }
-  for (io::SocketId id : l.paused()) {
-    ConnState* st = ep_->state(ws::Connection{ep_, id});
-    if (!st || !(st->flags & kPaused)) continue;
-    st->flags &= static_cast<std::uint8_t>(~kPaused);
-    reactor_->resume_reading(id);
-  }
-  l.paused().clear();
+  release_paused(li);
 }
 
 // Starts the route's grace period unless a backend of it is up or one runs (or its clients are
@@ -542,19 +556,26 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
   bool ok = true;
   switch (h.type) {
     case Type::kWelcome:
-      welcome(li, meta);
+      // Only an answer to our HELLO: one read after the monitor said the link broke would
+      // mark a dead backend up (and cancel its route's grace period).
+      if (links_[li]->state() == Link::State::kConnected) welcome(li, meta);
       return;
     case Type::kReceived: {
       std::uint64_t count = 0;
-      if (read_u64(find_meta(meta, "count", found), count)) {
+      if (links_[li]->state() == Link::State::kUp &&
+          read_u64(find_meta(meta, "count", found), count)) {
         links_[li]->counted(count);
         resume(li);
       }
       return;
     }
     case Type::kSend: {
-      SendOutcome o =
-          command_send(h, meta, m.n >= 3 ? bytes_of(m.f[2]) : std::span<const std::byte>{}, li);
+      if (m.n < 3) {
+        ++counters_.bad_messages;
+        answer(li, Type::kError, h.id, seq, "bad-frame", "SEND without its payload frame");
+        return;
+      }
+      SendOutcome o = command_send(h, meta, bytes_of(m.f[2]), li);
       if (o == SendOutcome::kRefused) return;  // answered ERROR already: never also ACK
       ok = o == SendOutcome::kDone;
       break;
@@ -574,9 +595,12 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
       break;
     }
     case Type::kSubscribe:
-    case Type::kUnsubscribe:
-      ok = command_subscribe(h, meta, h.type == Type::kSubscribe);
+    case Type::kUnsubscribe: {
+      SendOutcome o = command_subscribe(h, meta, h.type == Type::kSubscribe, li, seq);
+      if (o == SendOutcome::kRefused) return;  // answered ERROR already
+      ok = o == SendOutcome::kDone;
       break;
+    }
     case Type::kSnapshotRequest:
       send_snapshot(li, seq);
       return;
@@ -610,7 +634,7 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
   if (!found) {
     ws::Connection c = resolve(h.id);
     if (!c.open()) return SendOutcome::kGone;
-    if (c.buffered() + payload.size() > opts_.output_budget) {
+    if (over_budget(c, payload.size())) {
       close_slow(c);
       return SendOutcome::kDone;
     }
@@ -625,6 +649,11 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
   }
   // One frame for all of them: each client's queue holds a reference, not a copy.
   memory::Buffer* frame = ep_->prepare_frame(op, payload);
+  if (!frame) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, h.id, seq, "bad-frame", "payload too large");
+    return SendOutcome::kRefused;
+  }
   for (std::size_t off = 0; off < ids.size(); off += kConnIdSize) {
     ConnId id = read_conn_id(ids.data() + off);
     ws::Connection c = resolve(id);
@@ -633,7 +662,7 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
       if (h.flags & flag::kAck) answer(li, Type::kError, id, seq, "gone", "no such connection");
       continue;
     }
-    if (c.buffered() + frame->len > opts_.output_budget) {
+    if (over_budget(c, frame->len)) {
       close_slow(c);
       continue;
     }
@@ -645,18 +674,35 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
   return SendOutcome::kDone;
 }
 
-bool Edge::command_subscribe(const Header& h, std::span<const std::byte> meta, bool on) {
-  ws::Connection c = resolve(h.id);
-  if (!c.open()) return false;
+Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::byte> meta, bool on,
+                                          std::uint16_t li, std::span<const std::byte> seq) {
   bool found = false;
-  for_each_channel(find_meta(meta, "channels", found), [&](std::string_view ch) {
+  std::span<const std::byte> list = find_meta(meta, "channels", found);
+  // All or nothing: a list that is malformed anywhere changes nothing.
+  std::size_t count = 0;
+  bool valid = found && for_each_channel(list, [&](std::string_view ch) {
+                 if (ch.find('\0') != std::string_view::npos) found = false;
+                 ++count;
+               });
+  if (!valid || !found) {
+    ++counters_.bad_messages;
+    answer(li, Type::kError, h.id, seq, "bad-meta", "channels: names of 1-255 bytes, no NUL");
+    return SendOutcome::kRefused;
+  }
+  ws::Connection c = resolve(h.id);
+  if (!c.open()) return SendOutcome::kGone;
+  if (on && channels_.count_of(c.id()) + count > opts_.max_channels_per_conn) {
+    answer(li, Type::kError, h.id, seq, "full", "too many channels for one connection");
+    return SendOutcome::kRefused;
+  }
+  for_each_channel(list, [&](std::string_view ch) {
     Channels::Change change =
         on ? channels_.subscribe(c.id(), ch) : channels_.unsubscribe(c.id(), ch);
     if (change == Channels::Change::kFirst) set_filter(ch, true);
     if (change == Channels::Change::kLast) set_filter(ch, false);
   });
   counters_.subscriptions.set(channels_.subscription_count());
-  return true;
+  return SendOutcome::kDone;
 }
 
 void Edge::set_filter(std::string_view channel, bool on) {
@@ -813,7 +859,7 @@ void Edge::deliver(io::SocketId id, memory::Buffer* frame) {
   ws::Connection c{ep_, id};
   std::size_t queued = c.buffered();
   ConnState* st = ep_->state(c);
-  if (queued + frame->len > opts_.output_budget) {
+  if (over_budget(c, frame->len)) {
     if (opts_.routes[st->route].slow == SlowPolicy::kClose) {
       close_slow(c);
     } else {
@@ -851,6 +897,15 @@ void Edge::gap_timer(void* self_ptr, io::Reactor& r) {
   }
   self->gapped_.resize(keep);
   if (keep) self->gap_timer_ = r.schedule(kGapCheckMs, &Edge::gap_timer, self);
+}
+
+// The slow-consumer policy applies once what is queued to a client reaches the budget (a
+// single message larger than the budget still goes to a client that keeps up), and before a
+// message would take its queue past the engine's --max-outbound: that would end the connection
+// at once, inside a fan-out loop over the channel the ending removes it from.
+bool Edge::over_budget(ws::Connection c, std::size_t next) const {
+  std::size_t queued = c.buffered();
+  return queued >= opts_.output_budget || queued + next > ep_->config().max_outbound;
 }
 
 void Edge::close_slow(ws::Connection c) {

@@ -82,18 +82,22 @@ class Edge {
   void handle_publish(Frames& m);
   void welcome(std::uint16_t li, std::span<const std::byte> meta);
   void link_down(std::uint16_t li);
+  void fail_over(std::uint16_t li);
   void resume(std::uint16_t li);
+  void release_paused(std::uint16_t li);
   bool push(std::uint16_t li, Event&& e, io::SocketId id);
 
   // Commands. Each returns false when its connection is gone.
+  // What a command to a connection came to.
   enum class SendOutcome : std::uint8_t {
-    kDone,     // queued (or its client closed as slow): ACK when asked
+    kDone,     // carried out (a SEND's client may have been closed as slow): ACK when asked
     kGone,     // no such connection: ERROR gone when asked
     kRefused,  // malformed, answered ERROR already (with the command's seq)
   };
   SendOutcome command_send(const Header& h, std::span<const std::byte> meta,
                            std::span<const std::byte> payload, std::uint16_t li);
-  bool command_subscribe(const Header& h, std::span<const std::byte> meta, bool on);
+  SendOutcome command_subscribe(const Header& h, std::span<const std::byte> meta, bool on,
+                                std::uint16_t li, std::span<const std::byte> seq);
   void answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,
               std::string_view code = {}, std::string_view reason = {});
   void send_snapshot(std::uint16_t li, std::span<const std::byte> seq);
@@ -106,6 +110,7 @@ class Edge {
   bool route_up(std::uint16_t route) const;
   Event open_event(io::SocketId id, bool failover, bool resumed);
   void deliver(io::SocketId id, memory::Buffer* frame);
+  bool over_budget(ws::Connection c, std::size_t next) const;
   void close_slow(ws::Connection c);
   static void gap_timer(void* self, io::Reactor& r);
   void set_filter(std::string_view channel, bool on);

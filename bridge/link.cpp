@@ -37,7 +37,6 @@ bool Link::receive(zmq::socket_t& s, Frames& m, bool& oversized) {
   }
 }
 
-namespace {
 void set_common(zmq::socket_t& s, const Options& o) {
   s.set(zmq::sockopt::sndhwm, o.hwm);
   s.set(zmq::sockopt::rcvhwm, o.hwm);
@@ -46,8 +45,10 @@ void set_common(zmq::socket_t& s, const Options& o) {
   s.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(o.heartbeat_ms));
   s.set(zmq::sockopt::heartbeat_timeout, static_cast<int>(3 * o.heartbeat_ms));
   s.set(zmq::sockopt::heartbeat_ttl, static_cast<int>(6 * o.heartbeat_ms));
+  // A peer's message larger than any client may receive is refused by libzmq (it drops the
+  // connection) instead of being allocated: a backend is a trust boundary too.
+  s.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(o.max_message + kMetaAllowance));
 }
-}  // namespace
 
 Link::Link(zmq::context_t& ctx, const Options& opts, const std::string& endpoint,
            const std::string& routing_id, unsigned core, unsigned index, std::uint16_t route,

@@ -161,6 +161,10 @@ class Link {
   BridgeCounters& counters_;
 };
 
+// Options every bridge socket takes: bounded queues, LINGER 0, ZMTP heartbeats, and a cap on a
+// peer's message size.
+void set_common(zmq::socket_t& s, const Options& o);
+
 // Sends a multipart message without blocking; false (nothing sent) when the queue is full.
 bool send_frames(zmq::socket_t& s, zmq::message_t* frames, int n);
 

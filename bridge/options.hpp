@@ -34,6 +34,9 @@ struct CurveKeys {
   bool enabled() const { return !secret_key.empty(); }
 };
 
+// What a ZeroMQ message may carry beyond its payload (header, meta of at most 64 entries).
+constexpr std::uint64_t kMetaAllowance = 64 << 10;
+
 struct Options {
   std::vector<Route> routes;              // empty: the embedded backend serves "/"
   std::vector<std::string> publish;       // PUB/XPUB endpoints every core's SUB connects to
@@ -46,7 +49,10 @@ struct Options {
   std::uint32_t grace_ms = 30000;         // a route without backends holds its clients this long
   std::uint32_t close_spread_ms = 10000;  // ... then closes them over this long
   std::size_t output_budget = std::size_t{1} << 20;  // bytes queued to one client
-  std::uint32_t window_events = 4096;                // events kept per backend until it counts them
+  std::uint64_t max_message = std::uint64_t{16}
+                              << 20;  // the largest client message (--max-message)
+  std::uint32_t max_channels_per_conn = 1024;
+  std::uint32_t window_events = 4096;  // events kept per backend until it counts them
   std::size_t window_bytes = std::size_t{8} << 20;
   std::vector<std::string> forward_headers = {"origin", "user-agent", "accept-language",
                                               "x-forwarded-for"};

@@ -165,11 +165,15 @@ MetaStep next_meta(std::span<const std::byte>& rest, MetaEntry& out) {
 
 bool valid_meta(std::span<const std::byte> meta) {
   using detail::MetaStep;
-  // Meta frames hold a handful of keys: comparing each with those before it beats a set.
+  // Meta frames hold a handful of keys: comparing each with those before it beats a set, and
+  // the bound on entries keeps that from being quadratic in what a hostile peer sends (100 KB
+  // of 2-byte keys took a core 1.7 s to check).
   std::span<const std::byte> rest = meta;
   MetaEntry e;
   MetaStep st;
+  std::size_t entries = 0;
   while ((st = detail::next_meta(rest, e)) == MetaStep::kOk) {
+    if (++entries > kMaxMetaEntries) return false;
     std::span<const std::byte> before = meta.first(static_cast<std::size_t>(
         reinterpret_cast<const std::byte*>(e.key.data()) - 1 - meta.data()));
     MetaEntry b;
@@ -182,15 +186,16 @@ bool valid_meta(std::span<const std::byte> meta) {
 
 std::span<const std::byte> find_meta(std::span<const std::byte> meta, std::string_view key,
                                      bool& found) {
-  std::span<const std::byte> value;
+  // One pass, no validation: a message's meta is validated once, where it is received.
   found = false;
-  for_each_meta(meta, [&](const MetaEntry& e) {
-    if (!found && e.key == key) {
-      value = e.value;
+  MetaEntry e;
+  while (detail::next_meta(meta, e) == detail::MetaStep::kOk) {
+    if (e.key == key) {
       found = true;
+      return e.value;
     }
-  });
-  return value;
+  }
+  return {};
 }
 
 bool read_u16(std::span<const std::byte> v, std::uint16_t& out) {

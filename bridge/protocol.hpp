@@ -15,6 +15,8 @@ namespace wsedge::bridge {
 constexpr std::uint8_t kVersion = 1;
 constexpr std::size_t kHeaderSize = 24;
 constexpr std::size_t kConnIdSize = 18;
+// Entries one meta frame may hold; more make it invalid (bad-meta).
+constexpr std::size_t kMaxMetaEntries = 64;
 
 enum class Type : std::uint8_t {
   // Up: edge to backend.
@@ -105,7 +107,8 @@ class MetaWriter {
 template <class Fn>
 bool for_each_meta(std::span<const std::byte> meta, Fn&& fn);
 bool valid_meta(std::span<const std::byte> meta);
-// The value of `key`, or an empty span with `found` false.
+// The value of `key` (the first, scanning no further than a malformed entry), or an empty span
+// with `found` false. It does not validate: check the frame once with valid_meta.
 std::span<const std::byte> find_meta(std::span<const std::byte> meta, std::string_view key,
                                      bool& found);
 

@@ -951,6 +951,9 @@ class BridgeTest(unittest.TestCase):
             self.assertRegex(head, r"(?im)^retry-after: *\d+$")
             with backends(BackendThread(endpoint)) as (bt,):
                 wait_sync(lambda: bt.welcomed() == 2, what="both cores welcomed")
+                # The backend has sent its WELCOMEs; each core takes them a moment later.
+                wait_sync(lambda: all(raw_http(url, f"/x?w={i}").startswith("HTTP/1.1 101")
+                                      for i in range(4)), what="both cores accepting")
                 for i in range(4):
                     self.assertTrue(raw_http(url, f"/x?c={i}").startswith("HTTP/1.1 101"))
         self.assertGreaterEqual(counters(proc.log)["bridge_outage_refused_total"], 1)
@@ -1156,6 +1159,87 @@ class BridgeTest(unittest.TestCase):
                     code, reason, _ = await closed_with(ws)
                     return code, reason
                 self.assertEqual(asyncio.run(go2()), (1013, "later"))
+
+
+class SilentBackend:
+    """WELCOMEs every HELLO and records events, but never counts them (no RECEIVED): all an
+    edge sent it stays in the edge's window."""
+
+    def __init__(self, endpoint):
+        self.ctx = zmq.Context()
+        self.s = self.ctx.socket(zmq.ROUTER)
+        self.s.linger = 0
+        self.s.bind(endpoint)
+        self.events, self.stopping, self.welcomed = [], False, 0
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stopping:
+            if not self.s.poll(20):
+                continue
+            fr = self.s.recv_multipart()
+            rid, m = fr[0], p.decode(fr[1:])
+            if m.type == p.HELLO:
+                self.s.send_multipart([rid] + p.encode(p.WELCOME, p.ZERO_ID, [
+                    ("version", p.u8(1)), ("backend", b"silent"), ("instance", p.u64(7))]))
+                self.welcomed += 1
+            elif m.type in (p.OPEN, p.MESSAGE, p.CLOSE):
+                self.events.append((m.type, m.id))
+
+    def close(self):
+        self.stopping = True
+        self.t.join()
+        self.s.close()
+        self.ctx.term()
+
+
+class ReviewRegressions(unittest.TestCase):
+    """Failures an independent review found, each shown failing before its fix."""
+
+    def test_13_clients_on_a_sibling_that_never_came_up_move_to_the_one_that_did(self):
+        ea, eb = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        # Neither backend is up when the clients come; only A ever comes. Before: the clients
+        # hashed to B stayed paused for ever (A's WELCOME cancelled the grace period).
+        with bridge("--backend", f"{ea},{eb}", "--backend-grace", "1000") as (url, _):
+            async def go():
+                socks = [await connect(url, f"/s?c={i}") for i in range(12)]
+                a = BackendThread(endpoint=ea, name="a")
+                try:
+                    await until(lambda: a.welcomed() == 2, what="a up")
+                    for ws in socks:
+                        await ws.send("m")
+                    want = {f"/s?c={i}" for i in range(12)}
+                    await until(lambda: {e[1].path for e in a.snapshot("message")} == want,
+                                what="every client's message at a")
+                finally:
+                    await asyncio.to_thread(a.stop)
+            asyncio.run(asyncio.wait_for(go(), 60))
+
+    def test_14_failover_carries_what_closed_clients_sent(self):
+        ea = f"tcp://127.0.0.1:{free_port()}"
+        a = SilentBackend(ea)
+        b = BackendThread(name="b")
+        try:
+            with bridge("--backend", f"{ea},{b.endpoint}") as (url, _):
+                async def go():
+                    await until(lambda: a.welcomed == 2 and b.welcomed() == 2, what="both up")
+                    socks = [await connect(url, f"/x?c={i}") for i in range(10)]
+                    await until(lambda: len([e for e in a.events if e[0] == p.OPEN]) +
+                                len(b.snapshot("open")) == 10, what="opens")
+                    on_a = [e[1] for e in a.events if e[0] == p.OPEN]
+                    for i, ws in enumerate(socks):
+                        await ws.send(f"last words {i}")
+                        await ws.close()
+                    # A dies having counted nothing: what its clients sent before they left
+                    # must reach B. Before: dropped at failover.
+                    await asyncio.to_thread(a.close)
+                    await until(lambda: all(any(e[0] == "message" and e[1].id == i
+                                                for e in b.snapshot()) for i in on_a),
+                                what="the closed clients' messages at b")
+                asyncio.run(asyncio.wait_for(go(), 60))
+        finally:
+            b.stop()
 
 
 def main():

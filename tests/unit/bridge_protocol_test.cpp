@@ -173,6 +173,24 @@ TEST(BridgeProtocol, MalformedMetaIsRefusedWholeAndUnknownKeysAreSkipped) {
   EXPECT_EQ(test::str(find_meta(good, "b", found)), "22");
 }
 
+// A hostile peer's meta of many tiny keys must not make the duplicate check quadratic: more
+// than 64 entries is invalid outright (100 KB of 2-byte keys took 1.7 s to check before).
+TEST(BridgeProtocol, MoreThanSixtyFourMetaEntriesAreRefused) {
+  std::vector<std::byte> buf(4096);
+  auto meta_of = [&](std::size_t n) {
+    MetaWriter w(buf.data(), buf.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string key = std::to_string(i);  // "k" + ... trips GCC 12's -Wrestrict
+      key.insert(key.begin(), 'k');
+      w.add(key, "");
+    }
+    EXPECT_TRUE(w.ok());
+    return w.bytes();
+  };
+  EXPECT_TRUE(valid_meta(meta_of(kMaxMetaEntries)));
+  EXPECT_FALSE(valid_meta(meta_of(kMaxMetaEntries + 1)));
+}
+
 TEST(BridgeProtocol, TheMetaWriterNeverOverflows) {
   std::byte buf[16];
   MetaWriter w(buf, sizeof buf);

@@ -140,7 +140,11 @@ void Edge::on_ready(io::FdWatch* w, io::Reactor&, int revents) {
   auto* watch = static_cast<Watch*>(w);
   Edge* self = watch->edge;
   if (revents < 0) {
-    LOG_ERROR("msg=\"watching a ZeroMQ socket failed\" core=%u error=%d", self->core_, -revents);
+    // The reactor does not re-arm a failed watch: from now on the periodic check reads every
+    // socket, so a core is slower to hear its backends, never deaf to them.
+    LOG_ERROR("msg=\"watching a ZeroMQ socket failed; polling it every 100 ms\" core=%u error=%d",
+              self->core_, -revents);
+    self->watch_failed_ = true;
     return;
   }
   if (watch->link < 0)
@@ -734,12 +738,14 @@ void Edge::answer(std::uint16_t li, Type type, const ConnId& id, std::span<const
 
 void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
   std::vector<std::byte> part;
+  std::uint32_t index = 0;
   auto flush_part = [&](bool last) {
     Frames m;
     m.f[0] = header_frame(Type::kSnapshot, 0, {});
     std::byte meta[64];
     MetaWriter w(meta, sizeof meta);
     if (!seq.empty()) w.add("seq", seq);
+    w.add_u32("part", index++);
     if (last) w.add("last", std::string_view());
     m.f[1].rebuild(w.bytes().data(), w.bytes().size());
     m.f[2].rebuild(part.data(), part.size());
@@ -777,10 +783,11 @@ void Edge::beat_timer(void* self, io::Reactor&) {
 void Edge::check_timer(void* self_ptr, io::Reactor& r) {
   auto* self = static_cast<Edge*>(self_ptr);
   for (std::uint16_t li = 0; li < self->links_.size(); ++li) {
-    if (self->links_[li]->state() == Link::State::kUp) continue;
+    if (self->links_[li]->state() == Link::State::kUp && !self->watch_failed_) continue;
     self->pump_monitor(li);
     self->pump_link(li);
   }
+  if (self->watch_failed_) self->pump_sub();
   self->check_timer_ = r.schedule(kLinkCheckMs, &Edge::check_timer, self);
 }
 

@@ -134,6 +134,7 @@ class Edge {
   std::unique_ptr<zmq::socket_t> sub_;
   std::vector<bool> dirty_;  // links that sent this turn: ZMQ_FD may have lost its edge
   bool sub_dirty_ = false;
+  bool watch_failed_ = false;  // some fd watch failed: check_timer reads every socket
   Channels channels_;
   std::vector<zmq::message_t> open_meta_;  // by slot: what OPEN said, for failover and resumes
   std::vector<std::byte> scratch_;         // OPEN meta between on_upgrade and on_open

@@ -105,9 +105,16 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
       r.slow = bridge::SlowPolicy::kClose;
     else if (opt == "slow=drop")
       r.slow = bridge::SlowPolicy::kDrop;
-    else
+    else if (opt.starts_with("protocols=")) {
+      for (std::string_view rest = opt.substr(10); !rest.empty();) {
+        std::string_view name = rest.substr(0, rest.find('|'));
+        rest.remove_prefix(std::min(rest.size(), name.size() + 1));
+        if (name.empty()) throw std::invalid_argument(std::string(flag) + ": empty subprotocol");
+        r.protocols.emplace_back(name);
+      }
+    } else
       throw std::invalid_argument(std::string(flag) + ": unknown option '" + std::string(opt) +
-                                  "' (outage=hold|refuse, slow=close|drop)");
+                                  "' (outage=hold|refuse, slow=close|drop, protocols=A|B)");
   }
   while (!endpoints.empty()) {
     std::string_view e = endpoints.substr(0, endpoints.find(','));
@@ -278,7 +285,8 @@ const std::vector<Spec>& specs() {
          f.echo = v == "echo";
        }},
       {"--backend", "ENDPOINT[,...][;OPTS]",
-       "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop",
+       "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop, "
+       "protocols=A|B (subprotocols the backends speak, preferred first)",
        [](const Flags&) { return std::string("the embedded chat over inproc://"); },
        [](Flags& f, std::string_view v) { add_route(f, parse_route("--backend", "/", v)); }},
       {"--route", "PATH=ENDPOINT[,...][;OPTS]",

@@ -14,9 +14,8 @@ namespace {
 
 constexpr std::uint32_t kSpreadTickMs = 100;
 constexpr std::size_t kSnapshotPart = 64 << 10;
-constexpr std::uint32_t kGapCheckMs = 10;
-constexpr std::uint32_t kLinkCheckMs = 100;  // links not up are looked at this often  // how often
-                                             // clients owed a gap notice are looked at
+constexpr std::uint32_t kGapCheckMs = 10;    // how often clients owed a gap notice are looked at
+constexpr std::uint32_t kLinkCheckMs = 100;  // how often links that are not up are looked at
 
 std::span<const std::byte> bytes_of(const zmq::message_t& m) {
   return {static_cast<const std::byte*>(m.data()), m.size()};
@@ -125,10 +124,7 @@ void Edge::on_stop() {
   if (gap_timer_ != io::TimerId{}) reactor_->cancel(gap_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
-  for_each_metric<BridgeCounters>(
-      kBridgeMetrics, counters_, [&](const auto& info, std::uint64_t v) {
-        line.append(" ").append(info.name).append("=").append(std::to_string(v));
-      });
+  append_metrics<BridgeCounters>(line, kBridgeMetrics, counters_);
   LOG_INFO("%s", line.c_str());
   links_.clear();
   sub_.reset();
@@ -248,8 +244,17 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     std::memcpy(name + 2, h.data(), h.size());
     w.add(std::string_view(name, h.size() + 2), v);
   }
+  // The subprotocol: the route's most preferred one that the client offers (RFC 6455 §4.2.2).
+  std::string_view chosen;
+  for (const std::string& p : opts_.routes[r16].protocols) {
+    req.for_each_header("sec-websocket-protocol", [&](std::string_view offered) {
+      if (chosen.empty() && protocol::has_token(offered, p)) chosen = p;
+    });
+    if (!chosen.empty()) break;
+  }
+  if (!chosen.empty()) w.add("protocol", chosen);
   scratch_len_ = w.ok() ? w.bytes().size() : 0;
-  return {};
+  return {.protocol = chosen};
 }
 
 void Edge::on_open(ws::Connection c) {

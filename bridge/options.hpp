@@ -25,6 +25,9 @@ struct Route {
   std::vector<std::string> endpoints;  // backend ROUTER endpoints
   Outage outage = Outage::kHold;
   SlowPolicy slow = SlowPolicy::kClose;
+  // Subprotocols the route's backends speak, preferred first: the first of them the client
+  // offers is answered in the 101 and told to the backend in OPEN (`protocol`).
+  std::vector<std::string> protocols;
 };
 
 struct CurveKeys {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <span>
+#include <string>
 
 namespace wsedge {
 
@@ -53,6 +54,18 @@ struct MetricInfo {
 template <class Struct, class Fn>
 void for_each_metric(std::span<const MetricInfo<Struct>> table, const Struct& s, Fn&& fn) {
   for (const MetricInfo<Struct>& m : table) fn(m, (s.*m.field).get());
+}
+
+// Appends " name=value" for every row: the exit summaries print every counter by the name a
+// scrape gives it.
+template <class Struct>
+void append_metrics(std::string& line, std::span<const MetricInfo<Struct>> table, const Struct& s) {
+  for_each_metric(table, s, [&line](const MetricInfo<Struct>& info, std::uint64_t value) {
+    line += ' ';
+    line += info.name;
+    line += '=';
+    line += std::to_string(value);
+  });
 }
 
 }  // namespace wsedge

@@ -137,14 +137,8 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {
   // Every counter, named as the metrics tables name them, so a log and a scrape compare.
   std::string line = "msg=\"core stopped\" core=" + std::to_string(r.core());
-  auto add = [&line](const auto& info, std::uint64_t value) {
-    line += ' ';
-    line += info.name;
-    line += '=';
-    line += std::to_string(value);
-  };
-  for_each_metric<io::ReactorCounters>(io::kReactorMetrics, r.counters(), add);
-  for_each_metric<ws::EndpointCounters>(ws::kEndpointMetrics, c, add);
+  append_metrics<io::ReactorCounters>(line, io::kReactorMetrics, r.counters());
+  append_metrics<ws::EndpointCounters>(line, ws::kEndpointMetrics, c);
   LOG_INFO("%s", line.c_str());
 }
 

@@ -8,6 +8,7 @@ packages=(
   libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
   python3-zmq chromium chromium-driver python3-selenium # backends in Python, the browser test
   libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
+  mongrel2-core pushpin                                # the bridge's baselines
   clang libclang-rt-14-dev                              # the fuzz targets (libFuzzer)
 )
 missing=()

@@ -20,10 +20,10 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <span>
 #include <string>
-#include <map>
 #include <vector>
 #include <zmq.hpp>
 
@@ -37,10 +37,14 @@ using Bytes = std::span<const std::byte>;
 constexpr std::uint64_t kCountEvery = 64;
 constexpr int kHwm = 100000;
 
-Bytes bytes(const zmq::message_t& m) { return {static_cast<const std::byte*>(m.data()), m.size()}; }
+Bytes bytes(const zmq::message_t& m) {
+  return {static_cast<const std::byte*>(m.data()), m.size()};
+}
 
 volatile sig_atomic_t stopping = 0;
-void on_signal(int) { stopping = 1; }
+void on_signal(int) {
+  stopping = 1;
+}
 
 struct EdgeState {
   std::uint64_t taken = 0, reported = 0;
@@ -49,7 +53,8 @@ struct EdgeState {
 class Backend {
  public:
   Backend(zmq::context_t& ctx, const std::string& router_ep, const std::string& pub_ep)
-      : router_(ctx, zmq::socket_type::router), pub_(ctx, zmq::socket_type::xpub),
+      : router_(ctx, zmq::socket_type::router),
+        pub_(ctx, zmq::socket_type::xpub),
         fanout_(!pub_ep.empty()) {
     std::random_device rd;
     instance_ = (std::uint64_t{rd()} << 32) | rd();
@@ -66,8 +71,8 @@ class Backend {
   }
 
   void run() {
-    std::array<zmq::pollitem_t, 2> items{{{router_.handle(), 0, ZMQ_POLLIN, 0},
-                                          {pub_.handle(), 0, ZMQ_POLLIN, 0}}};
+    std::array<zmq::pollitem_t, 2> items{
+        {{router_.handle(), 0, ZMQ_POLLIN, 0}, {pub_.handle(), 0, ZMQ_POLLIN, 0}}};
     while (!stopping) {
       try {
         zmq::poll(items.data(), fanout_ ? 2 : 1, std::chrono::milliseconds(100));
@@ -107,7 +112,9 @@ class Backend {
         std::byte buf[96];
         MetaWriter w(buf, sizeof buf);
         std::byte version{kVersion};
-        w.add("version", Bytes(&version, 1)).add("backend", "bench-echo").add_u64("instance", instance_);
+        w.add("version", Bytes(&version, 1))
+            .add("backend", "bench-echo")
+            .add_u64("instance", instance_);
         send(rid, {kVersion, Type::kWelcome, 0, {}}, w.bytes(), nullptr);
         return true;
       }
@@ -155,7 +162,9 @@ class Backend {
   }
 
   void subscribe(std::string_view rid, const ConnId& id) {
-    static constexpr char kList[] = "\x05" "bench";
+    static constexpr char kList[] =
+        "\x05"
+        "bench";
     std::byte buf[32];
     MetaWriter w(buf, sizeof buf);
     w.add("channels", std::string_view(kList, 6));
@@ -190,7 +199,8 @@ class Backend {
     std::byte buf[96];
     MetaWriter w(buf, sizeof buf);
     w.add("channel", "bench").add_u64("seq", ++seq_).add("publisher", publisher_);
-    auto head = encode_header({kVersion, Type::kPublish, static_cast<std::uint16_t>(flags & flag::kBinary), {}});
+    auto head = encode_header(
+        {kVersion, Type::kPublish, static_cast<std::uint16_t>(flags & flag::kBinary), {}});
     pub_.send(zmq::buffer(kTopic, 6), zmq::send_flags::sndmore);  // "bench\0"
     pub_.send(zmq::buffer(head.data(), head.size()), zmq::send_flags::sndmore);
     pub_.send(zmq::buffer(w.bytes().data(), w.bytes().size()), zmq::send_flags::sndmore);

@@ -19,8 +19,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -119,11 +119,12 @@ bool serve(Client& c) {
     bool opened = false;
     if (!answer(in.substr(end + 4, length), body, opened)) return false;
     char head_out[256];
-    int n = std::snprintf(head_out, sizeof head_out,
-                          "HTTP/1.1 200 OK\r\nContent-Type: application/websocket-events\r\n%s"
-                          "Content-Length: %zu\r\n\r\n",
-                          opened && push ? "Sec-WebSocket-Extensions: grip; message-prefix=\"\"\r\n" : "",
-                          body.size());
+    int n = std::snprintf(
+        head_out, sizeof head_out,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/websocket-events\r\n%s"
+        "Content-Length: %zu\r\n\r\n",
+        opened && push ? "Sec-WebSocket-Extensions: grip; message-prefix=\"\"\r\n" : "",
+        body.size());
     c.out.append(head_out, static_cast<std::size_t>(n));
     c.out += body;
     pos += end + 4 + length;

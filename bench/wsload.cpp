@@ -324,10 +324,13 @@ class LoadApp {
     if (opt_.fanout()) {
       // Every subscriber has had its "ready", but a proxy may still be passing the last
       // subscriptions to its publisher; 200 ms later (inside the warm-up) the triggers start.
-      reactor_->schedule(200, [](void* ctx, io::Reactor& r) {
-        auto* self = static_cast<LoadApp*>(ctx);
-        for (unsigned i = 0; i < self->opt_.inflight; ++i) self->publish_next(r.now_ns());
-      }, this);
+      reactor_->schedule(
+          200,
+          [](void* ctx, io::Reactor& r) {
+            auto* self = static_cast<LoadApp*>(ctx);
+            for (unsigned i = 0; i < self->opt_.inflight; ++i) self->publish_next(r.now_ns());
+          },
+          this);
     }
   }
 
@@ -451,12 +454,13 @@ std::vector<int> parse_cpus(const std::string& list) {
 }
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "wsload: %s\nusage: wsload echo|connect|idle|fanout --connect HOST:PORT [-c CONNECTIONS] "
-               "[-k INFLIGHT]\n"
-               "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
-               "              [--cpu LIST] [--tls] [--resume] [--max-connecting M]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "wsload: %s\nusage: wsload echo|connect|idle|fanout --connect HOST:PORT [-c CONNECTIONS] "
+      "[-k INFLIGHT]\n"
+      "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
+      "              [--cpu LIST] [--tls] [--resume] [--max-connecting M]\n",
+      why);
   std::exit(2);
 }
 

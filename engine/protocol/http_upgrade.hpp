@@ -49,7 +49,7 @@ enum class RequestParse : std::uint8_t {
   // A plain HTTP GET (no Upgrade, no key, no "Connection: upgrade"), valid otherwise: the
   // caller answers out.target (/healthz, a static page) or refuses it (426).
   kPlainGet,
-  kReject,              // answer `status` with `reason` and close
+  kReject,  // answer `status` with `reason` and close
 };
 
 // The path of a request-target: what precedes its query.

@@ -810,13 +810,7 @@ class BridgeTest(unittest.TestCase):
 
     async def _curve_refused(self, url, bt):
         before = len(bt.snapshot())
-        socks = [await connect(url, f"/held?c={i}") for i in range(2)]
-        for ws in socks:
-            await ws.send("held")
-        for ws in socks:
-            code, reason, got = await closed_with(ws)
-            assert_outage_close(self, code, reason)
-            self.assertEqual(got, [])
+        await self._held_then_closed(url, 2)
         self.assertEqual(len(bt.snapshot()), before, "the unlisted edge reached the backend")
 
 

@@ -182,6 +182,15 @@ struct Server {
     ws::Endpoint<Recorder>& ep;
   };
   Parts parts() { return {reactor, app, ep}; }
+  // A wss listener with `cert` and a plain one beside it: {tls port, plain port}.
+  std::pair<std::uint16_t, std::uint16_t> tls_and_plain(const test::TempCert& cert) {
+    ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
+    unsigned plain_index = 0;
+    std::uint16_t tls_port = listen_on(reactor);
+    std::uint16_t plain_port = listen_on(reactor, &plain_index);
+    ep.set_listener_plain(plain_index);
+    return {tls_port, plain_port};
+  }
 };
 
 // Runs fn(ctx) `ms` from now on the reactor.
@@ -950,11 +959,7 @@ TEST(EngineApi, APreparedFrameReachesManyWithoutACopyEach) {
   test::TempCert cert;
   Server srv;
   auto [reactor, app, ep] = srv.parts();
-  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
-  unsigned plain_index = 0;
-  std::uint16_t tls_port = listen_on(reactor);
-  std::uint16_t plain_port = listen_on(reactor, &plain_index);
-  ep.set_listener_plain(plain_index);
+  auto [tls_port, plain_port] = srv.tls_and_plain(cert);
   std::vector<std::unique_ptr<RawClient>> plain;
   for (int i = 0; i < 3; ++i) plain.push_back(std::make_unique<RawClient>(plain_port));
   TlsRawClient secure(tls_port);
@@ -1148,11 +1153,7 @@ TEST(EngineApi, StaticPagesOverPlainAndTls) {
   test::TempCert cert;
   Server srv(cfg);
   auto [reactor, app, ep] = srv.parts();
-  ep.set_tls(tls::Context::load({{{cert.cert, cert.key}}}));
-  unsigned plain_index = 0;
-  std::uint16_t tls_port = listen_on(reactor);
-  std::uint16_t plain_port = listen_on(reactor, &plain_index);
-  ep.set_listener_plain(plain_index);
+  auto [tls_port, plain_port] = srv.tls_and_plain(cert);
   RawClient html(plain_port), health(plain_port), unknown(plain_port);
   TlsRawClient script(tls_port), tls_html(tls_port);
   auto get = [](std::string_view target) {

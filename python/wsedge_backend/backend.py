@@ -86,6 +86,17 @@ class _Core:
 Target = Union[Conn, ConnId, str, bytes]
 
 
+def _curve_server(sock, public, secret):
+    """A CURVE server socket whose clients the ZAP handler must admit: ZAP_DOMAIN plus option 93
+    (ZAP_ENFORCE_DOMAIN), so that without a running handler libzmq refuses instead of admitting
+    every client."""
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+    sock.setsockopt(ZMQ_ZAP_ENFORCE_DOMAIN, 1)
+
+
 class Backend:
     """A wsedge backend: binds a ROUTER at ``endpoint`` (and a PUB at ``publish``), answers
     each edge core's HELLO with WELCOME and hands OPEN/MESSAGE/CLOSE to the handlers.
@@ -119,8 +130,8 @@ class Backend:
 
     CURVE (§10): with ``curve_secret_file`` the ROUTER is a CURVE server using that key pair
     (see wsedge_backend.keys for the file format) and a ZAP handler admits only the edge
-    public keys in ``curve_allow`` / ``curve_allow_file``; it fails closed. The PUB socket
-    is not encrypted.
+    public keys in ``curve_allow`` / ``curve_allow_file``; it fails closed. The PUB socket, if
+    any, is a CURVE server behind the same allow-list.
     """
 
     def __init__(self, endpoint: str, publish: Optional[str] = None, name: str = "wsedge-backend",
@@ -192,11 +203,8 @@ class Backend:
             # The ZAP handler must be bound before the CURVE socket binds.
             self._zap = ZapHandler(self.context, allowed, ZAP_DOMAIN, self.log)
             self._zap.start()
-            r.setsockopt(zmq.CURVE_SERVER, 1)
-            r.setsockopt(zmq.CURVE_SECRETKEY, secret)
-            r.setsockopt(zmq.CURVE_PUBLICKEY, public)
-            r.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
-            r.setsockopt(ZMQ_ZAP_ENFORCE_DOMAIN, 1)
+            self._curve = (public, secret)
+            _curve_server(r, public, secret)
             self.curve_public_key = public
         elif allow or allow_file:
             raise ValueError("curve_allow needs curve_secret_file")
@@ -209,6 +217,10 @@ class Backend:
             self.pub.setsockopt(zmq.HEARTBEAT_IVL, ivl)
             self.pub.setsockopt(zmq.HEARTBEAT_TIMEOUT, timeout)
             self.pub.setsockopt(zmq.HEARTBEAT_TTL, ttl)
+            if secret_file:
+                # Off this host an edge's SUB speaks CURVE too (§10), through the same ZAP
+                # allow-list.
+                _curve_server(self.pub, *self._curve)
             self.pub.bind(publish)
             self.publish_endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         else:

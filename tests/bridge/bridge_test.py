@@ -780,9 +780,10 @@ class BridgeTest(unittest.TestCase):
             ikey, _ = write_keypair("intruder", tmp)
             allowed = load_public(epub)
             allowed = allowed.decode() if isinstance(allowed, bytes) else allowed
-            with backends(BackendThread(curve_secret_file=bkey, curve_allow=[allowed], echo=True)) as (bt,):
-                with bridge("--backend", bt.endpoint, "--backend-curve-key", ekey,
-                            "--backend-curve-server-key", bpub) as (url, proc):
+            with backends(BackendThread(publish="tcp://127.0.0.1:*", curve_secret_file=bkey,
+                                        curve_allow=[allowed], echo=True)) as (bt,):
+                with bridge("--backend", bt.endpoint, "--publish", bt.b.publish_endpoint,
+                            "--backend-curve-key", ekey, "--backend-curve-server-key", bpub) as (url, proc):
                     self.run_async(self._curve_ok(url, bt))
                 self.assertEqual(bt.welcomed(), 2)
                 with bridge("--backend", bt.endpoint, "--backend-curve-key", ikey,
@@ -805,6 +806,11 @@ class BridgeTest(unittest.TestCase):
         ws = await connect(url, "/curve")
         await ws.send("secret")
         self.assertEqual(await recv(ws), "secret")
+        # Publishes come over CURVE too: the backend's PUB admits the edge's key.
+        conn = bt.conn_by_path("/curve")
+        seq = await bt.acall(lambda: bt.b.subscribe(conn, "sealed", ack=True))
+        await until(lambda: seq in {e[1] for e in bt.snapshot("ack")}, what="subscribe ACK")
+        await self._probe(bt, [ws], "sealed")
         await ws.close()
         await until(lambda: bt.snapshot("close"), what="CLOSE")
 

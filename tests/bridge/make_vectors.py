@@ -47,6 +47,11 @@ VECTORS = {
                        b"hello"]),
     "error_gone": ("ERROR gone for seq 7, naming the connection that has ended",
                    [header(0x21, 0, ID2), meta(("seq", struct.pack("!I", 7)), ("code", "gone"))]),
+    "welcome": ("WELCOME: version 1, backend chat, instance 0x0102030405060708",
+                [header(0x81), meta(("version", b"\x01"), ("backend", "chat"),
+                                    ("instance", struct.pack("!Q", 0x0102030405060708)))]),
+    "received": ("RECEIVED: the backend has taken 64 events since its WELCOME",
+                 [header(0x88), meta(("count", struct.pack("!Q", 64)))]),
     "publish": ("PUBLISH to channel room1, sequence 42",
                 [header(0x86), meta(("channel", "room1"), ("seq", struct.pack("!Q", 42))), b"{\"t\":1}"]),
 }

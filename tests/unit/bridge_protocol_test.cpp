@@ -90,6 +90,16 @@ TEST(BridgeProtocol, EncodesEveryGoldenVector) {
             (std::vector<Bytes>{header_bytes(Type::kError, 0, kId2), meta([](MetaWriter& w) {
                                   w.add_u32("seq", 7).add("code", "gone");
                                 })}));
+  EXPECT_EQ(vector_frames("welcome"),
+            (std::vector<Bytes>{header_bytes(Type::kWelcome, 0, {}), meta([](MetaWriter& w) {
+                                  std::byte v1{1};
+                                  w.add("version", std::span(&v1, 1))
+                                      .add("backend", "chat")
+                                      .add_u64("instance", 0x0102030405060708);
+                                })}));
+  EXPECT_EQ(vector_frames("received"),
+            (std::vector<Bytes>{header_bytes(Type::kReceived, 0, {}),
+                                meta([](MetaWriter& w) { w.add_u64("count", 64); })}));
   EXPECT_EQ(vector_frames("publish"),
             (std::vector<Bytes>{header_bytes(Type::kPublish, 0, {}), meta([](MetaWriter& w) {
                                   w.add("channel", "room1").add_u64("seq", 42);

@@ -105,6 +105,8 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
       r.slow = bridge::SlowPolicy::kClose;
     else if (opt == "slow=drop")
       r.slow = bridge::SlowPolicy::kDrop;
+    else if (opt == "control=on" || opt == "control=off")
+      r.control = opt == "control=on";
     else if (opt.starts_with("protocols=")) {
       for (std::string_view rest = opt.substr(10); !rest.empty();) {
         std::string_view name = rest.substr(0, rest.find('|'));
@@ -114,7 +116,8 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
       }
     } else
       throw std::invalid_argument(std::string(flag) + ": unknown option '" + std::string(opt) +
-                                  "' (outage=hold|refuse, slow=close|drop, protocols=A|B)");
+                                  "' (outage=hold|refuse, slow=close|drop, protocols=A|B, "
+                                  "control=on|off)");
   }
   while (!endpoints.empty()) {
     std::string_view e = endpoints.substr(0, endpoints.find(','));
@@ -286,7 +289,8 @@ const std::vector<Spec>& specs() {
        }},
       {"--backend", "ENDPOINT[,...][;OPTS]",
        "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop, "
-       "protocols=A|B (subprotocols the backends speak, preferred first)",
+       "protocols=A|B (subprotocols the backends speak, preferred first), control=on (clients "
+       "subscribe, publish and refresh their token with wsedge: commands, docs/AUTH.md)",
        [](const Flags&) { return std::string("the embedded chat over inproc://"); },
        [](Flags& f, std::string_view v) { add_route(f, parse_route("--backend", "/", v)); }},
       {"--route", "PATH=ENDPOINT[,...][;OPTS]",

@@ -21,31 +21,11 @@ std::span<const std::byte> bytes_of(const zmq::message_t& m) {
   return {static_cast<const std::byte*>(m.data()), m.size()};
 }
 
-zmq::message_t header_frame(Type type, std::uint16_t flags, const ConnId& id) {
-  auto h = encode_header({kVersion, type, flags, id});
-  return zmq::message_t(h.data(), h.size());
-}
-
-std::string_view as_text(std::span<const std::byte> v) {
-  return {reinterpret_cast<const char*>(v.data()), v.size()};
-}
-
-// Channel lists in meta: repeated u8 length + name (§4).
-template <class Fn>
-bool for_each_channel(std::span<const std::byte> list, Fn&& fn) {
-  while (!list.empty()) {
-    std::size_t n = std::to_integer<std::size_t>(list[0]);
-    if (n == 0 || 1 + n > list.size()) return false;
-    fn(as_text(list.subspan(1, n)));
-    list = list.subspan(1 + n);
-  }
-  return true;
-}
-
 }  // namespace
 
-Edge::Edge(zmq::context_t& ctx, const Options& opts, unsigned core, unsigned cores)
-    : ctx_(ctx), opts_(opts), core_(core), cores_(cores), scratch_(16 << 10) {}
+Edge::Edge(zmq::context_t& ctx, const Options& opts, const auth::Options& auth, unsigned core,
+           unsigned cores)
+    : ctx_(ctx), opts_(opts), core_(core), cores_(cores), scratch_(16 << 10), auth_opts_(auth) {}
 
 void Edge::on_start(ws::Endpoint<Edge>& ep) {
   ep_ = &ep;
@@ -97,6 +77,7 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
   for (auto& l : links_) {
     if (l->inproc()) l->connected(opts_.node_name, conn_id({0, 0}), cores_);
   }
+  start_auth();
   beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
   check_timer_ = reactor_->schedule(kLinkCheckMs, &Edge::check_timer, this);
   // No backend is up yet: a route whose backends never answer holds its clients for the grace
@@ -122,9 +103,17 @@ void Edge::on_stop() {
   reactor_->cancel(beat_timer_);
   reactor_->cancel(check_timer_);
   if (gap_timer_ != io::TimerId{}) reactor_->cancel(gap_timer_);
+  if (expiry_timer_ != io::TimerId{}) reactor_->cancel(expiry_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
   append_metrics<BridgeCounters>(line, kBridgeMetrics, counters_);
+  if (gate_) {
+    auth::for_each_auth_metric(gate_->counters(),
+                               [&](const char* name, const char*, MetricType, std::uint64_t v) {
+                                 line.append(" ").append(name).append("=").append(
+                                     std::to_string(v));
+                               });
+  }
   LOG_INFO("%s", line.c_str());
   links_.clear();
   sub_.reset();
@@ -235,7 +224,11 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
   ep_->state(c)->route = r16;
   // OPEN's meta is written now, while the request's bytes exist; on_open follows at once.
   MetaWriter w(scratch_.data(), scratch_.size());
-  w.add("path", req.target).add("peer", c.peer().to_string());
+  // A token in the query never reaches a backend (nor its logs).
+  std::string target_buf;
+  std::string_view target =
+      gate_ ? auth::strip_token_param(req.target, target_buf) : req.target;
+  w.add("path", target).add("peer", c.peer().to_string());
   char name[96];
   for (const std::string& h : opts_.forward_headers) {
     std::string_view v = req.header(h);
@@ -244,6 +237,10 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     std::memcpy(name + 2, h.data(), h.size());
     w.add(std::string_view(name, h.size() + 2), v);
   }
+  if (gate_) {
+    ws::UpgradeDecision refused;
+    if (!authorize(c, req, path, w, refused)) return refused;
+  }
   // The subprotocol: the route's most preferred one that the client offers (RFC 6455 §4.2.2).
   std::string_view chosen;
   for (const std::string& p : opts_.routes[r16].protocols) {
@@ -251,6 +248,13 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
       if (chosen.empty() && protocol::has_token(offered, p)) chosen = p;
     });
     if (!chosen.empty()) break;
+  }
+  // A browser sending its token as a `bearer.` subprotocol must be answered one it offered, and
+  // never the token: "wsedge" is the one to offer beside it (docs/AUTH.md §3).
+  if (chosen.empty() && opts_.routes[r16].protocols.empty()) {
+    req.for_each_header("sec-websocket-protocol", [&](std::string_view offered) {
+      if (protocol::has_token(offered, "wsedge")) chosen = "wsedge";
+    });
   }
   if (!chosen.empty()) w.add("protocol", chosen);
   scratch_len_ = w.ok() ? w.bytes().size() : 0;
@@ -264,6 +268,7 @@ void Edge::on_open(ws::Connection c) {
   ++open_count_;
   if (open_meta_.size() <= id.idx) open_meta_.resize(id.idx + 1);
   open_meta_[id.idx].rebuild(scratch_.data(), scratch_len_);
+  if (gate_) start_identity(c);
   st.link = pick_link(st.route, id, true);
   push(st.link, open_event(id, false, false), id);
   // A client arriving after a grace period ran out (the route still down) gets one of its own.
@@ -284,11 +289,7 @@ Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
   std::memcpy(meta.data(), open_meta_[id.idx].data(), open_meta_[id.idx].size());
   MetaWriter w(meta.data() + open_meta_[id.idx].size(), meta.size() - open_meta_[id.idx].size());
   std::vector<std::byte> list;
-  channels_.for_each_of(id, [&](std::string_view ch) {
-    list.push_back(static_cast<std::byte>(ch.size()));
-    auto b = std::as_bytes(std::span(ch.data(), ch.size()));
-    list.insert(list.end(), b.begin(), b.end());
-  });
+  channels_.for_each_of(id, [&](std::string_view ch) { append_name(list, ch); });
   if (!list.empty()) w.add("channels", list);
   w.add(failover ? "failover" : "resumed", std::string_view());
   e.meta.rebuild(meta.data(), open_meta_[id.idx].size() + w.bytes().size());
@@ -298,6 +299,9 @@ Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
 void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte> payload) {
   io::SocketId id = c.id();
   ConnState& st = *ep_->state(c);
+  if (op == protocol::Opcode::kText && opts_.routes[st.route].control &&
+      control(c, as_text(payload)))
+    return;
   Event e;
   e.conn = id;
   e.type = Type::kMessage;
@@ -356,6 +360,7 @@ void Edge::on_close(ws::Connection c, std::uint16_t code, std::string_view reaso
   w.add_u16("code", code).add("reason", reason.substr(0, 123)).add("by", by);
   e.meta.rebuild(w.bytes().data(), w.bytes().size());
   open_meta_[id.idx].rebuild();
+  if (gate_) identities_[id.idx].reset();
   push(st.link, std::move(e), id);
 }
 
@@ -528,15 +533,6 @@ std::uint16_t Edge::pick_link(std::uint16_t route, io::SocketId id, bool up_only
 
 // Every connection backends know of: opened, and not yet closed (closing ones included, since
 // their CLOSE is still to come).
-template <class Fn>
-void Edge::for_each_conn(Fn&& fn) {
-  for (std::uint32_t i = 0; i < reactor_->slots(); ++i) {
-    ws::Connection c{ep_, reactor_->id_at(i)};
-    ConnState* st = ep_->state(c);
-    if (st && (st->flags & kOpened)) fn(c, *st);
-  }
-}
-
 // --- Commands down ---
 
 ws::Connection Edge::resolve(const ConnId& id) {
@@ -613,6 +609,12 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
     case Type::kSnapshotRequest:
       send_snapshot(li, seq);
       return;
+    case Type::kAcl:
+      command_acl(li, h, meta, seq);
+      return;
+    case Type::kExpires:
+      ok = command_expires(h, meta);
+      break;
     default:
       ++counters_.bad_messages;
       answer(li, Type::kError, h.id, seq, "unknown-type", "not a command this edge takes");
@@ -689,7 +691,7 @@ Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::
   std::span<const std::byte> list = find_meta(meta, "channels", found);
   // All or nothing: a list that is malformed anywhere changes nothing.
   std::size_t count = 0;
-  bool valid = found && for_each_channel(list, [&](std::string_view ch) {
+  bool valid = found && for_each_name(list, [&](std::string_view ch) {
                  if (ch.find('\0') != std::string_view::npos) found = false;
                  ++count;
                });
@@ -704,14 +706,22 @@ Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::
     answer(li, Type::kError, h.id, seq, "full", "too many channels for one connection");
     return SendOutcome::kRefused;
   }
-  for_each_channel(list, [&](std::string_view ch) {
-    Channels::Change change =
-        on ? channels_.subscribe(c.id(), ch) : channels_.unsubscribe(c.id(), ch);
-    if (change == Channels::Change::kFirst) set_filter(ch, true);
-    if (change == Channels::Change::kLast) set_filter(ch, false);
-  });
-  counters_.subscriptions.set(channels_.subscription_count());
+  // The ACL binds backends too: all or nothing, like a malformed list.
+  bool denied = false;
+  if (on) for_each_name(list, [&](std::string_view ch) { denied |= !may_subscribe(c.id(), ch); });
+  if (denied) {
+    answer(li, Type::kError, h.id, seq, "denied", "the ACL does not allow subscribe");
+    return SendOutcome::kRefused;
+  }
+  for_each_name(list, [&](std::string_view ch) { subscribe(c.id(), ch, on); });
   return SendOutcome::kDone;
+}
+
+void Edge::subscribe(io::SocketId id, std::string_view channel, bool on) {
+  Channels::Change change = on ? channels_.subscribe(id, channel) : channels_.unsubscribe(id, channel);
+  if (change == Channels::Change::kFirst) set_filter(channel, true);
+  if (change == Channels::Change::kLast) set_filter(channel, false);
+  counters_.subscriptions.set(channels_.subscription_count());
 }
 
 void Edge::set_filter(std::string_view channel, bool on) {
@@ -766,9 +776,7 @@ void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
     write_conn_id(part.data() + at, conn_id(c.id()));
     std::uint16_t n = 0;
     channels_.for_each_of(c.id(), [&](std::string_view ch) {
-      part.push_back(static_cast<std::byte>(ch.size()));
-      auto b = std::as_bytes(std::span(ch.data(), ch.size()));
-      part.insert(part.end(), b.begin(), b.end());
+      append_name(part, ch);
       ++n;
     });
     part[at + kConnIdSize] = static_cast<std::byte>(n >> 8);

@@ -7,11 +7,13 @@
 #include <zmq.hpp>
 
 #include <memory>
+#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "auth/gate.hpp"
 #include "bridge/channels.hpp"
 #include "bridge/counters.hpp"
 #include "bridge/link.hpp"
@@ -31,7 +33,10 @@ class Edge {
     std::uint32_t dropped = 0;  // channel messages dropped for it since it was last told
   };
 
-  Edge(zmq::context_t& ctx, const Options& opts, unsigned core, unsigned cores);
+  // `auth`: who may connect and what they may do (docs/AUTH.md); with auth off and no ACL the
+  // edge keeps no identity and pays nothing for it.
+  Edge(zmq::context_t& ctx, const Options& opts, const auth::Options& auth, unsigned core,
+       unsigned cores);
   Edge(const Edge&) = delete;
   Edge& operator=(const Edge&) = delete;
 
@@ -44,8 +49,11 @@ class Edge {
   void on_close(ws::Connection c, std::uint16_t code, std::string_view reason);
   void on_drain(ws::Connection c);
   void on_flush();
+  void on_reload();
 
   const BridgeCounters& counters() const { return counters_; }
+  // Null when auth is off and there is no ACL.
+  const auth::AuthCounters* auth_counters() const { return gate_ ? &gate_->counters() : nullptr; }
   // This core's id for a connection (what backends address it by).
   ConnId conn_id(io::SocketId id) const {
     return {opts_.node_id, opts_.epoch, static_cast<std::uint16_t>(core_), id.idx, id.gen};
@@ -117,6 +125,28 @@ class Edge {
   template <class Fn>
   void for_each_conn(Fn&& fn);
 
+  // --- auth (bridge/edge_auth.cpp) ---
+  void start_auth();
+  // At the upgrade: the token and the ACL's `connect`; writes the identity into OPEN's meta
+  // and keeps it for the connection. A refusal is returned; a 101 leaves `out` untouched.
+  bool authorize(ws::Connection c, const protocol::UpgradeRequest& req, std::string_view path,
+                 MetaWriter& w, ws::UpgradeDecision& out);
+  // on_open: the token's channels the ACL allows, and the expiry watch.
+  void start_identity(ws::Connection c);
+  // The connection's identity, or null (no auth, or not one of ours).
+  auth::Identity* identity(io::SocketId id);
+  bool may_subscribe(io::SocketId id, std::string_view channel);
+  // A client's `wsedge:` command on a control route; false when the text is not one.
+  bool control(ws::Connection c, std::string_view text);
+  void subscribe(io::SocketId id, std::string_view channel, bool on);
+  void command_acl(std::uint16_t li, const Header& h, std::span<const std::byte> meta,
+                   std::span<const std::byte> seq);
+  bool command_expires(const Header& h, std::span<const std::byte> meta);
+  // After an ACL change: every connection's `connect` and subscriptions checked again.
+  void recheck();
+  void watch_expiry(io::SocketId id, std::int64_t exp);
+  static void expiry_timer(void* self, io::Reactor& r);
+
   void hold(std::uint16_t route);
   static void grace_timer(void* ctx, io::Reactor&);
   static void spread_timer(void* ctx, io::Reactor&);
@@ -145,6 +175,30 @@ class Edge {
   std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told
   io::TimerId gap_timer_;
   BridgeCounters counters_;
+
+  const auth::Options& auth_opts_;
+  std::unique_ptr<auth::Gate> gate_;  // null: no auth and no ACL
+  // By slot, only while gate_: who each connection is (set at its upgrade).
+  std::vector<std::unique_ptr<auth::Identity>> identities_;
+  std::vector<std::string> token_channels_;  // between on_upgrade and on_open
+  struct Expiry {
+    std::int64_t exp;
+    io::SocketId id;
+    bool operator>(const Expiry& o) const { return exp > o.exp; }
+  };
+  // Earliest first; an entry whose connection's exp has moved since is skipped when it pops.
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+  io::TimerId expiry_timer_;
 };
+
+// Every connection backends have heard of (on_open ran), open or closing.
+template <class Fn>
+void Edge::for_each_conn(Fn&& fn) {
+  for (std::uint32_t i = 0; i < reactor_->slots(); ++i) {
+    ws::Connection c{ep_, reactor_->id_at(i)};
+    ConnState* st = ep_->state(c);
+    if (st && (st->flags & kOpened)) fn(c, *st);
+  }
+}
 
 }  // namespace wsedge::bridge

@@ -17,6 +17,12 @@
 
 namespace wsedge::bridge {
 
+// Frame 0 of a message (§3).
+inline zmq::message_t header_frame(Type type, std::uint16_t flags, const ConnId& id) {
+  auto h = encode_header({kVersion, type, flags, id});
+  return zmq::message_t(h.data(), h.size());
+}
+
 // A FIFO that reuses its storage: events come and go once per client message, and a deque
 // would allocate and free a block every few of them.
 template <class T>

@@ -28,6 +28,8 @@ struct Route {
   // Subprotocols the route's backends speak, preferred first: the first of them the client
   // offers is answered in the 101 and told to the backend in OPEN (`protocol`).
   std::vector<std::string> protocols;
+  // Its clients' `wsedge:` text messages are commands to the edge (docs/AUTH.md §6).
+  bool control = false;
 };
 
 struct CurveKeys {

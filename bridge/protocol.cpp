@@ -40,6 +40,7 @@ bool known_type(std::uint8_t t) {
     case Type::kMessage:
     case Type::kClose:
     case Type::kSnapshot:
+    case Type::kClientPublish:
     case Type::kAck:
     case Type::kError:
     case Type::kWelcome:
@@ -50,6 +51,8 @@ bool known_type(std::uint8_t t) {
     case Type::kPublish:
     case Type::kSnapshotRequest:
     case Type::kReceived:
+    case Type::kAcl:
+    case Type::kExpires:
       return true;
   }
   return false;

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wsedge::bridge {
 
@@ -26,6 +27,7 @@ enum class Type : std::uint8_t {
   kMessage = 0x11,
   kClose = 0x12,
   kSnapshot = 0x13,
+  kClientPublish = 0x14,  // a client's publish the ACL allowed (docs/AUTH.md §6)
   kAck = 0x20,
   kError = 0x21,
   // Down: backend to edge.
@@ -37,6 +39,8 @@ enum class Type : std::uint8_t {
   kPublish = 0x86,
   kSnapshotRequest = 0x87,
   kReceived = 0x88,
+  kAcl = 0x89,      // a live ACL change (docs/AUTH.md §6)
+  kExpires = 0x8A,  // a connection's new expiry (docs/AUTH.md §5)
 };
 bool known_type(std::uint8_t t);
 
@@ -116,6 +120,30 @@ std::span<const std::byte> find_meta(std::span<const std::byte> meta, std::strin
 bool read_u16(std::span<const std::byte> v, std::uint16_t& out);
 bool read_u32(std::span<const std::byte> v, std::uint32_t& out);
 bool read_u64(std::span<const std::byte> v, std::uint64_t& out);
+
+inline std::string_view as_text(std::span<const std::byte> v) {
+  return {reinterpret_cast<const char*>(v.data()), v.size()};
+}
+
+// Name lists in meta values (channels, roles, ACL resources: §4): repeated u8 length + name.
+// Calls fn(name) for each; false, having called fn for the names before it, when the list is
+// malformed (a zero length, or one past the end).
+template <class Fn>
+bool for_each_name(std::span<const std::byte> list, Fn&& fn) {
+  while (!list.empty()) {
+    std::size_t n = std::to_integer<std::size_t>(list[0]);
+    if (n == 0 || 1 + n > list.size()) return false;
+    fn(as_text(list.subspan(1, n)));
+    list = list.subspan(1 + n);
+  }
+  return true;
+}
+// Appends one entry to such a list; `name` is 1-255 bytes (the caller's to check).
+inline void append_name(std::vector<std::byte>& list, std::string_view name) {
+  list.push_back(static_cast<std::byte>(name.size()));
+  auto b = std::as_bytes(std::span(name.data(), name.size()));
+  list.insert(list.end(), b.begin(), b.end());
+}
 
 namespace detail {
 enum class MetaStep : std::uint8_t { kOk, kEnd, kMalformed };

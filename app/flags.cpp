@@ -86,6 +86,19 @@ void check_bridge(const Flags& f) {
   }
 }
 
+// Keys imply --auth required; a mode that verifies tokens needs a key to verify them with.
+void check_auth(Flags& f) {
+  const auth::KeySource& k = f.auth.keys;
+  bool keys = !k.secret_files.empty() || !k.public_key_files.empty() || !k.jwks_files.empty();
+  if (!f.auth_mode_given && keys) f.auth.mode = auth::Mode::kRequired;
+  if (f.auth.mode != auth::Mode::kOff && !keys)
+    throw std::invalid_argument(
+        "--auth required/optional needs a key: --auth-hs256-secret-file, --auth-public-key or "
+        "--auth-jwks");
+  if (f.echo && f.auth.enabled())
+    throw std::invalid_argument("--auth and --acl apply to the bridge, not --app echo");
+}
+
 // "ENDPOINT[,ENDPOINT...][;outage=hold|refuse][;slow=close|drop]" (docs/BRIDGE-PROTOCOL.md §9).
 bridge::Route parse_route(std::string_view flag, std::string_view path, std::string_view v) {
   bridge::Route r;
@@ -375,6 +388,90 @@ const std::vector<Spec>& specs() {
       {"--backend-curve-server-key", "FILE", "the backends' CURVE public key ('public: Z85')",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) { f.bridge.curve.server_key = read_key(v, "public"); }},
+      {"--auth", "required|optional|off",
+       "tokens at the upgrade (docs/AUTH.md); optional admits anonymous clients with "
+       "--auth-anonymous-role",
+       [](const Flags&) { return std::string("required when a key is given, else off"); },
+       [](Flags& f, std::string_view v) {
+         if (v == "required")
+           f.auth.mode = auth::Mode::kRequired;
+         else if (v == "optional")
+           f.auth.mode = auth::Mode::kOptional;
+         else if (v == "off")
+           f.auth.mode = auth::Mode::kOff;
+         else
+           throw std::invalid_argument("--auth: required, optional or off, not '" +
+                                       std::string(v) + "'");
+         f.auth_mode_given = true;
+       }},
+      {"--auth-hs256-secret-file", "FILE", "HS256 secret (>= 32 bytes); kid: the file's stem",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) {
+         f.auth.keys.secret_files.emplace_back(auth::Alg::kHS256, std::string(v));
+       }},
+      {"--auth-hs384-secret-file", "FILE", "HS384 secret (>= 48 bytes)",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) {
+         f.auth.keys.secret_files.emplace_back(auth::Alg::kHS384, std::string(v));
+       }},
+      {"--auth-hs512-secret-file", "FILE", "HS512 secret (>= 64 bytes)",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) {
+         f.auth.keys.secret_files.emplace_back(auth::Alg::kHS512, std::string(v));
+       }},
+      {"--auth-public-key", "FILE[;alg=PS256]",
+       "PEM public key, repeatable: EC P-256/P-384 (ES256/384), Ed25519 (EdDSA), RSA (RS256, "
+       "or PS256 when named); kid: the file's stem",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { f.auth.keys.public_key_files.emplace_back(v); }},
+      {"--auth-jwks", "FILE", "a JWK set (RFC 7517) of verification keys, chosen by kid",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { f.auth.keys.jwks_files.emplace_back(v); }},
+      {"--auth-audience", "AUD", "accepted `aud` (repeatable); tokens must name one of them",
+       [](const Flags&) { return std::string("not checked"); },
+       [](Flags& f, std::string_view v) { f.auth.verify.audiences.emplace_back(v); }},
+      {"--auth-issuer", "ISS", "required `iss`", [](const Flags&) { return std::string("not checked"); },
+       [](Flags& f, std::string_view v) { f.auth.verify.issuer = v; }},
+      {"--auth-leeway", "SECONDS", "clock skew allowed on exp, nbf and iat",
+       [](const Flags& f) { return str(f.auth.verify.leeway_s); },
+       [](Flags& f, std::string_view v) {
+         f.auth.verify.leeway_s = static_cast<std::uint32_t>(number("--auth-leeway", v, 0, 3600));
+       }},
+      {"--auth-max-token", "BYTES", "longer tokens are refused before any decoding",
+       [](const Flags& f) { return str(f.auth.verify.max_token); },
+       [](Flags& f, std::string_view v) {
+         f.auth.verify.max_token = number("--auth-max-token", v, 256, 65536);
+       }},
+      {"--auth-anonymous-role", "ROLE", "the role of clients without a token (--auth optional)",
+       [](const Flags& f) { return f.auth.anonymous_role; },
+       [](Flags& f, std::string_view v) { f.auth.anonymous_role = v; }},
+      {"--auth-token-from", "LIST",
+       "where tokens are looked for, in this order: header (Authorization: Bearer), protocol "
+       "(Sec-WebSocket-Protocol bearer.<token>), cookie, query (?token=)",
+       [](const Flags&) { return std::string("header,protocol,cookie,query"); },
+       [](Flags& f, std::string_view v) {
+         auth::TokenSources& s = f.auth.sources;
+         s.header = s.protocol = s.cookie = s.query = false;
+         for (std::string_view rest = v; !rest.empty();) {
+           std::string_view name = rest.substr(0, rest.find(','));
+           rest.remove_prefix(std::min(rest.size(), name.size() + 1));
+           bool* on = name == "header"     ? &s.header
+                      : name == "protocol" ? &s.protocol
+                      : name == "cookie"   ? &s.cookie
+                      : name == "query"    ? &s.query
+                                           : nullptr;
+           if (!on)
+             throw std::invalid_argument("--auth-token-from: header, protocol, cookie or query, "
+                                         "not '" + std::string(name) + "'");
+           *on = true;
+         }
+       }},
+      {"--auth-cookie", "NAME", "the cookie a token may come in",
+       [](const Flags& f) { return f.auth.sources.cookie_name; },
+       [](Flags& f, std::string_view v) { f.auth.sources.cookie_name = v; }},
+      {"--acl", "FILE", "access control list (TOML, docs/AUTH.md §6); SIGHUP reloads it",
+       [](const Flags&) { return std::string("none: everything allowed"); },
+       [](Flags& f, std::string_view v) { f.auth.acl_file = v; }},
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
        [](Flags& f, std::string_view) { f.help = true; }},
       {"--version", nullptr, "print the version", [](const Flags&) { return std::string(); },
@@ -430,6 +527,7 @@ Flags parse_flags(int argc, char** argv) {
       throw std::invalid_argument("each --tls-cert needs a matching --tls-key");
   }
   check_bridge(f);
+  check_auth(f);
   return f;
 }
 
@@ -440,7 +538,7 @@ std::string usage() {
       "       wsedge --plain [flags]\n"
       "A WebSocket edge server on io_uring that bridges clients to backends over ZeroMQ\n"
       "(docs/BRIDGE-PROTOCOL.md); with no --backend it serves an embedded chat.\n"
-      "SIGHUP reloads the certificates; SIGTERM drains and stops.\n\n";
+      "SIGHUP reloads the certificates, auth keys and ACL; SIGTERM drains and stops.\n\n";
   for (const Spec& s : specs()) {
     std::string left = std::string("  ") + s.name + (s.arg ? std::string(" ") + s.arg : "");
     if (left.size() < 28)

@@ -2,6 +2,7 @@
 // Command-line flags of the wsedge binary.
 #include <string>
 
+#include "auth/gate.hpp"
 #include "bridge/options.hpp"
 #include "engine/server.hpp"
 
@@ -11,6 +12,8 @@ struct Flags {
   ServerOptions server;
   bool echo = false;  // --app echo: the built-in echo instead of the bridge
   bridge::Options bridge;
+  auth::Options auth;
+  bool auth_mode_given = false;
   bool forward_headers_given = false;
   bool listen_given = false;
   bool help = false;

@@ -84,8 +84,12 @@ void serve_bridge(app::Flags& flags) {
     flags.server.endpoint.pages.push_back({"/", "text/html; charset=utf-8", app::kDemoPage});
   }
   complete_bridge_options(flags);
+  // Keys and the ACL are loaded here once, before any core starts, so a bad file stops the
+  // server with its error instead of each core failing alone.
+  if (flags.auth.enabled()) auth::Gate check(flags.auth);
   serve<bridge::Edge>(
-      flags.server, [&](unsigned core) { return bridge::Edge(ctx, b, core, flags.server.cores); },
+      flags.server,
+      [&](unsigned core) { return bridge::Edge(ctx, b, flags.auth, core, flags.server.cores); },
       [&](const io::Address& a) { print_listening(flags, a); });
 }
 

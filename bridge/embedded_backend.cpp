@@ -210,7 +210,8 @@ struct EmbeddedBackend::Server {
     }
     dispatch(rid, edge, h, frames);
     // Counted once handled, refused or not: the edge must not resend what it can only repeat.
-    if (h.type == Type::kOpen || h.type == Type::kMessage || h.type == Type::kClose) {
+    if (h.type == Type::kOpen || h.type == Type::kMessage || h.type == Type::kClose ||
+        h.type == Type::kClientPublish) {
       if (edge.taken++ == edge.reported) edge.first_unreported = Clock::now();
       if (edge.taken - edge.reported >= kCountEvery) report(rid, edge);
     }
@@ -220,7 +221,8 @@ struct EmbeddedBackend::Server {
                 const std::vector<zmq::message_t>& frames) {
     if (static_cast<std::uint8_t>(h.type) & 0x80)  // down types, PUBLISH included (§4)
       return fail(rid, h.id, "unknown-type", "a backend does not take this type");
-    bool payload = h.type == Type::kMessage || h.type == Type::kSnapshot;
+    bool payload = h.type == Type::kMessage || h.type == Type::kSnapshot ||
+                   h.type == Type::kClientPublish;
     if (frames.size() != (payload ? 4u : 3u)) return fail(rid, h.id, "bad-frame", "frame count");
     Bytes meta = bytes(frames[2]);
     if (!valid_meta(meta)) return fail(rid, h.id, "bad-meta", "meta does not parse");
@@ -252,7 +254,10 @@ struct EmbeddedBackend::Server {
       case Type::kOpen: {
         if (edge.conns.contains(key)) return;  // a resent OPEN: set up already
         Conn& c = edge.conns[key];
-        c.name = "guest-" + std::to_string(h.id.slot);
+        // A verified user (docs/AUTH.md) is called by name; anyone else is a numbered guest.
+        Bytes sub = find_meta(meta, "sub", found);
+        c.name = found && valid_name(as_text(sub)) ? std::string(as_text(sub))
+                                                   : "guest-" + std::to_string(h.id.slot);
         // Re-announced (failover, resumed): the edge keeps its subscriptions, so its room too.
         if (auto room = room_in(find_meta(meta, "channels", found))) {
           c.room = *room;
@@ -265,6 +270,10 @@ struct EmbeddedBackend::Server {
       case Type::kClose:
         edge.conns.erase(key);
         return;
+      case Type::kClientPublish:
+        // A client's publish the edge's ACL allowed (control=on routes): fanned out as it is.
+        return publish_channel(std::string(as_text(find_meta(meta, "channel", found))),
+                               std::string(frames[3].to_string_view()));
       default:  // SNAPSHOT, ACK, ERROR: answers to what this backend never asks
         return;
     }
@@ -351,7 +360,9 @@ struct EmbeddedBackend::Server {
 
   // Four frames on the PUB (§6): topic "room:R\0", header, meta, payload.
   void publish(const std::string& room, const std::string& payload) {
-    std::string channel = "room:" + room;
+    publish_channel("room:" + room, payload);
+  }
+  void publish_channel(const std::string& channel, const std::string& payload) {
     std::string topic = channel + '\0';
     std::byte buf[256];
     MetaWriter w(buf, sizeof buf);

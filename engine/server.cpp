@@ -108,15 +108,18 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
       continue;
     }
     if (sig != SIGHUP) break;
-    if (opts.plain) continue;
-    try {
-      tls::Context::load(opts.tls);
-      LOG_INFO("msg=\"reloading TLS certificates\"");
-      each(&io::Reactor::request_reload);
-    } catch (const std::exception& e) {
-      LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" error=\"%s\"",
-                e.what());
+    if (!opts.plain) {
+      try {
+        tls::Context::load(opts.tls);
+        LOG_INFO("msg=\"reloading TLS certificates\"");
+      } catch (const std::exception& e) {
+        LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" error=\"%s\"",
+                  e.what());
+      }
     }
+    // Every core, plain or not: applications reload too (auth keys, the ACL), each core its
+    // own, all or nothing; a core's TLS loader refuses certificates that failed here as well.
+    each(&io::Reactor::request_reload);
   }
   LOG_INFO("msg=\"stopping\" signal=%d", sig);
   {

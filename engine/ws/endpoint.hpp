@@ -15,6 +15,7 @@
 //       application validates after transforming)
 //   struct ConnState;  state(Connection) gives it, value-initialised when the connection
 //       starts, cleared after on_close
+//   void on_reload();  SIGHUP, on the core's own thread, after TLS certificates are reloaded
 //   void on_flush();  at the end of every loop turn, after its completions and before output
 //       is encrypted and sent (also when a long turn sends what it has so far, and once as
 //       run() returns): frames sent here leave in the same turn. For work that batches a
@@ -140,6 +141,12 @@ class Endpoint : public EndpointBase {
   void on_flush() {
     if constexpr (requires { app_.on_flush(); }) app_.on_flush();
     EndpointBase::on_flush();
+  }
+
+  // SIGHUP: new TLS certificates, then the application's own (auth keys, an ACL file).
+  void on_reload() {
+    EndpointBase::on_reload();
+    if constexpr (requires { app_.on_reload(); }) app_.on_reload();
   }
 
   void on_timer(io::SocketId id) {

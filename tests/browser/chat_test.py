@@ -3,7 +3,9 @@
 
 Starts wsedge over wss:// with a self-signed certificate and its embedded chat backend, opens
 the page it serves at / in two headless Chromium pages, and checks that what page A sends
-reaches page B, and that after A joins another room B no longer sees A. Leaves a screenshot of
+reaches page B, and that after A joins another room B no longer sees A. Then, against a server
+that requires tokens (docs/AUTH.md), a page connects with its token as a `bearer.` subprotocol
+(browsers cannot set headers) and is greeted by the token's name; without one it is refused. Leaves a screenshot of
 page B in ARTIFACT_DIR/chat.png (also when a check fails: it shows what B saw). Exit status 0
 when every check passed, 1 otherwise.
 
@@ -13,6 +15,8 @@ import os
 import sys
 import tempfile
 import time
+
+import jwt  # python3-jwt: the token is minted by a third party, as an identity provider would
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -102,6 +106,36 @@ def chat(page_a, page_b, url):
     assert "second from A" not in messages(page_b), "B still sees A after A left the lobby"
 
 
+# Resolves to [protocol, first message] of a WebSocket opened with the token as a subprotocol,
+# or ["closed", code] when the upgrade is refused (a browser only reports 1006 then).
+TOKEN_JS = """
+const [url, token, done] = arguments;
+const offer = token ? ["wsedge", "bearer." + token] : ["wsedge"];
+const ws = new WebSocket(url, offer);
+ws.onmessage = (e) => { done([ws.protocol, e.data]); ws.close(); };
+ws.onclose = (e) => done(["closed", e.code]);
+"""
+
+
+def token_in_browser(page, binary, tmp):
+    secret = os.urandom(32)
+    secret_file = os.path.join(tmp, "hs256.key")
+    with open(secret_file, "wb") as f:
+        f.write(secret)
+    token = jwt.encode({"sub": "browser-user", "exp": int(time.time()) + 300}, secret,
+                       algorithm="HS256")
+    with start_server(binary, "--cores", "1", "--auth-hs256-secret-file", secret_file,
+                      app="bridge", tls=make_cert(tmp, "localhost")) as (ws_url, _):
+        host, port = host_port(ws_url)
+        page.get(f"https://{host}:{port}/")  # the page is public; its WebSocket is not
+        page.set_script_timeout(WAIT_S)
+        got = page.execute_async_script(TOKEN_JS, f"wss://{host}:{port}/", token)
+        assert got[0] == "wsedge", f"the answered subprotocol: {got}"
+        assert "as browser-user" in got[1], f"the greeting does not name the token's user: {got}"
+        got = page.execute_async_script(TOKEN_JS, f"wss://{host}:{port}/", None)
+        assert got == ["closed", 1006], f"a page without a token got in: {got}"
+
+
 def main(argv):
     if len(argv) != 3:
         print("usage: chat_test.py WSEDGE_BINARY ARTIFACT_DIR", file=sys.stderr)
@@ -118,6 +152,8 @@ def main(argv):
                 page_b = browser(os.path.join(tmp, "profile-b"))
                 chat(page_a, page_b, url)
                 print("ok: B got A's message, and not A's after A moved to another room")
+                token_in_browser(page_a, binary, tmp)
+                print("ok: a page's token in Sec-WebSocket-Protocol let it in, and no token did not")
                 return 0
             except AssertionError as e:
                 print(f"FAIL: {e}", file=sys.stderr)

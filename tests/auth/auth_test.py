@@ -1,0 +1,475 @@
+#!/usr/bin/python3
+"""End-to-end tests of wsedge's auth (docs/AUTH.md): the real binary with --cores 2, tokens
+minted by a third-party library (python3-jwt) with keys made by python3-cryptography, real
+WebSocket clients (websockets) and a real backend (wsedge_backend) on 127.0.0.1.
+
+usage: auth_test.py WSEDGE_BINARY [unittest options]     exit 0 on success, 1 on failure
+
+Every wait is bounded; nothing asserts speed.
+"""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+sys.path.insert(0, os.path.join(HERE, "..", "bridge"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+
+import jwt  # noqa: E402  (python3-jwt)
+import websockets  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
+
+from bridge_test import BackendThread, backends, closed_with, connect, recv, until  # noqa: E402
+from wsedge_server import start_server  # noqa: E402
+
+BINARY = None
+CORES = ("--cores", "2")
+WAIT = 10.0
+
+ACL = """
+[roles]
+member = { parents = ["guest"] }
+admin = { parents = ["member"] }
+
+[users]
+carol = ["admin"]
+
+[[allow]]
+roles = ["guest"]
+resources = ["/chat", "chat:lobby"]
+permissions = ["connect", "subscribe"]
+
+[[allow]]
+roles = ["member"]
+resources = ["chat:*", "user:{sub}"]
+permissions = ["subscribe", "publish"]
+
+[[allow]]
+roles = ["admin"]
+resources = ["/admin"]
+permissions = ["connect"]
+
+[[allow]]
+roles = ["anonymous"]
+resources = ["/chat"]
+permissions = ["connect"]
+
+[[deny]]
+roles = ["member"]
+resources = ["chat:secret"]
+permissions = ["*"]
+"""
+
+
+def counters(log):
+    """Sums the per-core auth counters of wsedge's exit log."""
+    total = {}
+    for line in log.splitlines():
+        if "bridge stopped" not in line:
+            continue
+        for name, value in re.findall(r"\b((?:auth|acl)_\w+)=(\d+)", line):
+            total[name] = total.get(name, 0) + int(value)
+    return total
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def pem_public(key):
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class Keys:
+    """Every algorithm's key, written where wsedge's flags read them; kid = the file's stem."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.secret = {alg: os.urandom(n) for alg, n in (("HS256", 32), ("HS384", 48),
+                                                          ("HS512", 64))}
+        self.private = {
+            "ES256": ec.generate_private_key(ec.SECP256R1()),
+            "ES384": ec.generate_private_key(ec.SECP384R1()),
+            "RS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "PS256": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "EdDSA": ed25519.Ed25519PrivateKey.generate(),
+        }
+        self.flags = []
+        for alg, secret in self.secret.items():
+            path = self.write(alg.lower() + ".key", secret)
+            self.flags += [f"--auth-{alg.lower()}-secret-file", path]
+        for alg, key in self.private.items():
+            path = self.write(alg.lower() + ".pem", pem_public(key))
+            self.flags += ["--auth-public-key", path + (";alg=PS256" if alg == "PS256" else "")]
+
+    def write(self, name, data):
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def token(self, alg="ES256", sub="alice", ttl=300, kid=None, **claims):
+        now = int(time.time())
+        payload = {"sub": sub, "iat": now, "exp": now + ttl, **claims}
+        key = self.secret.get(alg) or self.private[alg]
+        return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid or alg.lower()})
+
+
+def hs256_forged(payload, secret, kid):
+    """An HS256 token made by hand (python3-jwt refuses to HMAC with a PEM key, which is the
+    point of the attack: the public key's bytes as an HMAC secret)."""
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    body = b64(json.dumps(payload).encode())
+    sig = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+async def refused(url, path="/chat", **kw):
+    """The HTTP status and headers of an upgrade the server refuses."""
+    try:
+        ws = await connect(url, path, **kw)
+    except websockets.InvalidStatusCode as e:
+        return e.status_code, e.headers
+    await ws.close()
+    raise AssertionError("the upgrade was accepted")
+
+
+def bearer(token):
+    return {"extra_headers": {"Authorization": f"Bearer {token}"}}
+
+
+class AuthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.keys = Keys(cls.tmp.name)
+        cls.acl = cls.keys.write("acl.toml", ACL.encode())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def serve(self, bt, *flags, auth=("--auth", "required")):
+        ep = bt.endpoint
+        return start_server(BINARY, *CORES, "--route", f"/chat={ep};control=on",
+                            "--route", f"/admin={ep}", "--route", f"/open={ep}",
+                            *self.keys.flags, *auth, *flags, app="bridge")
+
+    def run_async(self, coro):
+        asyncio.run(asyncio.wait_for(coro, 60))
+
+    # ---- tokens ----
+
+    def test_every_algorithm_verifies_and_the_identity_reaches_the_backend(self):
+        bt = BackendThread(echo=True)
+        with backends(bt), self.serve(bt, "--acl", self.acl) as (url, proc):
+            async def go():
+                for alg in ("HS256", "HS384", "HS512", "ES256", "ES384", "RS256", "PS256",
+                            "EdDSA"):
+                    tok = self.keys.token(alg, sub=f"u-{alg}", roles=["member"],
+                                          info={"name": alg, "n": 1})
+                    ws = await connect(url, "/chat", **bearer(tok))
+                    await ws.send(f"hello {alg}")
+                    self.assertEqual(await recv(ws), f"hello {alg}")
+                    await ws.close()
+                    conn = await until(lambda: next((e[1] for e in bt.snapshot("open")
+                                                     if e[1].meta.get("sub") ==
+                                                     f"u-{alg}".encode()), None),
+                                       what=f"OPEN of u-{alg}")
+                    self.assertIn(b"member", conn.meta["roles"])
+                    self.assertEqual(json.loads(conn.meta["info"]), {"name": alg, "n": 1})
+                    self.assertIn("exp", conn.meta)
+            self.run_async(go())
+        self.assertEqual(counters(proc.log)["auth_admitted_total"], 8)
+
+    def test_every_bad_token_is_refused_with_401_and_counted(self):
+        k = self.keys
+        now = int(time.time())
+        other = ec.generate_private_key(ec.SECP256R1())
+        rsa_pem = pem_public(k.private["RS256"])
+        cases = {
+            "expired": k.token(ttl=-120),
+            "not_yet_valid": k.token(nbf=now + 600),
+            "bad_audience": k.token(aud="someone-else"),
+            "bad_issuer": k.token(iss="https://evil.example"),
+            "bad_signature": jwt.encode({"sub": "x", "exp": now + 60}, other, algorithm="ES256",
+                                        headers={"kid": "es256"}),
+            "unsupported_alg": b64(b'{"alg":"none","typ":"JWT"}') + "." +
+                               b64(json.dumps({"sub": "x", "exp": now + 60}).encode()) + ".",
+            # Algorithm confusion: HS256 "signed" with the RS256 key's public PEM as the secret.
+            "confusion": hs256_forged({"sub": "x", "exp": now + 60}, rsa_pem, "rs256"),
+            "unknown_key": k.token(kid="nobody"),
+            "truncated": k.token()[:-20],
+            "malformed": "not-a-token",
+        }
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--auth-audience", "wsedge-test", "--auth-issuer",
+                                      "https://issuer.test") as (url, proc):
+            async def go():
+                good = k.token(aud="wsedge-test", iss="https://issuer.test")
+                ws = await connect(url, "/chat", **bearer(good))
+                await ws.close()
+                for name, tok in cases.items():
+                    with self.subTest(name):
+                        status, headers = await refused(url, **bearer(tok))
+                        self.assertEqual(status, 401)
+                        www = headers["WWW-Authenticate"]
+                        self.assertTrue(www.startswith('Bearer realm="wsedge"'), www)
+                        self.assertIn('error="invalid_token"', www)
+                        self.assertNotIn(tok[:20], www)
+                status, headers = await refused(url)
+                self.assertEqual((status, headers["WWW-Authenticate"]),
+                                 (401, 'Bearer realm="wsedge"'))
+            self.run_async(go())
+        c = counters(proc.log)
+        for name in ("expired", "not_yet_valid", "bad_audience", "bad_issuer", "bad_signature",
+                     "unknown_key", "missing"):
+            self.assertGreaterEqual(c.get(f"auth_refused_{name}_total", 0), 1, name)
+        self.assertEqual(c["auth_admitted_total"], 1)
+        # Nothing of any token reached the log.
+        for tok in cases.values():
+            self.assertNotIn(tok[-20:], proc.log)
+
+    def test_oversized_token(self):
+        huge = self.keys.token(pad="x" * 16384)
+        bt = BackendThread()
+        # Over the header limit: the request itself is refused (431) before auth sees it.
+        with backends(bt), self.serve(bt) as (url, _):
+            self.run_async(self._expect(url, huge, 431))
+        with backends(BackendThread()) as (bt2,), self.serve(bt2, "--max-header", "65536") as (
+                url, proc):
+            self.run_async(self._expect(url, huge, 401))
+        self.assertEqual(counters(proc.log)["auth_refused_too_large_total"], 1)
+
+    async def _expect(self, url, tok, status):
+        got, _ = await refused(url, **bearer(tok))
+        self.assertEqual(got, status)
+
+    def test_token_sources(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt) as (url, _):
+            async def go():
+                tok = self.keys.token(sub="bob")
+                # A browser's way: the token as a subprotocol beside "wsedge", which is answered.
+                ws = await connect(url, "/chat", subprotocols=["wsedge", f"bearer.{tok}"])
+                self.assertEqual(ws.subprotocol, "wsedge")
+                await ws.close()
+                ws = await connect(url, "/chat", extra_headers={
+                    "Cookie": f"theme=dark; wsedge_token={tok}; x=1"})
+                await ws.close()
+                ws = await connect(url, f"/chat?room=1&token={tok}&x=2")
+                await ws.close()
+                opens = await until(lambda: len(bt.snapshot("open")) == 3 and bt.snapshot("open"),
+                                    what="three OPENs")
+                for e in opens:
+                    self.assertEqual(e[1].meta["sub"], b"bob")
+                    self.assertNotIn(tok, e[1].path)
+                self.assertIn("/chat?room=1&x=2", [e[1].path for e in opens])
+            self.run_async(go())
+
+    def test_optional_admits_anonymous_with_its_role(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--acl", self.acl,
+                                      auth=("--auth", "optional")) as (url, proc):
+            async def go():
+                ws = await connect(url, "/chat")
+                await ws.close()
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertNotIn("sub", conn.meta)
+                self.assertIn(b"anonymous", conn.meta["roles"])
+                # The anonymous role may connect to /chat only.
+                self.assertEqual((await refused(url, "/admin"))[0], 403)
+                # A bad token is still refused: its client meant to be someone.
+                self.assertEqual((await refused(url, **bearer("x.y.z")))[0], 401)
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual((c["auth_anonymous_total"], c["acl_denied_connect_total"]), (2, 1))
+
+    def test_keys_rotate_on_sighup_and_a_bad_set_keeps_the_old(self):
+        d = tempfile.mkdtemp(dir=self.tmp.name)
+        a, b = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+        path = os.path.join(d, "rot.pem")
+        with open(path, "wb") as f:
+            f.write(pem_public(a))
+
+        def tok(key):
+            return jwt.encode({"sub": "r", "exp": int(time.time()) + 60}, key, algorithm="ES256",
+                              headers={"kid": "rot"})
+
+        bt = BackendThread()
+        with backends(bt), start_server(BINARY, *CORES, "--backend", bt.endpoint,
+                                        "--auth-public-key", path, app="bridge") as (url, proc):
+            async def go():
+                await (await connect(url, "/", **bearer(tok(a)))).close()
+                with open(path, "wb") as f:
+                    f.write(pem_public(b))
+                proc.send_signal(signal.SIGHUP)
+
+                async def b_works():
+                    try:
+                        await (await connect(url, "/", **bearer(tok(b)))).close()
+                        return True
+                    except websockets.InvalidStatusCode:
+                        return False
+                deadline = time.monotonic() + WAIT
+                while not await b_works():
+                    self.assertLess(time.monotonic(), deadline, "key b never took")
+                    await asyncio.sleep(0.05)
+                # Every core reloaded: key a is refused wherever the connection lands.
+                for _ in range(6):
+                    self.assertEqual((await refused(url, "/", **bearer(tok(a))))[0], 401)
+                with open(path, "wb") as f:
+                    f.write(b"-----BEGIN PUBLIC KEY-----\nbroken\n-----END PUBLIC KEY-----\n")
+                proc.send_signal(signal.SIGHUP)
+                await asyncio.sleep(0.5)
+                for _ in range(6):
+                    await (await connect(url, "/", **bearer(tok(b)))).close()
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual((c["auth_reloads_total"], c["auth_reload_failures_total"]), (2, 2))
+
+    # ---- ACLs ----
+
+    def test_acl_connect_channels_and_client_control(self):
+        bt = BackendThread()
+        published = []
+        bt.b.on_client_publish(lambda conn, ch, data, binary: published.append((ch, data)))
+        with backends(bt), self.serve(bt, "--acl", self.acl) as (url, proc):
+            async def go():
+                guest = self.keys.token(sub="gus", roles=["guest"],
+                                        channels=["chat:lobby", "chat:other"])
+                self.assertEqual((await refused(url, "/admin", **bearer(guest)))[0], 403)
+                ws = await connect(url, "/chat", **bearer(guest))
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                # Only the channel the ACL allows a guest was subscribed from the token.
+                self.assertEqual(conn.channels, {"chat:lobby"})
+                await ws.send("wsedge:sub chat:other")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:other denied")
+                await ws.send("wsedge:pub chat:lobby hi")
+                self.assertEqual(await recv(ws), "wsedge:err pub chat:lobby denied")
+                await ws.send("wsedge:unsub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:ok unsub chat:lobby")
+                await ws.send("wsedge:bogus")
+                self.assertEqual(await recv(ws), "wsedge:err bogus unknown-command")
+                # A backend's SUBSCRIBE is bound by the ACL as well.
+                seq = await bt.acall(lambda: bt.b.subscribe(conn.id, "chat:other", ack=True))
+                err = await until(lambda: [e for e in bt.snapshot("error") if e[1] == seq])
+                self.assertEqual(err[0][2], "denied")
+                await ws.close()
+
+                member = self.keys.token(sub="mia", roles=["member"])
+                ws = await connect(url, "/chat", **bearer(member))
+                for ch in ("chat:other", "user:mia"):
+                    await ws.send(f"wsedge:sub {ch}")
+                    self.assertEqual(await recv(ws), f"wsedge:ok sub {ch}")
+                for ch in ("chat:secret", "user:someone"):  # deny wins; {sub} is her own only
+                    await ws.send(f"wsedge:sub {ch}")
+                    self.assertEqual(await recv(ws), f"wsedge:err sub {ch} denied")
+                await ws.send("wsedge:pub chat:other hello there")
+                await until(lambda: published, what="the client publish")
+                self.assertEqual(published[0], ("chat:other", b"hello there"))
+                # Ordinary messages still go to the backend.
+                await ws.send("plain text")
+                await until(lambda: [e for e in bt.snapshot("message") if e[2] == b"plain text"])
+                await ws.close()
+                # carol is an admin by the ACL file, not by her token.
+                carol = self.keys.token(sub="carol")
+                await (await connect(url, "/admin", **bearer(carol))).close()
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertGreaterEqual(c["acl_denied_subscribe_total"], 4)
+        self.assertEqual(c["acl_denied_publish_total"], 1)
+
+    def test_live_revoke_closes_and_unsubscribes_within_a_turn(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--acl", self.acl) as (url, proc):
+            async def go():
+                ws = await connect(url, "/chat",
+                                   **bearer(self.keys.token(sub="dan", roles=["guest"])))
+                await ws.send("wsedge:sub chat:x")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:x denied")
+                await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+
+                async def change(fn, *args):
+                    seqs = await bt.acall(lambda: fn(*args, ack=True))
+                    return await until(lambda: [e for e in bt.snapshot() if e[0] in (
+                        "ack", "error") and e[1] in seqs] if len(seqs) == 2 else None,
+                        what="answers from both cores")
+
+                await change(bt.b.add_user_roles, "dan", "member")
+                await ws.send("wsedge:sub chat:x")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:x")
+                # Revoked: the subscription goes in the same turn, the connection stays.
+                await change(bt.b.remove_user_roles, "dan", "member")
+                await ws.send("wsedge:sub chat:x")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:x denied")
+                # Denied `connect`: closed with 4403.
+                await change(bt.b.deny, ["guest"], ["/chat"], ["connect"])
+                code, reason, _ = await closed_with(ws)
+                self.assertEqual((code, reason), (4403, "access revoked"))
+                # A change that does not compile (a cycle) is refused and changes nothing.
+                answers = await change(bt.b.add_role_parents, "guest", "admin")
+                self.assertEqual({e[0] for e in answers}, {"error"})
+                self.assertEqual({e[2] for e in answers}, {"bad-acl"})
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual(c["acl_revoked_closes_total"], 1)
+        self.assertGreaterEqual(c["acl_revoked_subscriptions_total"], 1)
+        self.assertEqual(c["acl_changes_total"], 6)  # three ops, two cores each
+        self.assertEqual(c["acl_changes_refused_total"], 2)
+
+    # ---- expiry ----
+
+    def test_expiry_closes_unless_extended_or_refreshed(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--auth-leeway", "0") as (url, proc):
+            async def go():
+                doomed = await connect(url, "/chat", **bearer(self.keys.token(sub="eve1", ttl=2)))
+                extended = await connect(url, "/chat",
+                                         **bearer(self.keys.token(sub="eve2", ttl=2)))
+                refreshed = await connect(url, "/chat",
+                                          **bearer(self.keys.token(sub="eve3", ttl=2)))
+                opens = await until(lambda: len(bt.snapshot("open")) == 3 and bt.snapshot("open"))
+                ext_conn = next(e[1] for e in opens if e[1].meta["sub"] == b"eve2")
+                await bt.acall(lambda: bt.b.expires(ext_conn.id, int(time.time()) + 600))
+                await refreshed.send(f"wsedge:refresh {self.keys.token(sub='eve3', ttl=600)}")
+                self.assertTrue((await recv(refreshed)).startswith("wsedge:ok refresh "))
+                # Someone else's token would change who the connection is: refused.
+                await refreshed.send(f"wsedge:refresh {self.keys.token(sub='mallory')}")
+                self.assertTrue((await recv(refreshed)).startswith("wsedge:err refresh "))
+                code, reason, _ = await closed_with(doomed, timeout=8)
+                self.assertEqual((code, reason), (4401, "token expired"))
+                await asyncio.sleep(1.5)
+                for ws in (extended, refreshed):
+                    await ws.send("still here")
+                    await ws.close()
+                    self.assertEqual(ws.close_code, 1000)
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual((c["auth_expired_closes_total"], c["auth_refreshes_total"]), (1, 1))
+
+
+def main():
+    global BINARY
+    if len(sys.argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    BINARY = os.path.abspath(sys.argv.pop(1))
+    result = unittest.main(exit=False, verbosity=2).result
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -188,7 +188,50 @@ std::vector<std::vector<std::uint32_t>> closures(
   return closure;
 }
 
+// One grant per role, sorted by role: allowed() binary-searches them.
+template <class Grant>
+void tidy(std::vector<Grant>& gs) {
+  std::sort(gs.begin(), gs.end(), [](const Grant& a, const Grant& b) { return a.role < b.role; });
+  std::vector<Grant> merged;
+  for (const Grant& g : gs) {
+    if (!merged.empty() && merged.back().role == g.role) {
+      merged.back().allow |= g.allow;
+      merged.back().deny |= g.deny;
+    } else {
+      merged.push_back(g);
+    }
+  }
+  gs = std::move(merged);
+}
+
+// Fibonacci hashing: the slot is the top bits of hash * 2^64/phi, which mixes FNV-1a's weak low
+// bits into the ones used.
+constexpr std::uint64_t kSpread = 0x9E3779B97F4A7C15u;
+
 }  // namespace
+
+Acl::GrantIndex::GrantIndex(Map<std::vector<Grant>> grants) {
+  std::size_t size = 2;
+  for (shift_ = 63; size < 2 * grants.size(); size *= 2) --shift_;
+  slots_.assign(size, 0);
+  entries_.reserve(grants.size());
+  for (auto& [key, gs] : grants) {
+    entries_.push_back({key, hash(key), std::move(gs)});
+    std::size_t at = (entries_.back().hash * kSpread) >> shift_;
+    while (slots_[at] != 0) at = (at + 1) & (size - 1);
+    slots_[at] = static_cast<std::uint32_t>(entries_.size());
+  }
+}
+
+const std::vector<Acl::Grant>* Acl::GrantIndex::find(std::string_view key, std::uint64_t h) const {
+  if (slots_.empty()) return nullptr;
+  // At most half full, so an absent key meets an empty slot soon.
+  for (std::size_t at = (h * kSpread) >> shift_;; at = (at + 1) & (slots_.size() - 1)) {
+    if (slots_[at] == 0) return nullptr;
+    const Entry& e = entries_[slots_[at] - 1];
+    if (e.hash == h && e.key == key) return &e.grants;
+  }
+}
 
 std::shared_ptr<const Acl> Acl::compile(const AclModel& m) {
   auto acl = std::make_shared<Acl>();
@@ -217,6 +260,7 @@ std::shared_ptr<const Acl> Acl::compile(const AclModel& m) {
     for (const std::string& r : roles) ids.push_back(id_of(r));
   }
 
+  Map<std::vector<Grant>> exact, prefixed;
   Map<std::size_t> sub_index;  // resource -> its entry in subs_
   for (const AclModel::Rule& r : m.rules) {
     PermMask mask = 0;
@@ -240,35 +284,23 @@ std::shared_ptr<const Acl> Acl::compile(const AclModel& m) {
         }
         grants = &acl->subs_[it->second].grants;
       } else if (res.ends_with('*')) {
-        grants = &acl->prefixed_[res.substr(0, res.size() - 1)];
+        grants = &prefixed[res.substr(0, res.size() - 1)];
       } else {
-        grants = &acl->exact_[res];
+        grants = &exact[res];
       }
       for (const std::string& role : r.roles)
         grants->push_back({id_of(role), r.deny ? 0 : mask, r.deny ? mask : 0});
     }
   }
 
-  // One grant per role per key, sorted by role: allowed() binary-searches them.
-  auto tidy = [](std::vector<Grant>& gs) {
-    std::sort(gs.begin(), gs.end(), [](const Grant& a, const Grant& b) { return a.role < b.role; });
-    std::vector<Grant> merged;
-    for (const Grant& g : gs) {
-      if (!merged.empty() && merged.back().role == g.role) {
-        merged.back().allow |= g.allow;
-        merged.back().deny |= g.deny;
-      } else {
-        merged.push_back(g);
-      }
-    }
-    gs = std::move(merged);
-  };
-  for (auto& [res, gs] : acl->exact_) tidy(gs);
-  for (auto& [res, gs] : acl->prefixed_) {
+  for (auto& [res, gs] : exact) tidy(gs);
+  for (auto& [res, gs] : prefixed) {
     tidy(gs);
     acl->prefix_lengths_.push_back(res.size());
   }
   for (SubPattern& s : acl->subs_) tidy(s.grants);
+  acl->exact_ = GrantIndex(std::move(exact));
+  acl->prefixed_ = GrantIndex(std::move(prefixed));
   std::sort(acl->prefix_lengths_.begin(), acl->prefix_lengths_.end());
   acl->prefix_lengths_.erase(std::unique(acl->prefix_lengths_.begin(), acl->prefix_lengths_.end()),
                              acl->prefix_lengths_.end());
@@ -339,11 +371,16 @@ bool Acl::allowed(const Principal& p, std::string_view resource, PermMask perms)
     }
   };
   if (p.roles.empty()) return false;
-  if (auto it = exact_.find(resource); it != exact_.end()) take(it->second);
-  for (std::size_t len : prefix_lengths_) {
-    if (len > resource.size()) break;
-    if (auto it = prefixed_.find(resource.substr(0, len)); it != prefixed_.end()) take(it->second);
+  // One pass over the resource hashes it whole for the exact index and, on the way, each of its
+  // prefixes whose length some `p*` pattern has, for the pattern index.
+  std::uint64_t h = kFnvBasis;
+  std::size_t next = 0;  // into prefix_lengths_
+  for (std::size_t i = 0;; h = fnv(h, resource[i++])) {
+    for (; next < prefix_lengths_.size() && prefix_lengths_[next] == i; ++next)
+      if (const std::vector<Grant>* gs = prefixed_.find(resource.substr(0, i), h)) take(*gs);
+    if (i == resource.size()) break;
   }
+  if (const std::vector<Grant>* gs = exact_.find(resource, h)) take(*gs);
   // An anonymous principal's empty name would make `user:{sub}` match `user:`.
   if (!p.user.empty())
     for (const SubPattern& s : subs_)

@@ -112,22 +112,55 @@ class Acl {
     bool prefix = false;
     std::vector<Grant> grants;
   };
-  // Hashing string_view lookups into string keys without building a string.
+  // Keys are hashed with FNV-1a, one byte at a time, so that allowed() can hash the resource
+  // once and have the hash of each of its prefixes on the way (the pattern index is keyed by
+  // prefixes).
+  static constexpr std::uint64_t kFnvBasis = 14695981039346656037u;
+  static constexpr std::uint64_t fnv(std::uint64_t h, char c) {
+    return (h ^ static_cast<unsigned char>(c)) * 1099511628211u;
+  }
+  static constexpr std::uint64_t hash(std::string_view s) {
+    std::uint64_t h = kFnvBasis;
+    for (char c : s) h = fnv(h, c);
+    return h;
+  }
   struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
+    using is_transparent = void;  // string_view lookups build no string
+    std::size_t operator()(std::string_view s) const noexcept { return hash(s); }
   };
   template <class V>
   using Map = std::unordered_map<std::string, V, Hash, std::equal_to<>>;
+
+  // The resource index allowed() probes: read-only once built, open addressing over a
+  // power-of-two table, probed with the hash allowed() already has. A probe is a multiply, a
+  // shift and a compare; std::unordered_map would hash again and divide by a prime each time.
+  class GrantIndex {
+   public:
+    explicit GrantIndex(Map<std::vector<Grant>> grants);
+    GrantIndex() = default;
+    const std::vector<Grant>* find(std::string_view key, std::uint64_t h) const;
+    template <class F>
+    void for_each_key(F f) const {
+      for (const Entry& e : entries_) f(e.key);
+    }
+
+   private:
+    struct Entry {
+      std::string key;
+      std::uint64_t hash;
+      std::vector<Grant> grants;
+    };
+    std::vector<Entry> entries_;
+    std::vector<std::uint32_t> slots_;  // 1 + an index into entries_, 0 for an empty slot
+    unsigned shift_ = 0;                // 64 - log2(slots_.size())
+  };
 
   Map<PermMask> perms_;
   Map<std::uint32_t> role_ids_;
   std::vector<std::vector<std::uint32_t>> closure_;  // role id -> itself and its ancestors
   Map<std::vector<std::uint32_t>> user_roles_;       // user -> role ids from the users table
-  Map<std::vector<Grant>> exact_;                    // resources without patterns
-  Map<std::vector<Grant>> prefixed_;                 // `p*` without `{sub}`, keyed by `p`
+  GrantIndex exact_;                                 // resources without patterns
+  GrantIndex prefixed_;                              // `p*` without `{sub}`, keyed by `p`
   std::vector<std::size_t> prefix_lengths_;          // the distinct key lengths of prefixed_
   std::vector<SubPattern> subs_;
 };

@@ -78,6 +78,58 @@ def bridge_seeds():
         write("bridge_message_fuzz", name[:-4], bytes([24]) + bytes.fromhex(frames[0]) + meta)
 
 
+# acl_file_fuzz: the ACL file's text as is: the documented example (auth/acl_file.hpp), then
+# variants for the compiler's refusals (a cycle, a 32nd permission), `{sub}` patterns, a long
+# parent chain with a deny half way up, and typos the parser refuses.
+ACL_EXAMPLE = """# roles and their parents
+[roles]
+member = { parents = ["guest"] }
+admin  = { parents = ["member"] }
+# users (token `sub`) and the roles the file gives them, beside those in their token
+[users]
+alice = ["admin"]
+# grants; [[deny]] has the same shape and wins
+[[allow]]
+roles = ["guest"]
+resources = ["/chat", "chat:lobby"]
+permissions = ["connect", "subscribe"]
+[[allow]]
+roles = ["member"]
+resources = ["chat:*", "user:{sub}"]
+permissions = ["*"]
+[[deny]]
+roles = ["guest"]
+resources = ["chat:admin"]
+permissions = ["publish"]
+"""
+
+
+def acl_seeds():
+    def rule(kind, roles, resources, perms):
+        q = lambda xs: "[" + ", ".join('"%s"' % x for x in xs) + "]"
+        return "[[%s]]\nroles = %s\nresources = %s\npermissions = %s\n" % (
+            kind, q(roles), q(resources), q(perms))
+
+    seeds = {
+        "example": ACL_EXAMPLE,
+        "cycle": '[roles]\na = { parents = ["b"] }\nb = { parents = ["c"] }\n'
+                 'c = { parents = ["a"] }\n' + rule("allow", ["a"], ["*"], ["*"]),
+        "sub_patterns": '[users]\nalice = ["member"]\n'
+                        + rule("allow", ["member"], ["user:{sub}", "inbox:{sub}:*", "dm:{sub}:{sub}",
+                                                     "{sub}*"], ["subscribe", "publish"])
+                        + rule("deny", ["member"], ["inbox:{sub}:spam"], ["*"]),
+        "many_permissions": rule("allow", ["r"], ["chat:*", "/chat"], ["p%d" % i for i in range(32)]),
+        "deep_roles": "[roles]\n" + "".join('r%d = { parents = ["r%d"] }\n' % (i, i + 1)
+                                            for i in range(60))
+                      + '[users]\nalice = ["r0"]\n'
+                      + rule("allow", ["r60"], ["chat:lobby", "chat:*", "/chat"], ["publish"])
+                      + rule("deny", ["r30"], ["chat:lobby"], ["publish", "connect"]),
+        "typos": '[roles]\nmember = { parent = ["guest"] }\n[[alow]]\nroles = "guest"\n',
+    }
+    for name, text in seeds.items():
+        write("acl_file_fuzz", name, text.encode())
+
+
 def main():
     upgrade("valid", request(), split=40)
     upgrade("query_protocols_origin",
@@ -126,6 +178,7 @@ def main():
     utf8("truncated", b"abc\xe2\x82", cuts=(4,))
     utf8("lone_continuation", b"\x80abc")
     bridge_seeds()
+    acl_seeds()
 
 
 if __name__ == "__main__":

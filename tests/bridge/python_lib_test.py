@@ -887,6 +887,9 @@ class ExamplesTest(unittest.TestCase):
             self.assertEqual(published(b"room:x\0")["text"], "ann joined")
             edge.send(p.MESSAGE, cid(1), (), b"/join bad/name")
             self.assertEqual(json.loads(edge.expect(p.SEND).payload)["text"], "bad name")
+            edge.send(p.OPEN, cid(2), [("path", "/chat"), ("sub", "bob")])  # nick: the user
+            edge.expect(p.SUBSCRIBE)
+            self.assertEqual(published(b"room:lobby\0")["text"], "bob joined")
         finally:
             stop.set()
             thread.join(5)

@@ -597,8 +597,8 @@ class Backend:
         as ``on_error(seq, "bad-acl", ...)`` when ``ack``.
 
         Returns None, or with ``ack`` one seq per core it was sent to. A core that says HELLO
-        later (a new or restarted edge) does not get earlier changes: replay them from
-        on_hello, and put those meant to last in the edge's ACL file."""
+        later (a new or restarted edge) does not get earlier changes, and a reload of the
+        edge's ACL file replaces them: changes meant to last belong in that file too."""
         need = p.ACL_OPS.get(op)
         if need is None:
             raise ValueError(f"unknown ACL op {op!r}: one of {', '.join(p.ACL_OPS)}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Chat rooms as channels "room:NAME"; usage: chat.py [ENDPOINT [PUBLISH_ENDPOINT]] (default
-tcp://127.0.0.1:7001 tcp://127.0.0.1:7002). Clients start in "lobby" as guest-N; "/join ROOM"
+tcp://127.0.0.1:7001 tcp://127.0.0.1:7002). Clients start in "lobby" as their token's user
+or guest-N; "/join ROOM"
 moves one, "/nick NAME" renames it; other text goes to its room as {"type":"message","room",
 "from","text"}; joins, leaves and renames as {"type":"system","room","text"}."""
 import json, logging, os, re, signal, sys  # noqa: E401
@@ -25,7 +26,7 @@ def make_backend(endpoint="tcp://127.0.0.1:7001", publish="tcp://127.0.0.1:7002"
 
     @b.on_open
     def opened(conn):
-        conn.data["nick"] = f"guest-{conn.id.slot:x}"
+        conn.data["nick"] = conn.user or f"guest-{conn.id.slot:x}"  # the token's sub, if any
         rooms = sorted(c[5:] for c in conn.channels if c.startswith("room:"))
         conn.data["room"] = rooms[0] if rooms else None  # resumed/failed over: keeps its room
         if not rooms:

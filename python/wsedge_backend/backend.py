@@ -3,6 +3,7 @@ cores connect to, an optional PUB for channel publishes, and handlers for what t
 reports about WebSocket connections."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -39,6 +40,12 @@ class Conn:
 
     ``id`` is its ConnId (``str(conn.id)`` prints ``node.epoch.core.slot.gen``);
     ``headers`` maps each forwarded header name (the meta key without ``h:``) to its value;
+    the identity the edge checked at the upgrade (docs/AUTH.md), from OPEN's meta:
+    ``user`` is the token's ``sub`` (None for an anonymous connection), ``roles`` the token's
+    roles and those the edge's ACL file gives that user (a list of str, maybe empty), ``exp``
+    when the connection expires (int seconds since 1970; None: never; ``expires()`` moves
+    it), ``info`` the token's ``info`` claim as a parsed JSON value (None when absent or not
+    JSON) and ``info_text`` the same as the raw text the edge sent;
     ``channels`` is the set of channels it is subscribed to, as far as this backend knows
     (OPEN's ``channels`` plus this backend's subscribe/unsubscribe calls);
     ``failover``/``resumed`` tell that its OPEN was a re-routing or a re-announcement;
@@ -49,7 +56,11 @@ class Conn:
     peer: Optional[str] = None
     protocol: Optional[str] = None
     headers: Dict[str, str] = field(default_factory=dict)
-    identity: Optional[str] = None
+    user: Optional[str] = None
+    roles: List[str] = field(default_factory=list)
+    exp: Optional[int] = None
+    info: Any = None
+    info_text: Optional[str] = None
     channels: Set[str] = field(default_factory=set)
     failover: bool = False
     resumed: bool = False
@@ -70,7 +81,7 @@ class Edge:
     cores: int = 0
     version: int = 0
     welcomed: bool = False
-    count: int = 0  # OPEN/MESSAGE/CLOSE handled since our WELCOME
+    count: int = 0  # events (p.COUNTED_TYPES) handled since our WELCOME
     reported: int = 0  # the count our last RECEIVED carried
     uncounted_since: Optional[float] = None
 
@@ -105,6 +116,7 @@ class Backend:
 
         @b.on_open                  def f(conn)
         @b.on_message               def f(conn, data: bytes, binary: bool)
+        @b.on_client_publish        def f(conn, channel: str, data: bytes, binary: bool)
         @b.on_close                 def f(conn, code: int, reason: str, by: str)
         @b.on_ack                   def f(seq: int, conn_id: ConnId)
         @b.on_error                 def f(seq: Optional[int], code: str, reason: str, conn_id)
@@ -117,12 +129,19 @@ class Backend:
     for three BEAT intervals or came back with a new epoch; on_edge_lost runs after those
     on_close calls. A handler that raises is logged and the event still counts as taken.
 
+    on_client_publish gets a client's publish that the edge's ACL allowed (PUBLISH 0x14, on
+    routes with ``control=on``: docs/AUTH.md §6); the backend decides whether to fan it out.
+    Without that handler the library republishes it on this backend's PUB
+    (``publish(channel, data, binary)``), so such a route works out of the box; without a PUB
+    it is dropped (counted in ``stats["client_publish_dropped"]``).
+
     Delivery is at least once (§5.4): after a link break the edge resends what this object
     had not yet counted, so a handler may see an event twice (an OPEN for a known id updates
     that Conn and calls on_open again).
 
-    Commands (send, close, subscribe, unsubscribe, publish, request_snapshot) return the
-    ``seq`` of an acknowledged command (ack=True), answered later through on_ack/on_error.
+    Commands (send, close, subscribe, unsubscribe, publish, request_snapshot, expires) return
+    the ``seq`` of an acknowledged command (ack=True), answered later through on_ack/on_error;
+    acl() and its wrappers go to every edge core and return one seq per core.
 
     Threading: the object is not thread-safe. Run it in one thread (``run()``,
     ``run(stop_event)`` or ``poll_once()`` in your own loop), call commands from handlers or
@@ -241,6 +260,7 @@ class Backend:
 
     on_open = _register("open")
     on_message = _register("message")
+    on_client_publish = _register("client_publish")
     on_close = _register("close")
     on_ack = _register("ack")
     on_error = _register("error")
@@ -249,8 +269,8 @@ class Backend:
     on_hello = _register("hello")
     del _register
 
-    def _call(self, kind: str, *args) -> None:
-        fn = self._handlers.get(kind)
+    def _call(self, kind: str, *args, default: Optional[Callable] = None) -> None:
+        fn = self._handlers.get(kind, default)
         if fn is None:
             return
         try:
@@ -550,6 +570,114 @@ class Backend:
                        None, p.ZERO_ID)
         return seq
 
+    def expires(self, target: Target, exp: int, ack: bool = False) -> Optional[int]:
+        """Moves a connection's expiry (EXPIRES 0x8A, docs/AUTH.md §5): the edge now closes it
+        (4401 "token expired") at ``exp``, seconds since 1970, past or short of its token's;
+        0 means never. Routed to the connection's core like close_conn; updates
+        ``conn.exp``."""
+        exp = int(exp)
+        if not 0 <= exp <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError(f"exp {exp} is not a u64")
+        cid = self._id(target)
+        seq = self._command(p.EXPIRES, cid, [("exp", p.u64(exp))], ack)
+        conn = self._conns.get(cid)
+        if conn:
+            conn.exp = exp or None
+        return seq
+
+    def acl(self, op: str, *, user: Optional[str] = None, role: Optional[str] = None,
+            roles: Iterable[str] = (), parents: Iterable[str] = (),
+            resources: Iterable[str] = (), permissions: Iterable[str] = (),
+            ack: bool = False) -> Optional[List[int]]:
+        """A live ACL change (ACL 0x89, docs/AUTH.md §6), sent to every edge core that has
+        said HELLO: each core applies only the changes that reach it. ``op`` is one of
+        p.ACL_OPS, and takes exactly the fields listed there (a list given as one str is one
+        name; names are 1-255 bytes of UTF-8); anything else is a ValueError here, before
+        any core sees it. A change a core cannot apply (a role cycle, no ``--acl``) comes back
+        as ``on_error(seq, "bad-acl", ...)`` when ``ack``.
+
+        Returns None, or with ``ack`` one seq per core it was sent to. A core that says HELLO
+        later (a new or restarted edge) does not get earlier changes, and a reload of the
+        edge's ACL file replaces them: changes meant to last belong in that file too."""
+        need = p.ACL_OPS.get(op)
+        if need is None:
+            raise ValueError(f"unknown ACL op {op!r}: one of {', '.join(p.ACL_OPS)}")
+        given = {}
+        for key, name, most in (("user", user, 256), ("role", role, 255)):  # sub: 1-256 B
+            if name is not None:
+                if not 1 <= len(name.encode("utf-8")) <= most:
+                    raise ValueError(f"ACL {key} {name!r}: not 1-{most} bytes")
+                given[key] = name
+        for key, names in (("roles", roles), ("parents", parents), ("resources", resources),
+                           ("permissions", permissions)):
+            names = [names] if isinstance(names, str) else list(names)
+            if names:
+                given[key] = p.encode_names(names, f"ACL {key[:-1]}")
+        missing = [k for k in need if k not in given]
+        extra = [k for k in given if k not in need]
+        if missing or extra:
+            raise ValueError(f"ACL op {op} takes {', '.join(need)}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; not {', '.join(extra)}" if extra else ""))
+        meta = [("op", op)] + list(given.items())
+        rids = [e.routing_id for e in self._edges.values() if e.welcomed]
+        if not rids:
+            self.log.warning("ACL %s reached no edge core: none has said HELLO", op)
+        seqs = []
+        for rid in rids:
+            seq, flags, m = None, 0, meta
+            if ack:
+                seq, flags = self._next_seq(), p.FLAG_ACK
+                m = meta + [("seq", p.u32(seq))]
+                seqs.append(seq)
+            self._send(rid, p.encode(p.ACL, p.ZERO_ID, m, None, flags), seq, p.ZERO_ID)
+        return seqs if ack else None
+
+    def add_user_roles(self, user: str, *roles: str, ack: bool = False):
+        """acl("add-user-roles"): gives ``user`` these roles beside its token's."""
+        return self.acl("add-user-roles", user=user, roles=roles, ack=ack)
+
+    def remove_user_roles(self, user: str, *roles: str, ack: bool = False):
+        """acl("remove-user-roles")."""
+        return self.acl("remove-user-roles", user=user, roles=roles, ack=ack)
+
+    def remove_user(self, user: str, ack: bool = False):
+        """acl("remove-user"): forgets the roles the ACL gives ``user``."""
+        return self.acl("remove-user", user=user, ack=ack)
+
+    def allow(self, roles, resources, permissions, ack: bool = False):
+        """acl("allow"): ``roles`` may do ``permissions`` on ``resources`` (lists, or one
+        str each)."""
+        return self.acl("allow", roles=roles, resources=resources, permissions=permissions,
+                        ack=ack)
+
+    def deny(self, roles, resources, permissions, ack: bool = False):
+        """acl("deny"): wins over every allow."""
+        return self.acl("deny", roles=roles, resources=resources, permissions=permissions,
+                        ack=ack)
+
+    def remove_allow(self, roles, resources, permissions, ack: bool = False):
+        """acl("remove-allow")."""
+        return self.acl("remove-allow", roles=roles, resources=resources,
+                        permissions=permissions, ack=ack)
+
+    def remove_deny(self, roles, resources, permissions, ack: bool = False):
+        """acl("remove-deny")."""
+        return self.acl("remove-deny", roles=roles, resources=resources,
+                        permissions=permissions, ack=ack)
+
+    def add_role_parents(self, role: str, *parents: str, ack: bool = False):
+        """acl("add-role-parents"): ``role`` inherits every grant of ``parents``."""
+        return self.acl("add-role-parents", role=role, parents=parents, ack=ack)
+
+    def remove_role_parents(self, role: str, *parents: str, ack: bool = False):
+        """acl("remove-role-parents")."""
+        return self.acl("remove-role-parents", role=role, parents=parents, ack=ack)
+
+    def remove_role(self, role: str, ack: bool = False):
+        """acl("remove-role")."""
+        return self.acl("remove-role", role=role, ack=ack)
+
     # ---- incoming ---------------------------------------------------------------------------
 
     def _reply_error(self, rid: bytes, code: str, reason: str, cid: ConnId = p.ZERO_ID,
@@ -575,7 +703,7 @@ class Backend:
             self._count(e.code)
             self.log.warning("from edge %r: %s", rid, e)
             hdr = e.header
-            if hdr is not None and hdr.type in (p.OPEN, p.MESSAGE, p.CLOSE):
+            if hdr is not None and hdr.type in p.COUNTED_TYPES:
                 # Refused, but taken: RECEIVED counts a prefix of the edge's events, and
                 # resending a malformed event would not mend it.
                 self._counted(rid)
@@ -599,7 +727,7 @@ class Backend:
                 v = msg.meta.get("seq")
                 seq = p.read_u32(v) if v is not None and len(v) == 4 else None
                 self._reply_error(rid, e.code, e.reason, msg.id, seq)
-            if msg.type in (p.OPEN, p.MESSAGE, p.CLOSE):
+            if msg.type in p.COUNTED_TYPES:
                 self._counted(rid)  # refused but taken, as above
 
     def _edge(self, rid: bytes) -> Edge:
@@ -655,7 +783,7 @@ class Backend:
                 core.interval_ms = max(1, p.read_u32(iv, "interval"))
             edge = self._edge(rid)
             edge.core_key = msg.id.core_key
-        elif t in (p.OPEN, p.MESSAGE, p.CLOSE):
+        elif t in p.COUNTED_TYPES:
             self._on_event(rid, msg)
         elif t == p.SNAPSHOT:
             self._on_snapshot_part(rid, msg)
@@ -697,43 +825,72 @@ class Backend:
         cid = msg.id
         if cid.is_zero():
             raise ProtocolError(p.E_BAD_FRAME, f"{msg.name} without a connection id")
-        # Check meta before anything is handed over or changed.
+        m = msg.meta
+        # Check meta before anything is handed over or changed: a refused event must not leave
+        # a half-updated Conn behind.
         if msg.type == p.CLOSE:
-            code = p.read_u16(msg.meta["code"], "code") if "code" in msg.meta else 1005
-        elif msg.type == p.OPEN and "channels" in msg.meta:
-            channels = set(p.decode_channels(msg.meta["channels"]))
+            code = p.read_u16(m["code"], "code") if "code" in m else 1005
+        elif msg.type == p.OPEN:
+            channels = set(p.decode_channels(m["channels"])) if "channels" in m else None
+            roles = p.decode_names(m["roles"]) if "roles" in m else []
+            exp = p.read_u64(m["exp"], "exp") if "exp" in m else 0
+        elif msg.type == p.CLIENT_PUBLISH:
+            channel = msg.text("channel")
+            if not channel:
+                raise ProtocolError(p.E_BAD_META, "PUBLISH without a channel")
         core = self._touch(cid.core_key, rid)
         conn = self._conns.get(cid)
         if msg.type == p.OPEN:
             if conn is None:
                 conn = self._conns[cid] = Conn(cid)
-            m = msg.meta
             conn.path, conn.peer = msg.text("path"), msg.text("peer")
-            conn.protocol, conn.identity = msg.text("protocol"), msg.text("identity")
+            conn.protocol = msg.text("protocol")
             conn.headers = {k[2:]: v.decode("utf-8", "replace") for k, v in m.items()
                             if k.startswith("h:")}
-            if "channels" in m:
+            conn.user, conn.roles, conn.exp = msg.text("sub"), roles, exp or None
+            conn.info_text, conn.info = msg.text("info"), None
+            if conn.info_text is not None:
+                try:
+                    conn.info = json.loads(conn.info_text)
+                except ValueError:
+                    # The edge copies the token's claim; a bad one must not cost the OPEN.
+                    self._count("bad_info")
+                    self.log.warning("OPEN of %s: info is not JSON", cid)
+            if channels is not None:
                 conn.channels = channels
             conn.failover, conn.resumed = "failover" in m, "resumed" in m
             conn.meta = dict(m)
             core.conns.add(cid)
             self._call("open", conn)
-        elif msg.type == p.MESSAGE:
-            if conn is None:  # its OPEN went to a backend instance before us: adopt it
-                self.log.debug("MESSAGE for %s without OPEN", cid)
-                conn = self._conns[cid] = Conn(cid)
-                core.conns.add(cid)
-            self._call("message", conn, msg.payload, msg.binary)
-        else:
+        elif msg.type == p.CLOSE:
             if conn is None:
                 conn = Conn(cid)
             self._conns.pop(cid, None)
             core.conns.discard(cid)
             self._call("close", conn, code, msg.text("reason", ""), msg.text("by", ""))
+        else:
+            if conn is None:  # its OPEN went to a backend instance before us: adopt it
+                self.log.debug("%s for %s without OPEN", msg.name, cid)
+                conn = self._conns[cid] = Conn(cid)
+                core.conns.add(cid)
+            if msg.type == p.MESSAGE:
+                self._call("message", conn, msg.payload, msg.binary)
+            else:
+                self._call("client_publish", conn, channel, msg.payload, msg.binary,
+                           default=self._republish)
         self._counted(rid)
 
+    def _republish(self, conn: Conn, channel: str, data: bytes, binary: bool) -> None:
+        """on_client_publish when none is registered: fan the publish out on our PUB."""
+        if self.pub is None:
+            self._count("client_publish_dropped")
+            self.log.debug("publish of %s on %s dropped: no PUB and no on_client_publish",
+                           conn.id, channel)
+            return
+        self.publish(channel, data, binary)
+
     def _counted(self, rid: bytes) -> None:
-        """One OPEN/MESSAGE/CLOSE has been handled: RECEIVED every `received_every` events,
+        """One event (OPEN, MESSAGE, CLOSE, PUBLISH) has been handled: RECEIVED every `received_every` events,
         and `received_delay` after the first one not yet counted (§5.4)."""
         edge = self._edges.get(rid)
         if edge is None or not edge.welcomed:

@@ -30,6 +30,7 @@ OPEN = 0x10
 MESSAGE = 0x11
 CLOSE = 0x12
 SNAPSHOT = 0x13
+CLIENT_PUBLISH = 0x14  # a client's publish the edge's ACL allowed (docs/AUTH.md §6)
 ACK = 0x20
 ERROR = 0x21
 # Down: backend to edge.
@@ -41,20 +42,26 @@ UNSUBSCRIBE = 0x85
 PUBLISH = 0x86
 SNAPSHOT_REQUEST = 0x87
 RECEIVED = 0x88
+ACL = 0x89  # a live ACL change (docs/AUTH.md §6)
+EXPIRES = 0x8A  # a connection's new expiry (docs/AUTH.md §5)
 
 TYPE_NAMES = {
     HELLO: "HELLO", BEAT: "BEAT", OPEN: "OPEN", MESSAGE: "MESSAGE", CLOSE: "CLOSE",
-    SNAPSHOT: "SNAPSHOT", ACK: "ACK", ERROR: "ERROR", WELCOME: "WELCOME", SEND: "SEND",
-    CLOSE_COMMAND: "CLOSE", SUBSCRIBE: "SUBSCRIBE", UNSUBSCRIBE: "UNSUBSCRIBE",
-    PUBLISH: "PUBLISH", SNAPSHOT_REQUEST: "SNAPSHOT?", RECEIVED: "RECEIVED",
+    SNAPSHOT: "SNAPSHOT", CLIENT_PUBLISH: "PUBLISH", ACK: "ACK", ERROR: "ERROR",
+    WELCOME: "WELCOME", SEND: "SEND", CLOSE_COMMAND: "CLOSE", SUBSCRIBE: "SUBSCRIBE",
+    UNSUBSCRIBE: "UNSUBSCRIBE", PUBLISH: "PUBLISH", SNAPSHOT_REQUEST: "SNAPSHOT?",
+    RECEIVED: "RECEIVED", ACL: "ACL", EXPIRES: "EXPIRES",
 }
 KNOWN_TYPES = frozenset(TYPE_NAMES)
-UP_TYPES = frozenset({HELLO, BEAT, OPEN, MESSAGE, CLOSE, SNAPSHOT, ACK, ERROR})
+UP_TYPES = frozenset({HELLO, BEAT, OPEN, MESSAGE, CLOSE, SNAPSHOT, CLIENT_PUBLISH, ACK, ERROR})
 DOWN_TYPES = KNOWN_TYPES - UP_TYPES
 # Types whose message has a payload frame (frame 2); all others have exactly two frames.
-PAYLOAD_TYPES = frozenset({MESSAGE, SNAPSHOT, SEND, PUBLISH})
+PAYLOAD_TYPES = frozenset({MESSAGE, SNAPSHOT, CLIENT_PUBLISH, SEND, PUBLISH})
+# The events an edge core keeps and resends until a backend's RECEIVED counts them (§5.4): a
+# backend that left one of them out of its count would make the edge resend it for ever.
+COUNTED_TYPES = frozenset({OPEN, MESSAGE, CLOSE, CLIENT_PUBLISH})
 
-FLAG_BINARY = 0x0001  # MESSAGE, SEND, PUBLISH: binary (else text)
+FLAG_BINARY = 0x0001  # MESSAGE, PUBLISH (both directions), SEND: binary (else text)
 FLAG_ACK = 0x8000  # a command asking for ACK or ERROR
 
 # ERROR codes (§4).
@@ -64,7 +71,23 @@ E_BAD_META = "bad-meta"
 E_BAD_VERSION = "bad-version"
 E_UNKNOWN_TYPE = "unknown-type"
 E_FULL = "full"
-E_DENIED = "denied"
+E_DENIED = "denied"  # the ACL refused a SUBSCRIBE
+E_BAD_ACL = "bad-acl"  # an ACL change the edge could not apply (it changed nothing)
+
+# ACL ops (§4, docs/AUTH.md §6) and the meta each one needs: the edge refuses one without them
+# (bad-acl), so the library refuses it first rather than collect one ERROR per core.
+ACL_OPS = {
+    "add-user-roles": ("user", "roles"),
+    "remove-user-roles": ("user", "roles"),
+    "remove-user": ("user",),
+    "add-role-parents": ("role", "parents"),
+    "remove-role-parents": ("role", "parents"),
+    "remove-role": ("role",),
+    "allow": ("roles", "resources", "permissions"),
+    "deny": ("roles", "resources", "permissions"),
+    "remove-allow": ("roles", "resources", "permissions"),
+    "remove-deny": ("roles", "resources", "permissions"),
+}
 
 _ID = struct.Struct("!IIHII")
 _HDR = struct.Struct("!2sBBH")
@@ -255,28 +278,41 @@ def read_u64(v: bytes, what: str = "value") -> int:
     return _read("!Q", 8, v, what)
 
 
-def encode_channels(channels: Iterable[str]) -> bytes:
-    """A ``channels`` value: each name as u8 length + name (1-255 bytes, no NUL: the SUB
-    topic is the name followed by 0x00)."""
+def encode_names(names: Iterable[Union[str, bytes]], what: str = "name") -> bytes:
+    """A name list value (``channels``, ``roles``, ACL ``resources``...): each name as u8
+    length + name, 1-255 bytes (str is UTF-8). ValueError names the first bad one."""
     out = bytearray()
-    for ch in channels:
-        b = ch.encode("utf-8") if isinstance(ch, str) else bytes(ch)
-        if not 1 <= len(b) <= 255 or b"\0" in b:
-            raise ValueError(f"bad channel name {ch!r}")
+    for name in names:
+        b = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+        if not 1 <= len(b) <= 255:
+            raise ValueError(f"bad {what} {name!r}: {len(b)} bytes, not 1-255")
         out += bytes((len(b),)) + b
     return bytes(out)
 
 
-def decode_channels(v: bytes) -> List[str]:
-    """Inverse of encode_channels; ProtocolError bad-meta when it does not parse exactly."""
+def encode_channels(channels: Iterable[Union[str, bytes]]) -> bytes:
+    """A ``channels`` value: a name list whose names also have no NUL (the SUB topic is the
+    name followed by 0x00: a NUL inside would end it early)."""
+    channels = list(channels)
+    for ch in channels:
+        if (b"\0" if isinstance(ch, (bytes, bytearray)) else "\0") in ch:
+            raise ValueError(f"bad channel name {ch!r}: NUL")
+    return encode_names(channels, "channel name")
+
+
+def decode_names(v: bytes) -> List[str]:
+    """Inverse of encode_names; ProtocolError bad-meta when it does not parse exactly."""
     out, i = [], 0
     while i < len(v):
         n = v[i]
         if n == 0 or i + 1 + n > len(v):
-            raise ProtocolError(E_BAD_META, "channels cut")
+            raise ProtocolError(E_BAD_META, "name list cut or with an empty name")
         out.append(v[i + 1:i + 1 + n].decode("utf-8", "replace"))
         i += 1 + n
     return out
+
+
+decode_channels = decode_names  # a ``channels`` value is a name list
 
 
 def encode_ids(ids: Sequence[ConnId]) -> bytes:

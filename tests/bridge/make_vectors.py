@@ -29,6 +29,11 @@ def meta(*entries):
     return out
 
 
+def names(*items):
+    """A name list value: each name as u8 length + name."""
+    return b"".join(struct.pack("!B", len(n.encode())) + n.encode() for n in items)
+
+
 VECTORS = {
     "hello": ("HELLO from core 3 of node 1a2b3c4d, epoch 6560f1a0",
               [header(0x01, 0, (ID[0], ID[1], ID[2], 0, 0)),
@@ -54,6 +59,17 @@ VECTORS = {
                  [header(0x88), meta(("count", struct.pack("!Q", 64)))]),
     "publish": ("PUBLISH to channel room1, sequence 42",
                 [header(0x86), meta(("channel", "room1"), ("seq", struct.pack("!Q", 42))), b"{\"t\":1}"]),
+    "client_publish": ("PUBLISH up: the client of 1a2b3c4d.6560f1a0.3.1f.7 publishes text on "
+                       "chat:lobby",
+                       [header(0x14, 0, ID), meta(("channel", "chat:lobby")), b"hi all"]),
+    "acl": ("ACL allow: roles member, resources chat:* and /chat, permissions subscribe and "
+            "publish; acknowledgement asked with seq 9",
+            [header(0x89, 0x8000),
+             meta(("op", "allow"), ("roles", names("member")),
+                  ("resources", names("chat:*", "/chat")),
+                  ("permissions", names("subscribe", "publish")), ("seq", struct.pack("!I", 9)))]),
+    "expires": ("EXPIRES: 1a2b3c4d.6560f1a0.3.1f.7 now expires at 1767225600 (2026-01-01)",
+                [header(0x8A, 0, ID), meta(("exp", struct.pack("!Q", 1767225600)))]),
 }
 
 

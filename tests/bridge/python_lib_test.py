@@ -60,7 +60,7 @@ def read_vector(path):
 class CodecTest(unittest.TestCase):
     def test_golden_vectors_round_trip(self):
         names = sorted(n for n in os.listdir(VECTORS) if n.endswith(".hex"))
-        self.assertGreaterEqual(len(names), 7, f"vectors in {VECTORS}")
+        self.assertGreaterEqual(len(names), 12, f"vectors in {VECTORS}")
         for name in names:
             with self.subTest(vector=name):
                 frames = read_vector(os.path.join(VECTORS, name))
@@ -81,6 +81,34 @@ class CodecTest(unittest.TestCase):
         m = p.decode(read_vector(os.path.join(VECTORS, "message_binary.hex")))
         self.assertTrue(m.binary)
         self.assertEqual(m.payload, b"\x00\xff\x10")
+
+    def test_auth_vector_contents(self):
+        m = p.decode(read_vector(os.path.join(VECTORS, "acl.hex")))
+        self.assertEqual((m.type, m.name, m.flags, m.id), (p.ACL, "ACL", p.FLAG_ACK, p.ZERO_ID))
+        self.assertEqual(m.text("op"), "allow")
+        self.assertEqual([p.decode_names(m.meta[k]) for k in ("roles", "resources", "permissions")],
+                         [["member"], ["chat:*", "/chat"], ["subscribe", "publish"]])
+        self.assertEqual(p.read_u32(m.meta["seq"]), 9)
+        m = p.decode(read_vector(os.path.join(VECTORS, "expires.hex")))
+        self.assertEqual((m.type, m.name, str(m.id)), (p.EXPIRES, "EXPIRES",
+                                                       "1a2b3c4d.6560f1a0.3.1f.7"))
+        self.assertEqual(p.read_u64(m.meta["exp"]), 1767225600)
+        m = p.decode(read_vector(os.path.join(VECTORS, "client_publish.hex")))
+        self.assertEqual((m.type, m.name, m.binary, m.text("channel"), m.payload),
+                         (p.CLIENT_PUBLISH, "PUBLISH", False, "chat:lobby", b"hi all"))
+        self.assertIn(p.CLIENT_PUBLISH, p.UP_TYPES)
+        self.assertTrue({p.ACL, p.EXPIRES} <= p.DOWN_TYPES)
+        # a client's publish carries its payload: without the frame it is malformed
+        self.assertRaises(p.ProtocolError, p.decode,
+                          read_vector(os.path.join(VECTORS, "client_publish.hex"))[:2])
+
+    def test_name_lists(self):
+        self.assertEqual(p.encode_names(["a", "bc"]), b"\x01a\x02bc")
+        self.assertEqual(p.decode_names(p.encode_names(["é", "x" * 255])), ["é", "x" * 255])
+        for bad in ([""], ["x" * 256], ["é" * 128]):  # 256 bytes of UTF-8
+            self.assertRaises(ValueError, p.encode_names, bad)
+        for cut in (b"\x02a", b"\x00", b"\x01a\x00"):
+            self.assertRaises(p.ProtocolError, p.decode_names, cut)
 
     def test_conn_id(self):
         c = ConnId.parse("1a2b3c4d.6560f1a0.3.1f.7")
@@ -233,6 +261,24 @@ class BackendCase(unittest.TestCase):
         self.edge.send(p.OPEN, c, list(meta.items()) or [("path", "/")])
         return self.event("open")[1]
 
+    def synced_sub(self, *channels):
+        """A SUB on the backend's PUB for `channels`, once its filters have reached the PUB
+        (ZeroMQ carries them asynchronously): publishes on "sync" until one arrives."""
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        for ch in channels + ("sync",):
+            sub.setsockopt(zmq.SUBSCRIBE, ch.encode() + b"\0")
+        sub.connect(self.b.publish_endpoint)
+        end = time.monotonic() + 3
+        while True:
+            self.in_loop(self.b.publish, "sync", "s")
+            if sub.poll(50):
+                break
+            self.assertLess(time.monotonic(), end, "SUB never got a publish")
+        while sub.poll(100):
+            sub.recv_multipart()
+        return sub
+
 
 class SessionTest(BackendCase):
     def test_hello_welcome(self):
@@ -257,12 +303,12 @@ class SessionTest(BackendCase):
         c = cid(0x1F, 7)
         self.edge.send(p.OPEN, c, [("path", "/chat?room=1"), ("peer", "127.0.0.1:5555"),
                                    ("protocol", "chat"), ("h:origin", "https://example.com"),
-                                   ("identity", "alice"), ("channels", p.encode_channels(["a"])),
+                                   ("sub", "alice"), ("channels", p.encode_channels(["a"])),
                                    ("resumed", b"")])
         conn = self.event("open")[1]
         self.assertEqual(conn.id, c)
         self.assertEqual(str(conn.id), "1a2b3c4d.6560f1a0.0.1f.7")
-        self.assertEqual((conn.path, conn.peer, conn.protocol, conn.identity),
+        self.assertEqual((conn.path, conn.peer, conn.protocol, conn.user),
                          ("/chat?room=1", "127.0.0.1:5555", "chat", "alice"))
         self.assertEqual(conn.headers, {"origin": "https://example.com"})
         self.assertEqual(conn.channels, {"a"})
@@ -432,20 +478,8 @@ class SessionTest(BackendCase):
         self.assertEqual(self.event("snapshot")[1], part1 + part2)
 
     def test_publish_seq_and_topic(self):
-        sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"chan\0")
-        sub.setsockopt(zmq.SUBSCRIBE, b"sync\0")
-        sub.connect(self.b.publish_endpoint)
+        sub = self.synced_sub("chan")
         try:
-            end = time.monotonic() + 3  # wait until the subscriptions reached the PUB
-            while True:
-                self.in_loop(self.b.publish, "sync", "s")
-                if sub.poll(50):
-                    break
-                self.assertLess(time.monotonic(), end, "SUB never got a publish")
-            while sub.poll(100):
-                sub.recv_multipart()
             for text in ("one", "not for a 'chan' subscriber"):
                 self.in_loop(self.b.publish, "chanx", text)
             seqs = [self.in_loop(self.b.publish, "chan", t) for t in ("a", "b", "c")]
@@ -494,6 +528,191 @@ class SessionTest(BackendCase):
         _, conn, code, reason, by = self.event("close")
         self.assertEqual((conn, by), (old, BY_EDGE_LOST))
         self.assertIn("epoch", reason)
+
+
+class AuthTest(BackendCase):
+    """What docs/AUTH.md adds: the identity in OPEN, a client's PUBLISH, ACL and EXPIRES."""
+
+    def raised(self, fn, *args, **kw):
+        """Runs fn in the backend's thread; returns the ValueError it raised, or None."""
+        def call():
+            try:
+                fn(*args, **kw)
+            except ValueError as e:
+                return e
+            return None
+        return self.in_loop(call)
+
+    def test_open_identity(self):
+        self.edge.hello()
+        conn = self.open(cid(1), path="/chat", sub="alice",
+                         roles=p.encode_names(["member", "admin"]), exp=p.u64(1767225600),
+                         info='{"name": "Alice", "n": [1, 2]}')
+        self.assertEqual((conn.user, conn.roles, conn.exp), ("alice", ["member", "admin"],
+                                                             1767225600))
+        self.assertEqual(conn.info, {"name": "Alice", "n": [1, 2]})
+        self.assertEqual(conn.info_text, '{"name": "Alice", "n": [1, 2]}')
+        anon = self.open(cid(2), path="/")
+        self.assertEqual((anon.user, anon.roles, anon.exp, anon.info, anon.info_text),
+                         (None, [], None, None, None))
+        # a repeated OPEN (at least once) replaces the identity, keeping .data
+        conn.data["k"] = 1
+        again = self.open(cid(1), path="/chat", sub="alice", exp=p.u64(0), info="not json")
+        self.assertIs(again, conn)
+        self.assertEqual((conn.roles, conn.exp, conn.info, conn.info_text, conn.data),
+                         ([], None, None, "not json", {"k": 1}))
+        self.assertEqual(self.b.stats.get("bad_info"), 1)
+        # a roles list that does not parse refuses the OPEN (bad-meta), counted all the same
+        self.edge.send(p.OPEN, cid(3), [("path", "/"), ("roles", b"\x05ab")])
+        self.assertEqual(self.edge.expect(p.ERROR).text("code"), p.E_BAD_META)
+        self.assertNotIn(cid(3), self.b.connections)
+        self.assertEqual(p.read_u64(self.edge.expect(p.RECEIVED, skip=()).meta["count"]), 4)
+
+    def test_client_publish_republished_by_default(self):
+        self.edge.hello()
+        sub = self.synced_sub("chat:lobby")
+        try:
+            # no OPEN seen for it: the connection is adopted, as for MESSAGE
+            self.edge.send(p.CLIENT_PUBLISH, cid(7), [("channel", "chat:lobby")], b"hi all")
+            self.edge.send(p.CLIENT_PUBLISH, cid(7), [("channel", "chat:lobby")], b"\x00\x01",
+                           p.FLAG_BINARY)
+            for want, flags in ((b"hi all", 0), (b"\x00\x01", p.FLAG_BINARY)):
+                self.assertTrue(sub.poll(2000), "the client's publish was not republished")
+                frames = sub.recv_multipart()
+                self.assertEqual(frames[0], b"chat:lobby\0")
+                m = p.decode(frames[1:])
+                self.assertEqual((m.type, m.flags, m.payload, m.text("channel")),
+                                 (p.PUBLISH, flags, want, "chat:lobby"))
+                self.assertEqual(m.text("publisher"), self.b.publisher)
+        finally:
+            sub.close(0)
+        self.assertIn(cid(7), self.b.connections)
+        # counted like OPEN/MESSAGE/CLOSE, or the edge would resend them for ever
+        self.assertEqual(p.read_u64(self.edge.expect(p.RECEIVED, skip=()).meta["count"]), 2)
+
+    def test_client_publish_handler(self):
+        self.edge.hello()
+        conn = self.open(cid(1), sub="bob")
+        self.in_loop(self.b.on_client_publish,
+                     lambda c, ch, data, binary: self.events.put(("pub", c, ch, data, binary)))
+        self.edge.send(p.CLIENT_PUBLISH, cid(1), [("channel", "user:bob")], b"\xff",
+                       p.FLAG_BINARY)
+        self.assertEqual(self.event("pub")[1:], (conn, "user:bob", b"\xff", True))
+        # the handler replaced the default: nothing went out on the PUB for that channel
+        self.assertEqual(self.in_loop(self.b.publish, "user:bob", "x"), 1)
+        # a PUBLISH without its channel is refused (bad-meta) and still counted
+        self.edge.send(p.CLIENT_PUBLISH, cid(1), [], b"x")
+        self.assertEqual(self.edge.expect(p.ERROR).text("code"), p.E_BAD_META)
+        self.assertEqual(p.read_u64(self.edge.expect(p.RECEIVED, skip=()).meta["count"]), 3)
+
+    def test_acl_goes_to_every_core_that_said_hello(self):
+        self.edge.hello()
+        other = FakeEdge(self.ctx, self.b.endpoint, b"node-b/1")
+        silent = FakeEdge(self.ctx, self.b.endpoint, b"node-c/0")  # connected, no HELLO
+        try:
+            other.hello(ConnId(NODE + 1, EPOCH, 1, 0, 0))
+            silent.send(p.BEAT, ConnId(NODE + 2, EPOCH, 0, 0, 0), [("interval", p.u32(5000))])
+            seqs = self.in_loop(lambda: self.b.allow(["member"], ["chat:*", "/chat"],
+                                                     ["subscribe", "publish"], ack=True))
+            self.assertEqual(len(seqs), 2)
+            self.assertEqual(len(set(seqs)), 2, "one seq per core")
+            vector = read_vector(os.path.join(VECTORS, "acl.hex"))
+            got = {}
+            for edge in (self.edge, other):
+                m = edge.expect(p.ACL)
+                seq = p.read_u32(m.meta["seq"])
+                got[edge] = seq
+                # the vector's bytes, but for the seq
+                frames = p.encode(p.ACL, p.ZERO_ID, dict(m.meta, seq=p.u32(9)), None, m.flags)
+                self.assertEqual(frames, vector)
+            self.assertEqual(sorted(got.values()), sorted(seqs))
+            self.assertIsNone(silent.recv(0.2), "a core that never said HELLO got an ACL")
+            # each core answers for itself: ACK, or ERROR bad-acl (and denied reaches on_error)
+            self.edge.send(p.ACK, p.ZERO_ID, [("seq", p.u32(got[self.edge]))])
+            self.assertEqual(self.event("ack")[1], got[self.edge])
+            other.send(p.ERROR, p.ZERO_ID, [("seq", p.u32(got[other])), ("code", "bad-acl"),
+                                            ("reason", "cycle")])
+            self.assertEqual(self.event("error")[1:4], (got[other], p.E_BAD_ACL, "cycle"))
+            other.send(p.ERROR, cid(1), [("seq", p.u32(5)), ("code", "denied")])
+            self.assertEqual(self.event("error")[1:3], (5, p.E_DENIED))
+            # every wrapper: its op and exactly the meta it takes, to both cores, no ACK asked
+            calls = [
+                (lambda: self.b.add_user_roles("alice", "admin", "member"), "add-user-roles",
+                 {"user": b"alice", "roles": p.encode_names(["admin", "member"])}),
+                (lambda: self.b.remove_user_roles("alice", "admin"), "remove-user-roles",
+                 {"user": b"alice", "roles": p.encode_names(["admin"])}),
+                (lambda: self.b.remove_user("alice"), "remove-user", {"user": b"alice"}),
+                (lambda: self.b.deny("guest", "chat:admin", "publish"), "deny",
+                 {"roles": b"\x05guest", "resources": b"\x0achat:admin",
+                  "permissions": b"\x07publish"}),
+                (lambda: self.b.remove_allow(["a"], ["r"], ["*"]), "remove-allow",
+                 {"roles": b"\x01a", "resources": b"\x01r", "permissions": b"\x01*"}),
+                (lambda: self.b.remove_deny(["a"], ["r"], ["*"]), "remove-deny",
+                 {"roles": b"\x01a", "resources": b"\x01r", "permissions": b"\x01*"}),
+                (lambda: self.b.add_role_parents("admin", "member"), "add-role-parents",
+                 {"role": b"admin", "parents": p.encode_names(["member"])}),
+                (lambda: self.b.remove_role_parents("admin", "member", "guest"),
+                 "remove-role-parents",
+                 {"role": b"admin", "parents": p.encode_names(["member", "guest"])}),
+                (lambda: self.b.remove_role("admin"), "remove-role", {"role": b"admin"}),
+            ]
+            for call, op, meta in calls:
+                with self.subTest(op=op):
+                    self.assertIsNone(self.in_loop(call))
+                    for edge in (self.edge, other):
+                        m = edge.expect(p.ACL)
+                        self.assertEqual((m.flags, m.meta), (0, dict(op=op.encode(), **meta)))
+                        self.assertEqual(next(iter(m.meta)), "op")
+        finally:
+            other.close()
+            silent.close()
+
+    def test_bad_acl_refused_locally(self):
+        self.edge.hello()
+        cases = [
+            (self.b.acl, ("grant",), {"roles": ["a"]}),  # not an op
+            (self.b.acl, ("allow",), {"roles": ["a"], "resources": ["r"]}),  # no permissions
+            (self.b.acl, ("remove-user",), {"user": "alice", "roles": ["a"]}),  # roles extra
+            (self.b.acl, ("remove-user",), {"user": ""}),
+            (self.b.acl, ("remove-role",), {"role": "r" * 256}),
+            (self.b.allow, (["a"], ["x" * 256], ["*"]), {}),
+            (self.b.add_user_roles, ("alice",), {}),  # no roles
+            (self.b.add_role_parents, ("admin", ""), {}),
+        ]
+        for fn, args, kw in cases:
+            with self.subTest(fn=fn.__name__, args=args, kw=kw):
+                self.assertIsInstance(self.raised(fn, *args, **kw), ValueError)
+        self.assertIsNone(self.edge.recv(0.2), "a refused change reached a core")
+
+    def test_expires_goes_to_the_connections_core(self):
+        self.edge.hello()
+        other = FakeEdge(self.ctx, self.b.endpoint, b"node-b/1")
+        try:
+            other.hello(ConnId(NODE + 1, EPOCH, 1, 0, 0))
+            theirs = ConnId(NODE + 1, EPOCH, 1, 4, 1)
+            other.send(p.OPEN, theirs, [("path", "/"), ("sub", "carol"), ("exp", p.u64(100))])
+            conn = self.event("open")[1]
+            seq = self.in_loop(lambda: self.b.expires(conn, 1767225600, ack=True))
+            m = other.expect(p.EXPIRES)
+            self.assertEqual((m.id, m.flags, p.read_u64(m.meta["exp"]), p.read_u32(m.meta["seq"])),
+                             (theirs, p.FLAG_ACK, 1767225600, seq))
+            self.assertEqual(conn.exp, 1767225600)
+            self.in_loop(self.b.expires, str(theirs), 0)  # never
+            m = other.expect(p.EXPIRES)
+            self.assertEqual((m.flags, m.meta), (0, {"exp": p.u64(0)}))
+            self.assertIsNone(conn.exp)
+            self.assertIsNone(self.edge.recv(0.1), "EXPIRES went to another core")
+            # the vector's bytes, for the vector's connection
+            self.assertEqual(p.encode(p.EXPIRES, ConnId(NODE, EPOCH, 3, 0x1F, 7),
+                                      [("exp", p.u64(1767225600))]),
+                             read_vector(os.path.join(VECTORS, "expires.hex")))
+            stranger = ConnId(7, 7, 7, 7, 7)
+            seq = self.in_loop(lambda: self.b.expires(stranger, 1, ack=True))
+            self.assertEqual(self.event("error")[1:3], (seq, p.E_GONE))
+            self.assertIsInstance(self.raised(self.b.expires, conn, -1), ValueError)
+            self.assertIsInstance(self.raised(self.b.expires, conn, 1 << 64), ValueError)
+        finally:
+            other.close()
 
 
 class Received64Test(BackendCase):
@@ -668,6 +887,9 @@ class ExamplesTest(unittest.TestCase):
             self.assertEqual(published(b"room:x\0")["text"], "ann joined")
             edge.send(p.MESSAGE, cid(1), (), b"/join bad/name")
             self.assertEqual(json.loads(edge.expect(p.SEND).payload)["text"], "bad name")
+            edge.send(p.OPEN, cid(2), [("path", "/chat"), ("sub", "bob")])  # nick: the user
+            edge.expect(p.SUBSCRIBE)
+            self.assertEqual(published(b"room:lobby\0")["text"], "bob joined")
         finally:
             stop.set()
             thread.join(5)

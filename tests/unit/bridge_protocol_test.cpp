@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "test_bytes.hpp"
@@ -44,6 +46,13 @@ Bytes bytes_of(std::span<const std::byte> s) {
 Bytes header_bytes(Type t, std::uint16_t flags, ConnId id) {
   auto h = encode_header({kVersion, t, flags, id});
   return {h.begin(), h.end()};
+}
+
+// A name list value (roles, resources, ...: §4) built with the codec's append_name.
+Bytes names(std::initializer_list<std::string_view> list) {
+  Bytes out;
+  for (std::string_view n : list) append_name(out, n);
+  return out;
 }
 
 // Builds a meta frame with fn(writer); fails the test if it did not fit.
@@ -105,6 +114,65 @@ TEST(BridgeProtocol, EncodesEveryGoldenVector) {
                                   w.add("channel", "room1").add_u64("seq", 42);
                                 }),
                                 test::bytes("{\"t\":1}")}));
+  EXPECT_EQ(vector_frames("client_publish"),
+            (std::vector<Bytes>{header_bytes(Type::kClientPublish, 0, kId),
+                                meta([](MetaWriter& w) { w.add("channel", "chat:lobby"); }),
+                                test::bytes("hi all")}));
+  EXPECT_EQ(vector_frames("acl"),
+            (std::vector<Bytes>{header_bytes(Type::kAcl, flag::kAck, {}), meta([](MetaWriter& w) {
+                                  w.add("op", "allow")
+                                      .add("roles", names({"member"}))
+                                      .add("resources", names({"chat:*", "/chat"}))
+                                      .add("permissions", names({"subscribe", "publish"}))
+                                      .add_u32("seq", 9);
+                                })}));
+  EXPECT_EQ(vector_frames("expires"),
+            (std::vector<Bytes>{header_bytes(Type::kExpires, 0, kId),
+                                meta([](MetaWriter& w) { w.add_u64("exp", 1767225600); })}));
+}
+
+// The ACL vector read back as the edge reads a command: each list name by name, and the
+// expiry as a u64; a list cut short is refused after the names before the cut.
+TEST(BridgeProtocol, DecodesTheAuthVectors) {
+  std::vector<Bytes> acl = vector_frames("acl");
+  ASSERT_EQ(acl.size(), 2u);
+  Header h;
+  ASSERT_EQ(decode_header(acl[0], h), HeaderError::kOk);
+  EXPECT_EQ(h.type, Type::kAcl);
+  EXPECT_TRUE(h.flags & flag::kAck);
+  ASSERT_TRUE(valid_meta(acl[1]));
+  bool found = false;
+  EXPECT_EQ(as_text(find_meta(acl[1], "op", found)), "allow");
+  auto list = [&](std::string_view key) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(for_each_name(find_meta(acl[1], key, found), [&](std::string_view n) {
+      out.emplace_back(n);
+    })) << key;
+    return out;
+  };
+  EXPECT_EQ(list("roles"), (std::vector<std::string>{"member"}));
+  EXPECT_EQ(list("resources"), (std::vector<std::string>{"chat:*", "/chat"}));
+  EXPECT_EQ(list("permissions"), (std::vector<std::string>{"subscribe", "publish"}));
+  Bytes cut = names({"chat:*", "/chat"});
+  cut.pop_back();
+  std::vector<std::string> before_cut;
+  EXPECT_FALSE(for_each_name(cut, [&](std::string_view n) { before_cut.emplace_back(n); }));
+  EXPECT_EQ(before_cut, (std::vector<std::string>{"chat:*"}));
+
+  std::vector<Bytes> expires = vector_frames("expires");
+  ASSERT_EQ(decode_header(expires[0], h), HeaderError::kOk);
+  EXPECT_EQ(h.type, Type::kExpires);
+  EXPECT_EQ(h.id, kId);
+  std::uint64_t exp = 0;
+  EXPECT_TRUE(read_u64(find_meta(expires[1], "exp", found), exp));
+  EXPECT_EQ(exp, 1767225600u);
+
+  std::vector<Bytes> pub = vector_frames("client_publish");
+  ASSERT_EQ(pub.size(), 3u);  // a client's publish carries its payload
+  ASSERT_EQ(decode_header(pub[0], h), HeaderError::kOk);
+  EXPECT_EQ(h.type, Type::kClientPublish);
+  EXPECT_FALSE(h.flags & flag::kBinary);
+  EXPECT_EQ(as_text(find_meta(pub[1], "channel", found)), "chat:lobby");
 }
 
 TEST(BridgeProtocol, DecodesTheVectors) {

@@ -89,7 +89,7 @@ bool Link::send_event(Event& e) {
   out[0].copy(e.header);
   out[1].copy(e.meta);
   int n = 2;
-  if (e.type == Type::kMessage) out[n++].copy(e.payload);
+  if (e.type == Type::kMessage || e.type == Type::kClientPublish) out[n++].copy(e.payload);
   if (!send_frames(sock_, out, n)) return false;
   ++counters_.events_up;
   if (e.sent_before) ++counters_.events_resent;

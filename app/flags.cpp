@@ -263,11 +263,12 @@ const std::vector<Spec>& specs() {
        }},
       {"--first-byte-timeout", "MS",
        "drop a connection that sends nothing this long after accept (no answer); at most "
-       "--handshake-timeout",
+       "--handshake-timeout (the default, over a shorter one, is off)",
        [](const Flags& f) { return str(f.server.endpoint.first_byte_timeout_ms); },
        [](Flags& f, std::string_view v) {
          f.server.endpoint.first_byte_timeout_ms =
              static_cast<std::uint32_t>(number("--first-byte-timeout", v, 10, 3600000));
+         f.first_byte_given = true;
        }},
       {"--min-recv-rate", "BYTES/S",
        "while an upgrade request or a frame is incomplete, bytes a second it must arrive at "
@@ -505,7 +506,10 @@ Flags parse_flags(int argc, char** argv) {
     if (ck.cert_file.empty() || ck.key_file.empty())
       throw std::invalid_argument("each --tls-cert needs a matching --tls-key");
   }
-  if (f.server.endpoint.first_byte_timeout_ms > f.server.endpoint.handshake_timeout_ms)
+  // A default over a shorter --handshake-timeout just leaves the handshake deadline alone
+  // (EndpointConfig: the first-byte stage is off then); one given explicitly is a mistake.
+  if (f.first_byte_given &&
+      f.server.endpoint.first_byte_timeout_ms > f.server.endpoint.handshake_timeout_ms)
     throw std::invalid_argument("--first-byte-timeout must not exceed --handshake-timeout");
   check_bridge(f);
   return f;

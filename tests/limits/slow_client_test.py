@@ -12,12 +12,14 @@ usage: slow_client_test.py PATH_TO_WSEDGE
 import os
 import re
 import socket
+import ssl
 import struct
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from wsedge_server import host_port, start_server  # noqa: E402
+from wsedge_server import host_port, make_cert, start_server  # noqa: E402
 
 REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -241,6 +243,30 @@ def deadlines(binary):
           counter(proc.log, "slow_recv_closes"))
 
 
+def over_tls(binary):
+    """Over TLS the first byte is the ClientHello: a client that completes the TLS handshake
+    and then says nothing is past the first-byte deadline, and the handshake deadline drops it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert = make_cert(tmp, "localhost")
+        flags = ["--cores", "1", "--first-byte-timeout", "300", "--handshake-timeout", "1500"]
+        with start_server(binary, *flags, tls=cert) as (url, proc):
+            addr = host_port(url)
+            ctx = ssl.create_default_context(cafile=cert[0])
+            s = ctx.wrap_socket(dial(addr), server_hostname="localhost")
+            t0 = time.monotonic()
+            try:
+                s.settimeout(5)
+                gone = s.recv(1) == b""
+            except (ConnectionResetError, ssl.SSLError, socket.timeout) as e:
+                gone = not isinstance(e, socket.timeout)
+            waited = time.monotonic() - t0
+            check("a TLS client silent after its handshake is dropped by the handshake deadline",
+                  gone and waited > 0.6, f"gone={gone} after {waited:.2f}s")
+            s.close()
+    check("over TLS, not a first-byte timeout", counter(proc.log, "first_byte_timeouts") == 0
+          and counter(proc.log, "handshake_timeouts") == 1, proc.log[-300:])
+
+
 def per_address(binary):
     with start_server(binary, "--cores", "1", "--listen", "[::1]:0",
                       "--max-connections-per-ip", "2") as (url, proc):
@@ -345,6 +371,7 @@ def origins(binary):
 
 def main(binary):
     deadlines(binary)
+    over_tls(binary)
     per_address(binary)
     rates(binary)
     origins(binary)

@@ -277,6 +277,87 @@ const std::vector<Spec>& specs() {
          f.server.endpoint.handshake_timeout_ms =
              static_cast<std::uint32_t>(number("--handshake-timeout", v, 10, 3600000));
        }},
+      {"--first-byte-timeout", "MS",
+       "drop a connection that sends nothing this long after accept (no answer); at most "
+       "--handshake-timeout (the default, over a shorter one, is off)",
+       [](const Flags& f) { return str(f.server.endpoint.first_byte_timeout_ms); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.first_byte_timeout_ms =
+             static_cast<std::uint32_t>(number("--first-byte-timeout", v, 10, 3600000));
+         f.first_byte_given = true;
+       }},
+      {"--min-recv-rate", "BYTES/S",
+       "while an upgrade request or a frame is incomplete, bytes a second it must arrive at "
+       "(after --recv-rate-grace), else 408 or Close 1008; 0 = off",
+       [](const Flags& f) { return str(f.server.endpoint.min_recv_rate); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.min_recv_rate =
+             static_cast<std::uint32_t>(number("--min-recv-rate", v, 0, 1u << 30));
+       }},
+      {"--recv-rate-grace", "MS",
+       "how long a request or frame may be incomplete before its rate counts",
+       [](const Flags& f) { return str(f.server.endpoint.recv_rate_grace_ms); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.recv_rate_grace_ms =
+             static_cast<std::uint32_t>(number("--recv-rate-grace", v, 0, 3600000));
+       }},
+      {"--max-connections-per-ip", "N",
+       "connections (handshaking or open) one address may hold per core; more get 503; 0 = off. "
+       "Per core: with N cores an address may reach N times this",
+       [](const Flags& f) { return str(f.server.endpoint.max_conns_per_ip); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.max_conns_per_ip =
+             static_cast<std::uint32_t>(number("--max-connections-per-ip", v, 0, 1u << 24));
+       }},
+      {"--handshake-rate-per-ip", "N/S",
+       "upgrades a second one address may make per core; more get 429 with Retry-After; 0 = off",
+       [](const Flags& f) { return str(f.server.endpoint.handshake_rate_per_ip); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.handshake_rate_per_ip =
+             static_cast<std::uint32_t>(number("--handshake-rate-per-ip", v, 0, 1u << 24));
+       }},
+      {"--handshake-burst-per-ip", "N", "upgrades one address may make at once",
+       [](const Flags&) { return std::string("2x --handshake-rate-per-ip"); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.handshake_burst_per_ip =
+             static_cast<std::uint32_t>(number("--handshake-burst-per-ip", v, 1, 1u << 24));
+       }},
+      {"--max-message-rate", "N/S",
+       "messages a second one client may send; more close with 1008; 0 = off",
+       [](const Flags& f) { return str(f.server.endpoint.max_msg_rate); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.max_msg_rate =
+             static_cast<std::uint32_t>(number("--max-message-rate", v, 0, 1u << 30));
+       }},
+      {"--message-burst", "N", "messages one client may send at once",
+       [](const Flags&) { return std::string("--max-message-rate"); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.msg_burst =
+             static_cast<std::uint32_t>(number("--message-burst", v, 1, 1u << 30));
+       }},
+      {"--max-byte-rate", "BYTES/S",
+       "message payload bytes a second one client may send; more close with 1008; 0 = off",
+       [](const Flags& f) { return str(f.server.endpoint.max_byte_rate); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.max_byte_rate = number("--max-byte-rate", v, 0, std::uint64_t{1} << 40);
+       }},
+      {"--byte-burst", "BYTES",
+       "payload bytes one client may send at once; a larger message always closes",
+       [](const Flags&) { return std::string("--max-byte-rate"); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.byte_burst = number("--byte-burst", v, 1, std::uint64_t{1} << 40);
+       }},
+      {"--allowed-origin", "ORIGIN",
+       "an Origin upgrades may come from (https://example.com, http://localhost:8080; "
+       "https://*.example.com for its subdomains); repeatable; others get 403. A request "
+       "without Origin is not from a browser and passes: Origin defends browsers only",
+       [](const Flags&) { return std::string("any"); },
+       [](Flags& f, std::string_view v) {
+         if (v.find("://") == std::string_view::npos || v.ends_with("/"))
+           throw std::invalid_argument("--allowed-origin: SCHEME://HOST[:PORT], got '" +
+                                       std::string(v) + "'");
+         f.server.endpoint.allowed_origins.emplace_back(v);
+       }},
       {"--ping-interval", "MS",
        "idle time before a ping; no answer within another interval closes; 0 = off",
        [](const Flags& f) { return str(f.server.endpoint.ping_interval_ms); },
@@ -526,6 +607,11 @@ Flags parse_flags(int argc, char** argv) {
     if (ck.cert_file.empty() || ck.key_file.empty())
       throw std::invalid_argument("each --tls-cert needs a matching --tls-key");
   }
+  // A default over a shorter --handshake-timeout just leaves the handshake deadline alone
+  // (EndpointConfig: the first-byte stage is off then); one given explicitly is a mistake.
+  if (f.first_byte_given &&
+      f.server.endpoint.first_byte_timeout_ms > f.server.endpoint.handshake_timeout_ms)
+    throw std::invalid_argument("--first-byte-timeout must not exceed --handshake-timeout");
   check_bridge(f);
   check_auth(f);
   return f;

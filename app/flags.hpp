@@ -16,6 +16,7 @@ struct Flags {
   bool auth_mode_given = false;
   bool forward_headers_given = false;
   bool listen_given = false;
+  bool first_byte_given = false;  // a default first-byte timeout over the handshake's is off
   bool help = false;
   bool version = false;
 };

@@ -83,6 +83,10 @@ class MessageReader {
   // buffer stops counting against the AssemblyBudget when the reader lets go of it.
   memory::Buffer* take_delivered(std::span<const std::byte> payload);
   bool failed() const { return state_ == kFailed; }
+  // Part of a frame has arrived and the rest has not: a header begun, or payload still to
+  // come. False between frames (even inside a fragmented message). For receive deadlines: a
+  // peer that stops mid-frame is stalling, one that stops between frames is idle.
+  bool mid_frame() const { return hdr_have_ > 0 || state_ == kPayload; }
 
  private:
   enum State : std::uint8_t { kHeader, kPayload, kFailed };

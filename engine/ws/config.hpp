@@ -21,6 +21,35 @@ struct EndpointConfig {
   std::uint64_t max_message = std::uint64_t{16} << 20;  // larger messages close with 1009
   std::size_t max_header_bytes = 8192;                  // larger upgrade requests get 431
   std::uint32_t handshake_timeout_ms = 10000;
+  // A client that sends nothing this long after accept is dropped without an answer (it said
+  // nothing); its handshake deadline still runs from accept. Over TLS its first byte is the
+  // ClientHello. 0, or not below handshake_timeout_ms: only the handshake deadline applies.
+  std::uint32_t first_byte_timeout_ms = 5000;
+  // While an upgrade request or a frame is incomplete, the bytes received since it became so
+  // must average this many a second once it has been incomplete for recv_rate_grace_ms, else
+  // 408 (handshake) or Close 1008 (open): a client trickling one byte a second held a
+  // connection forever. Idle between messages is ping_interval_ms's business. 0 = off.
+  std::uint32_t min_recv_rate = 1024;
+  std::uint32_t recv_rate_grace_ms = 2000;
+  // Per peer address and core (SO_REUSEPORT spreads one address over the cores, so with N cores
+  // an address may get up to N times these). Concurrent connections, handshaking or open, past
+  // which an upgrade request gets 503; 0 = off.
+  std::uint32_t max_conns_per_ip = 0;
+  // Upgrades a second per address, with a burst (0: twice the rate, at least 1); one without a
+  // token gets 429 and Retry-After. 0 = off.
+  std::uint32_t handshake_rate_per_ip = 0;
+  std::uint32_t handshake_burst_per_ip = 0;
+  // Per connection: received messages, and their payload bytes, a second, with bursts (0: one
+  // second's worth); past them Close 1008. A message larger than byte_burst always exceeds
+  // it. 0 = off.
+  std::uint32_t max_msg_rate = 0;
+  std::uint32_t msg_burst = 0;
+  std::uint64_t max_byte_rate = 0;
+  std::uint64_t byte_burst = 0;
+  // Origins an upgrade may come from, e.g. "https://example.com", "http://localhost:8080",
+  // "https://*.example.com" (subdomains only); others get 403. A request without Origin is not
+  // from a browser and passes. Empty = any.
+  std::vector<std::string> allowed_origins;
   std::uint32_t ping_interval_ms =
       30000;  // idle time before a ping; twice that without a reply closes; 0 = off
   std::uint32_t close_timeout_ms = 5000;  // wait for the peer's Close after sending ours

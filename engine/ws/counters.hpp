@@ -28,8 +28,15 @@ struct EndpointCounters {
   Counter close_timeouts;
   Counter abnormal_closes;  // TCP ended without a Close handshake
   Counter tls_handshakes;
-  Counter tls_resumed;  // handshakes that resumed a session (ticket)
-  Counter tls_errors;   // failed handshakes, bad records, plain HTTP on TLS
+  Counter tls_resumed;          // handshakes that resumed a session (ticket)
+  Counter tls_errors;           // failed handshakes, bad records, plain HTTP on TLS
+  Counter first_byte_timeouts;  // dropped: sent nothing after accept
+  Counter slow_recv_closes;     // 408 or 1008: a request or frame arrived below min_recv_rate
+  Counter ip_conn_refused;      // 503: too many connections from the address
+  Counter ip_rate_refused;      // 429: the address's handshake rate
+  Counter msg_rate_closes;      // 1008: message rate exceeded
+  Counter byte_rate_closes;     // 1008: byte rate exceeded
+  Counter origin_refused;       // 403: Origin not allowed
 };
 
 inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
@@ -80,6 +87,20 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      &EndpointCounters::tls_resumed},
     {"tls_errors_total", "TLS failures (bad handshakes and records, plain HTTP on TLS)",
      MetricType::kCounter, &EndpointCounters::tls_errors},
+    {"first_byte_timeouts_total", "connections dropped for sending nothing after accept",
+     MetricType::kCounter, &EndpointCounters::first_byte_timeouts},
+    {"slow_recv_closes_total", "connections closed for sending a request or frame too slowly",
+     MetricType::kCounter, &EndpointCounters::slow_recv_closes},
+    {"ip_conn_refused_total", "upgrades refused (503): too many connections from the address",
+     MetricType::kCounter, &EndpointCounters::ip_conn_refused},
+    {"ip_rate_refused_total", "upgrades refused (429): the address's handshake rate",
+     MetricType::kCounter, &EndpointCounters::ip_rate_refused},
+    {"msg_rate_closes_total", "connections closed with 1008 (message rate exceeded)",
+     MetricType::kCounter, &EndpointCounters::msg_rate_closes},
+    {"byte_rate_closes_total", "connections closed with 1008 (byte rate exceeded)",
+     MetricType::kCounter, &EndpointCounters::byte_rate_closes},
+    {"origin_refused_total", "upgrades refused (403): Origin not allowed", MetricType::kCounter,
+     &EndpointCounters::origin_refused},
 };
 
 }  // namespace wsedge::ws

@@ -95,8 +95,7 @@ class Endpoint : public EndpointBase {
   // --- io::Reactor handler ---
   void on_accept(io::SocketId id) {
     track(id);
-    start(id, kServerHandshake, 0, cfg_.handshake_timeout_ms);
-    start_tls(id);
+    begin_server_handshake(id);
   }
 
   void on_connect(io::SocketId id, int err) {
@@ -108,6 +107,8 @@ class Endpoint : public EndpointBase {
   }
 
   void on_data(io::SocketId id, std::byte* data, std::size_t len) {
+    // Any byte, a ClientHello's included, ends the first-byte stage of the handshake.
+    if (conn(id).phase == kServerHandshake) conn(id).flags |= kHeardFrom;
     busy(id, [&] {
       if (tls::Session* s = tls_session(id)) {
         tls_receive(id, *s, data, len,
@@ -161,6 +162,8 @@ class Endpoint : public EndpointBase {
         reset(id);
         return;
       case kServerHandshake:
+        handshake_deadline(id);
+        return;
       case kClientHandshake:
         ++counters_.handshake_timeouts;
         end(id, protocol::close_code::kAbnormal, "handshake timed out", Ending::kAbort);
@@ -263,6 +266,7 @@ class Endpoint : public EndpointBase {
     protocol::UpgradeRequest req;
     auto r = protocol::parse_upgrade_request({reinterpret_cast<const char*>(base), have},
                                              cfg_.max_header_bytes, req);
+    track_incomplete(id, r.kind == protocol::RequestParse::kIncomplete, len);
     switch (r.kind) {
       case protocol::RequestParse::kIncomplete:
         if (!c.handshake) c.handshake = reactor_.pool().append(nullptr, data, len);
@@ -276,6 +280,7 @@ class Endpoint : public EndpointBase {
       case protocol::RequestParse::kUpgrade:
         break;
     }
+    if (!screen_upgrade(id, req.origin)) return;
     UpgradeDecision d;
     if constexpr (requires { app_.on_upgrade(Connection{}, req); })
       d = app_.on_upgrade(Connection{this, id}, req);
@@ -361,6 +366,7 @@ class Endpoint : public EndpointBase {
     using protocol::ReadEvent;
     const protocol::ReaderLimits lim = limits(c);
     memory::BufferPool& pool = reactor_.pool();
+    const std::size_t read_len = len;
     c.flags = static_cast<std::uint8_t>((c.flags | kHeardFrom) & ~kAwaitingPong);
     while (len > 0 && (c.phase == kOpen || c.phase == kCloseSent)) {
       protocol::ReadResult r = c.reader.next(data, len, lim, pool);
@@ -374,6 +380,7 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            if (!charge_message(id, r.payload.size())) return;
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.
             protocol::MessageReader* outer = delivering_;
@@ -403,6 +410,7 @@ class Endpoint : public EndpointBase {
           return;
       }
     }
+    if (c.phase == kOpen) track_incomplete(id, c.reader.mid_frame(), read_len);
     if (c.phase == kOpen || c.phase == kCloseSent) c.reader.release_delivered(pool);
   }
 

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "engine/log.hpp"
@@ -15,6 +16,9 @@ using protocol::Opcode;
 
 EndpointBase::~EndpointBase() {
   if (client_session_) SSL_SESSION_free(client_session_);
+  for (Sweep* sw : {&slow_sweep_, &ip_sweep_}) {
+    if (sw->armed) reactor_.cancel(sw->timer);
+  }
 }
 
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
@@ -24,6 +28,13 @@ EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;
+  msg_limit_ = {cfg.max_msg_rate, cfg.msg_burst ? cfg.msg_burst : cfg.max_msg_rate};
+  byte_limit_ = {cfg.max_byte_rate, cfg.byte_burst ? cfg.byte_burst : cfg.max_byte_rate};
+  if (cfg.max_conns_per_ip || cfg.handshake_rate_per_ip) {
+    std::uint64_t rate = cfg.handshake_rate_per_ip;
+    ips_ = std::make_unique<IpTable>(
+        RateLimit{rate, cfg.handshake_burst_per_ip ? cfg.handshake_burst_per_ip : 2 * rate});
+  }
 }
 
 EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8_t flags,
@@ -34,6 +45,15 @@ EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8
   c.phase = phase;
   c.flags = flags;
   if (timer_ms) reactor_.set_timer(id, timer_ms);
+  // The side tables of configured features grow with the slots in use, like conns_.
+  if (cfg_.min_recv_rate && incomplete_pos_.size() <= id.idx)
+    incomplete_pos_.resize(id.idx + 1, kUnwatched);
+  for (auto [limit, buckets] :
+       {std::pair{&msg_limit_, &msg_buckets_}, {&byte_limit_, &byte_buckets_}}) {
+    if (!limit->rate) continue;
+    if (buckets->size() <= id.idx) buckets->resize(id.idx + 1);
+    (*buckets)[id.idx].fill(*limit, reactor_.now_ms());
+  }
   return c;
 }
 
@@ -44,6 +64,12 @@ void EndpointBase::reset(io::SocketId id) {
     if (t.staged) reactor_.pool().release(t.staged);
     t.staged = nullptr;
     t.session.reset();
+  }
+  if (id.idx < incomplete_pos_.size() && incomplete_pos_[id.idx] != kUnwatched) unwatch(id.idx);
+  if (id.idx < ip_of_.size() && ip_of_[id.idx]) {
+    ips_->release(ip_of_[id.idx], reactor_.now_ms());
+    ip_of_[id.idx] = nullptr;
+    if (ips_->idle()) arm(ip_sweep_, kIpSweepMs, sweep_ips);
   }
   Conn& c = conns_[id.idx];
   c.reader.release(reactor_.pool());
@@ -296,7 +322,161 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   Conn& c = conns_[id.idx];
   c.phase = kOpen;
   c.rsv = d.rsv;
+  // The handshake's use of the flag ends: keep-alive starts from not having heard anything.
+  c.flags &= static_cast<std::uint8_t>(~(kHeardFrom | kHandshakeRest));
   arm_keepalive(id);
+}
+
+void EndpointBase::begin_server_handshake(io::SocketId id) {
+  std::uint32_t fb = cfg_.first_byte_timeout_ms;
+  bool first_byte_stage = fb && fb < cfg_.handshake_timeout_ms;
+  // Without a first-byte stage the handshake deadline is the timer's only meaning.
+  start(id, kServerHandshake, first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
+        first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  if (ips_) {
+    if (ip_of_.size() <= id.idx) ip_of_.resize(id.idx + 1);
+    ip_of_[id.idx] = ips_->acquire(reactor_.peer(id), reactor_.now_ms());
+  }
+  start_tls(id);
+}
+
+void EndpointBase::handshake_deadline(io::SocketId id) {
+  Conn& c = conns_[id.idx];
+  if (!(c.flags & kHeardFrom)) {
+    // It said nothing: nothing to answer. One silent socket per attacker packet otherwise
+    // holds a slot for the whole handshake deadline.
+    ++counters_.first_byte_timeouts;
+    end(id, protocol::close_code::kAbnormal, "nothing received after accept", Ending::kAbort);
+  } else if (!(c.flags & kHandshakeRest)) {
+    // The timer fired first_byte_timeout_ms after accept: what is left runs to the handshake
+    // deadline from accept, not from the first byte.
+    c.flags |= kHandshakeRest;
+    reactor_.set_timer(id, cfg_.handshake_timeout_ms - cfg_.first_byte_timeout_ms);
+  } else {
+    ++counters_.handshake_timeouts;
+    end(id, protocol::close_code::kAbnormal, "handshake timed out", Ending::kAbort);
+  }
+}
+
+bool EndpointBase::screen_upgrade(io::SocketId id, std::string_view origin) {
+  if (IpTable::Entry* e = id.idx < ip_of_.size() ? ip_of_[id.idx] : nullptr) {
+    // Its own connection is among e->conns.
+    if (cfg_.max_conns_per_ip && e->conns > cfg_.max_conns_per_ip) {
+      ++counters_.ip_conn_refused;
+      refuse(id, 503, "too many connections from this address", "Retry-After: 5\r\n");
+      return false;
+    }
+    std::uint32_t retry_s = 0;
+    if (!ips_->take_handshake(e, reactor_.now_ms(), retry_s)) {
+      ++counters_.ip_rate_refused;
+      char retry[40];
+      int n = std::snprintf(retry, sizeof retry, "Retry-After: %u\r\n", retry_s);
+      refuse(id, 429, "too many upgrades from this address", {retry, static_cast<std::size_t>(n)});
+      return false;
+    }
+  }
+  if (!origin_allowed(cfg_.allowed_origins, origin)) {
+    ++counters_.origin_refused;
+    refuse(id, 403, "origin not allowed");
+    return false;
+  }
+  return true;
+}
+
+bool EndpointBase::within_rates(io::SocketId id, std::size_t bytes) {
+  std::uint64_t now = reactor_.now_ms();
+  const char* why;
+  if (msg_limit_.rate && !msg_buckets_[id.idx].take(msg_limit_, now, 1)) {
+    ++counters_.msg_rate_closes;
+    why = "message rate exceeded";
+  } else if (byte_limit_.rate && !byte_buckets_[id.idx].take(byte_limit_, now, bytes)) {
+    ++counters_.byte_rate_closes;
+    why = "byte rate exceeded";
+  } else {
+    return true;
+  }
+  send_close(id, protocol::close_code::kPolicyViolation, why);
+  end(id, protocol::close_code::kPolicyViolation, why, Ending::kGraceful);
+  return false;
+}
+
+void EndpointBase::track_incomplete(io::SocketId id, bool incomplete, std::size_t bytes) {
+  if (!cfg_.min_recv_rate) return;
+  std::uint32_t pos = incomplete_pos_[id.idx];
+  if (!incomplete) {
+    if (pos != kUnwatched) unwatch(id.idx);
+    return;
+  }
+  if (pos != kUnwatched) {
+    std::uint64_t sum = std::uint64_t{incomplete_[pos].bytes} + bytes;
+    incomplete_[pos].bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(sum, UINT32_MAX));
+    return;
+  }
+  // The read that left it incomplete does not count: the rate is of what follows.
+  incomplete_pos_[id.idx] = static_cast<std::uint32_t>(incomplete_.size());
+  incomplete_.push_back({id.idx, static_cast<std::uint32_t>(reactor_.now_ms()), 0});
+  arm(slow_sweep_, kSlowSweepMs, sweep_slow);
+}
+
+void EndpointBase::unwatch(std::uint32_t idx) {
+  std::uint32_t pos = incomplete_pos_[idx];
+  incomplete_[pos] = incomplete_.back();
+  incomplete_pos_[incomplete_[pos].idx] = pos;
+  incomplete_.pop_back();
+  incomplete_pos_[idx] = kUnwatched;
+}
+
+void EndpointBase::check_recv_rates() {
+  auto now = static_cast<std::uint32_t>(reactor_.now_ms());
+  // Backwards: closing one swaps the last entry, already checked, into its place.
+  for (std::size_t i = incomplete_.size(); i-- > 0;) {
+    if (i >= incomplete_.size()) continue;  // an application's on_close ended several
+    Incomplete& w = incomplete_[i];
+    io::SocketId id = reactor_.id_at(w.idx);
+    Phase phase = conns_[w.idx].phase;
+    if (phase != kServerHandshake && phase != kOpen) {
+      unwatch(w.idx);  // closing: the close deadline governs it now
+      continue;
+    }
+    if (reactor_.reading_paused(id) || reactor_.congested(id)) {
+      // We stopped reading it (its backend is full, or it does not read our output): its
+      // silence is ours. The window restarts once reading does.
+      w.since_ms = now;
+      w.bytes = 0;
+      continue;
+    }
+    std::uint32_t elapsed = now - w.since_ms;
+    if (elapsed <= cfg_.recv_rate_grace_ms ||
+        std::uint64_t{w.bytes} * 1000 >= std::uint64_t{cfg_.min_recv_rate} * elapsed)
+      continue;
+    ++counters_.slow_recv_closes;
+    if (phase == kServerHandshake) {
+      refuse(id, 408, "request too slow");
+      reset(id);
+    } else {
+      send_close(id, protocol::close_code::kPolicyViolation, "receive too slow");
+      end(id, protocol::close_code::kPolicyViolation, "receive too slow", Ending::kGraceful);
+    }
+  }
+}
+
+void EndpointBase::arm(Sweep& s, std::uint32_t ms, io::TimerFn fn) {
+  if (s.armed) return;
+  s.timer = reactor_.schedule(ms, fn, this);
+  s.armed = true;
+}
+
+void EndpointBase::sweep_slow(void* self, io::Reactor&) {
+  auto* ep = static_cast<EndpointBase*>(self);
+  ep->slow_sweep_.armed = false;
+  ep->check_recv_rates();
+  if (!ep->incomplete_.empty()) ep->arm(ep->slow_sweep_, kSlowSweepMs, sweep_slow);
+}
+
+void EndpointBase::sweep_ips(void* self, io::Reactor&) {
+  auto* ep = static_cast<EndpointBase*>(self);
+  ep->ip_sweep_.armed = false;
+  if (ep->ips_->sweep(ep->reactor_.now_ms())) ep->arm(ep->ip_sweep_, kIpSweepMs, sweep_ips);
 }
 
 void EndpointBase::arm_keepalive(io::SocketId id) {

@@ -17,6 +17,7 @@
 #include "engine/protocol/close_code.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
+#include "limits.hpp"
 #include "tls/context.hpp"
 #include "tls/session.hpp"
 
@@ -115,6 +116,9 @@ class EndpointBase {
     // Its bytes are being processed further up the stack: its storage (reader, TLS session)
     // is given back when that returns, not under the code still using it.
     kBusy = 8,
+    // Server handshake: the first-byte deadline has passed (bytes had come); the timer now
+    // runs to the handshake deadline.
+    kHandshakeRest = 16,
   };
 
   struct Conn {
@@ -207,6 +211,30 @@ class EndpointBase {
   void count_failure(const protocol::ReadResult& r);
   // Schedules the next keep-alive check: a ping after an idle interval.
   void arm_keepalive(io::SocketId id);
+  // --- Deadlines and abuse limits (limits.hpp). Each feature's per-connection state lives in
+  // a table of its own, sized only when the feature is configured (docs/ARCHITECTURE.md). ---
+  // An accepted connection: the first-byte (or handshake) deadline, its address counted, TLS.
+  void begin_server_handshake(io::SocketId id);
+  // The server handshake's timer: no first byte (dropped), the first-byte stage over (the
+  // rest of the handshake deadline), or the handshake deadline.
+  void handshake_deadline(io::SocketId id);
+  // The endpoint's checks on an upgrade request before the application sees it: its address's
+  // connections (503) and handshake rate (429), its Origin (403). False when it refused.
+  bool screen_upgrade(io::SocketId id, std::string_view origin);
+  // Charges a received message to the connection's rates; false when that closed it (1008).
+  bool charge_message(io::SocketId id, std::size_t bytes) {
+    return (!msg_limit_.rate && !byte_limit_.rate) || within_rates(id, bytes);
+  }
+  bool within_rates(io::SocketId id, std::size_t bytes);
+  // After each read of an upgrade request or of frames: whether it left one incomplete, and
+  // how many bytes it brought. Incomplete connections are listed for the receive-rate sweep.
+  void track_incomplete(io::SocketId id, bool incomplete, std::size_t bytes);
+  void unwatch(std::uint32_t idx);
+  // Closes the listed connections whose request or frame arrives below min_recv_rate.
+  void check_recv_rates();
+  static void sweep_slow(void* self, io::Reactor& r);
+  static void sweep_ips(void* self, io::Reactor& r);
+
   // Client role: writes the upgrade request and keeps the key to check the answer.
   void begin_client_handshake(io::SocketId id, std::string_view host, std::string_view target,
                               std::string_view protocols);
@@ -238,6 +266,34 @@ class EndpointBase {
   SSL_CTX* client_tls_ = nullptr;
   bool client_resume_ = false;
   SSL_SESSION* client_session_ = nullptr;  // the last client handshake's, to resume
+
+  // A connection with a request or frame incomplete since `since_ms` (now_ms truncated: only
+  // differences are used), and the bytes received since.
+  struct Incomplete {
+    std::uint32_t idx;
+    std::uint32_t since_ms;
+    std::uint32_t bytes;
+  };
+  static constexpr std::uint32_t kUnwatched = UINT32_MAX;
+  // One sweep timer per core, armed only while some connection is incomplete: a stalled peer
+  // sends nothing that could trigger a check, and scanning every slot would cost what idle
+  // connections should not.
+  static constexpr std::uint32_t kSlowSweepMs = 250;
+  static constexpr std::uint32_t kIpSweepMs = 1000;
+  std::vector<Incomplete> incomplete_;
+  std::vector<std::uint32_t> incomplete_pos_;  // by slot, with min_recv_rate: index or kUnwatched
+  // A per-core timer that re-arms itself while it has work.
+  struct Sweep {
+    io::TimerId timer;
+    bool armed = false;
+  };
+  void arm(Sweep& s, std::uint32_t ms, io::TimerFn fn);
+  Sweep slow_sweep_;
+  RateLimit msg_limit_, byte_limit_;
+  std::vector<TokenBucket> msg_buckets_, byte_buckets_;  // by slot, each only when its rate is set
+  std::unique_ptr<IpTable> ips_;                         // only with a per-address limit
+  std::vector<IpTable::Entry*> ip_of_;  // by slot: the entry an accepted connection counts in
+  Sweep ip_sweep_;
 };
 
 template <class Fill>

@@ -574,6 +574,69 @@ TEST(EngineApi, AnUndecidedUpgradeTimesOutWith503) {
   EXPECT_EQ(ep.counters().upgrade_timeouts, 1u);
 }
 
+TEST(EngineApi, AnOriginNotAllowedIsRefusedBeforeTheApplicationSeesTheUpgrade) {
+  ws::EndpointConfig cfg;
+  cfg.allowed_origins = {"https://example.com"};
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();  // references, all three
+  std::uint16_t port = listen_on(reactor);
+  RawClient evil(port), good(port);
+  std::string request(kUpgrade);
+  request.insert(request.size() - 2, "Origin: https://evil.test\r\n");
+  evil.send(request);
+  good.send(kUpgrade);  // no Origin: not a browser, allowed
+  int upgrades = 0;
+  app.upgrade = [&](Connection) {
+    ++upgrades;
+    return ws::UpgradeDecision{};
+  };
+  Later stop;
+  stop.fn = [&] { app.stop(); };
+  stop.after(reactor, 100);
+  std::string refused, accepted;
+  std::thread t1 = evil.read_then_leave(refused, 5000);
+  std::thread t2 = good.read_then_leave(
+      accepted, 5000, [](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  reactor.run(ep);
+  t1.join();
+  t2.join();
+  EXPECT_EQ(refused.rfind("HTTP/1.1 403 ", 0), 0u) << refused;
+  EXPECT_EQ(accepted.rfind("HTTP/1.1 101 ", 0), 0u) << accepted;
+  EXPECT_EQ(upgrades, 1);
+  EXPECT_EQ(ep.counters().origin_refused, 1u);
+}
+
+TEST(EngineApi, TheFirstByteDeadlineDropsTheSilentAndTheHandshakeDeadlineRunsFromAccept) {
+  ws::EndpointConfig cfg;
+  cfg.first_byte_timeout_ms = 300;
+  cfg.handshake_timeout_ms = 400;
+  cfg.min_recv_rate = 0;  // the deadlines alone
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();  // references, all three
+  std::uint16_t port = listen_on(reactor);
+  RawClient silent(port), partial(port);
+  partial.send(std::string_view(kUpgrade).substr(0, 20));
+  Later stop;
+  stop.fn = [&] { app.stop(); };  // run() returns once both are gone
+  stop.after(reactor, 10);
+  std::string a, b;
+  auto t0 = std::chrono::steady_clock::now();
+  auto partial_gone = t0;
+  std::thread t1 = silent.read_then_leave(a, 5000);
+  std::thread t2([&] {
+    b = partial.read(5000);
+    partial_gone = std::chrono::steady_clock::now();
+  });
+  reactor.run(ep);
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(a.empty() && b.empty()) << a << b;  // neither said enough to be answered
+  EXPECT_EQ(ep.counters().first_byte_timeouts, 1u);
+  EXPECT_EQ(ep.counters().handshake_timeouts, 1u);
+  // 400 ms from accept; counted from the end of the first-byte stage it would be 700.
+  EXPECT_LT(partial_gone - t0, std::chrono::milliseconds(600));
+}
+
 TEST(EngineApi, APingTimeoutSendsClose1011First) {
   ws::EndpointConfig cfg;
   cfg.ping_interval_ms = 30;

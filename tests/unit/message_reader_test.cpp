@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -399,6 +400,41 @@ TEST(MessageReader, ATakenMessageStopsCountingWhenTheReaderLetsGo) {
   EXPECT_EQ(budget.used, 0u);
   EXPECT_EQ(b->refs, 1u);
   pool.release(b);
+}
+
+}  // namespace
+}  // namespace wsedge::protocol
+
+namespace wsedge::protocol {
+namespace {
+
+// mid_frame() after every prefix of a stream: false exactly at frame boundaries (before the
+// first byte, after each whole frame, between the fragments of a message), true inside a
+// header or a payload, control frames included.
+TEST(MessageReader, MidFrameIsTrueExactlyInsideAFrame) {
+  Bytes f1 = frame(0x1, "hello", false);  // a fragment: its end is a frame boundary
+  Bytes f2 = frame(0x9, "p");
+  Bytes f3 = frame(0x0, std::string(300, 'x'));  // 16-bit length: a longer header
+  Bytes f4 = frame(0x2, "");
+  Bytes input = cat({f1, f2, f3, f4});
+  std::vector<std::size_t> boundaries = {0, f1.size(), f1.size() + f2.size(),
+                                         f1.size() + f2.size() + f3.size(), input.size()};
+  for (std::size_t cut = 0; cut <= input.size(); ++cut) {
+    memory::BufferPool pool;
+    MessageReader r;
+    Bytes copy = input;
+    std::byte* p = copy.data();
+    std::size_t n = cut;
+    while (n > 0) {
+      ReadResult res = r.next(p, n, kServer, pool);
+      ASSERT_NE(res.event, ReadEvent::kFail) << "cut " << cut;
+      p += res.consumed;
+      n -= res.consumed;
+    }
+    bool boundary = std::find(boundaries.begin(), boundaries.end(), cut) != boundaries.end();
+    EXPECT_EQ(r.mid_frame(), !boundary) << "after " << cut << " bytes";
+    r.release(pool);
+  }
 }
 
 }  // namespace

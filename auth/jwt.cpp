@@ -153,6 +153,13 @@ bool string_list(const json::Value& claims, std::string_view name, Ok&& ok,
   return good;
 }
 
+// No control characters: sub and channels reach logs and backends, and an escaped "\n" in a
+// signed token must not forge a log line.
+bool no_controls(const std::string& s) {
+  return std::none_of(s.begin(), s.end(),
+                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
+}
+
 bool role_ok(const std::string& r) {
   return !r.empty() && r.size() <= kMaxRole && std::all_of(r.begin(), r.end(), [](char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -167,7 +174,8 @@ TokenError check_claims(std::string_view part, const VerifyOptions& opts, std::i
   json::Value c, v;
   if (!base64url_decode(part, text) || !json::parse(text, c) || c.type != json::Type::kObject)
     return TokenError::kMalformed;
-  if (!c.find("sub", v) || !v.get_string(out.sub) || out.sub.empty() || out.sub.size() > kMaxSub)
+  if (!c.find("sub", v) || !v.get_string(out.sub) || out.sub.empty() || out.sub.size() > kMaxSub ||
+      !no_controls(out.sub))
     return TokenError::kBadClaims;
   bool has_exp = c.find("exp", v);
   if (has_exp ? !v.get_int(out.exp) : opts.require_exp) return TokenError::kBadClaims;
@@ -178,7 +186,9 @@ TokenError check_claims(std::string_view part, const VerifyOptions& opts, std::i
   if (!string_list(c, "roles", role_ok, out.roles) ||
       !string_list(
           c, "channels",
-          [](const std::string& ch) { return !ch.empty() && ch.size() <= kMaxChannel; },
+          [](const std::string& ch) {
+            return !ch.empty() && ch.size() <= kMaxChannel && no_controls(ch);
+          },
           out.channels))
     return TokenError::kBadClaims;
   if (c.find("info", v)) {

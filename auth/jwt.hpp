@@ -25,7 +25,7 @@ struct Claims {
   std::int64_t exp = 0;  // 0: none (only when !require_exp)
   std::int64_t nbf = 0, iat = 0;
   std::vector<std::string> roles;     // at most 64, each 1-128 bytes of [A-Za-z0-9_.:-]
-  std::vector<std::string> channels;  // at most 64, each 1-255 bytes
+  std::vector<std::string> channels;  // at most 64, each 1-255 bytes, no control characters
   std::string info;                   // the raw JSON text of `info` (at most 4096 bytes)
 };
 

@@ -91,14 +91,7 @@ const char* pkey_alg(EVP_PKEY* k, std::optional<Alg> pinned, Alg& out) {
   return nullptr;
 }
 
-Key secret_key(std::string kid, Alg alg, std::string secret, std::string_view where,
-               std::string_view file) {
-  if (secret.size() < min_secret_size(alg))
-    fail(file, std::string(where)
-                   .append("secret shorter than ")
-                   .append(std::to_string(min_secret_size(alg)))
-                   .append(" bytes for ")
-                   .append(alg_name(alg)));
+Key secret_key(std::string kid, Alg alg, std::string secret) {
   Key k;
   k.kid = std::move(kid);
   k.alg = alg;
@@ -172,7 +165,7 @@ std::optional<Key> load_jwk(const json::Value& jwk, const std::string& where,
   key.kid = text("kid", false);
   if (kty == "oct") {
     if (!pinned || !is_hs(*pinned)) bad("oct key needs an HS256/HS384/HS512 alg");
-    return secret_key(std::move(key.kid), *pinned, bytes("k"), where, file);
+    return secret_key(std::move(key.kid), *pinned, bytes("k"));
   }
   if (pinned && is_hs(*pinned)) bad("alg does not match the key type");
   PkeyPtr pkey;
@@ -303,8 +296,17 @@ std::string kid_from_path(std::string_view path) {
 }
 
 void KeySet::add(Key key) {
-  if (is_hs(key.alg) ? key.secret.empty() : key.pkey == nullptr)
-    throw std::runtime_error("key without material for its alg");
+  if (is_hs(key.alg)) {
+    if (key.secret.size() < min_secret_size(key.alg))
+      throw std::runtime_error(std::string("secret shorter than ")
+                                   .append(std::to_string(min_secret_size(key.alg)))
+                                   .append(" bytes for ")
+                                   .append(alg_name(key.alg)));
+  } else {
+    Alg agreed;
+    if (key.pkey == nullptr) throw std::runtime_error("no public key");
+    if (const char* err = pkey_alg(key.pkey, key.alg, agreed)) throw std::runtime_error(err);
+  }
   for (const Key& k : keys_)
     if (!key.kid.empty() && k.kid == key.kid)
       throw std::runtime_error(std::string("duplicate kid \"").append(key.kid).append("\""));
@@ -313,22 +315,21 @@ void KeySet::add(Key key) {
 
 KeySet KeySet::load(const KeySource& src) {
   KeySet set;
-  auto put = [&](std::string_view file, Key k) {
+  auto put = [&](std::string_view file, std::string_view where, Key k) {
     try {
       set.add(std::move(k));
     } catch (const std::runtime_error& e) {
-      fail(file, e.what());
+      fail(file, std::string(where).append(e.what()));
     }
   };
   for (const auto& [alg, path] : src.secret_files) {
     if (!is_hs(alg)) fail(path, "a secret file needs HS256, HS384 or HS512");
     std::string secret = read_file(path);
     if (!secret.empty() && secret.back() == '\n') secret.pop_back();
-    put(path, secret_key(kid_from_path(path), alg, std::move(secret), "", path));
+    put(path, "", secret_key(kid_from_path(path), alg, std::move(secret)));
   }
   for (const std::string& spec : src.public_key_files) {
-    Key k = load_pem(spec);
-    put(spec, std::move(k));
+    put(spec, "", load_pem(spec));
   }
   for (const std::string& path : src.jwks_files) {
     std::string text = read_file(path);
@@ -338,7 +339,7 @@ KeySet KeySet::load(const KeySource& src) {
     std::size_t i = 0;
     keys.for_each_element([&](const json::Value& jwk) {
       std::string where = std::string("keys[").append(std::to_string(i++)).append("]: ");
-      if (std::optional<Key> k = load_jwk(jwk, where, path)) put(path, std::move(*k));
+      if (std::optional<Key> k = load_jwk(jwk, where, path)) put(path, where, std::move(*k));
     });
   }
   return set;

@@ -67,7 +67,8 @@ class KeySet {
   // key material.
   static KeySet load(const KeySource& src);
   // Adds one key; throws std::runtime_error when its kid is already taken (a kid must name one
-  // key) or it has no material for its alg.
+  // key), an HS secret is shorter than min_secret_size, or a public key's type does not agree
+  // with its alg.
   void add(Key key);
   // The key for a token: with a kid, the key of that kid; without one, the only key of that
   // algorithm when there is exactly one. nullptr when none, and when the key found is pinned to

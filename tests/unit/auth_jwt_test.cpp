@@ -251,7 +251,8 @@ TEST(AuthJwt, SubjectRolesChannelsInfo) {
   many += "]";
   for (std::string_view bad : std::initializer_list<std::string_view>{
            R"(,"roles":"admin")", R"(,"roles":["a b"])", R"(,"roles":[""])", R"(,"roles":[1])",
-           R"(,"channels":[""])", R"(,"channels":{})", std::string_view(many)})
+           R"(,"channels":[""])", R"(,"channels":["a\u0000"])", R"(,"channels":{})",
+           std::string_view(many)})
     EXPECT_EQ(check(claims(bad)), TokenError::kBadClaims) << bad;
   EXPECT_EQ(check(claims(R"(,"roles":[])")), TokenError::kNone);
   std::string long_role = std::string(R"(,"roles":[")").append(129, 'r').append("\"]");
@@ -263,8 +264,10 @@ TEST(AuthJwt, SubjectRolesChannelsInfo) {
   big_info = std::string(R"(,"info":")").append(4094, 'i').append("\"");
   EXPECT_EQ(check(claims(big_info)), TokenError::kNone);
 
-  for (std::string_view sub :
-       {R"({"exp":1800000060})", R"({"sub":"","exp":1800000060})", R"({"sub":7,"exp":1800000060})"})
+  for (std::string_view sub : std::initializer_list<std::string_view>{
+           R"({"exp":1800000060})", R"({"sub":"","exp":1800000060})",
+           R"({"sub":7,"exp":1800000060})", R"({"sub":"a\nb","exp":1800000060})",
+           R"({"sub":"\u007f","exp":1800000060})"})
     EXPECT_EQ(check(payload_token(sub)), TokenError::kBadClaims) << sub;
   std::string long_sub =
       std::string(R"({"sub":")").append(257, 'x').append(R"(","exp":1800000060})");
@@ -552,6 +555,32 @@ TEST(AuthKeys, FindSemantics) {
   EXPECT_EQ(two.find("", Alg::kES256), nullptr);
   EXPECT_TRUE(KeySet().empty());
   EXPECT_EQ(KeySet().find("", Alg::kHS256), nullptr);
+}
+
+TEST(AuthKeys, AddChecksEachKey) {
+  KeySet set;
+  Key short_secret;
+  short_secret.alg = Alg::kHS512;
+  short_secret.secret = std::string(63, 'k');
+  EXPECT_THROW(set.add(std::move(short_secret)), std::runtime_error);
+  Key mismatched;  // an Ed25519 key claiming ES256
+  mismatched.alg = Alg::kES256;
+  mismatched.pkey = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");  // owned by the Key
+  EXPECT_THROW(set.add(std::move(mismatched)), std::runtime_error);
+  Key no_key;
+  no_key.alg = Alg::kRS256;
+  EXPECT_THROW(set.add(std::move(no_key)), std::runtime_error);
+  EXPECT_TRUE(set.empty());
+  Key ok;
+  ok.kid = "k";
+  ok.secret = kSecret256;
+  set.add(std::move(ok));
+  Key again;
+  again.kid = "k";
+  again.alg = Alg::kHS384;
+  again.secret = kSecret384;
+  EXPECT_THROW(set.add(std::move(again)), std::runtime_error);
+  EXPECT_EQ(set.size(), 1u);
 }
 
 TEST(AuthKeys, KidFromPathAndAlgNames) {

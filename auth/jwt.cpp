@@ -3,6 +3,7 @@
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rsa.h>
@@ -256,7 +257,12 @@ TokenError verify(std::string_view token, const KeySet& keys, const VerifyOption
   std::string sig;
   if (!base64url_decode(token.substr(dot2 + 1), sig)) return TokenError::kMalformed;
   // The signing input is the two encoded parts as sent (RFC 7515 §5.2 step 8).
-  if (!check_signature(*key, token.substr(0, dot2), sig)) return TokenError::kBadSignature;
+  if (!check_signature(*key, token.substr(0, dot2), sig)) {
+    // OpenSSL queues why a signature failed on this thread's error queue; left there, it would
+    // make the next SSL_get_error on this core's TLS connections report a failure of their own.
+    ERR_clear_error();
+    return TokenError::kBadSignature;
+  }
   out = Claims{};
   return check_claims(token.substr(dot1 + 1, dot2 - dot1 - 1), opts, now, out);
 }

@@ -3,6 +3,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -36,6 +37,9 @@ using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
 using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free>>;
 
 [[noreturn]] void fail(std::string_view file, std::string_view what) {
+  // A failed OpenSSL call leaves errors queued on this thread, where a later SSL_get_error on a
+  // TLS connection would find them and fail that connection instead.
+  ERR_clear_error();
   throw std::runtime_error(std::string(file).append(": ").append(what));
 }
 

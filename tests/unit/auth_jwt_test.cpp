@@ -5,6 +5,7 @@
 #include "auth/jwt.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 
 #include <fstream>
 #include <memory>
@@ -137,6 +138,7 @@ TEST(AuthJwt, WrongKeyOrTamperedTokenFails) {
     std::string tampered =
         t.substr(0, dot + 1) + test::b64url(exp_in(6000)) + t.substr(t.rfind('.'));
     EXPECT_EQ(check(tampered), TokenError::kBadSignature) << alg_name(a);
+    EXPECT_EQ(ERR_peek_error(), 0u) << alg_name(a);  // nothing left for a TLS connection to trip on
     std::string flipped = t;
     flipped.back() = flipped.back() == 'A' ? 'Q' : 'A';
     EXPECT_NE(check(flipped), TokenError::kNone) << alg_name(a);
@@ -499,6 +501,7 @@ TEST(AuthKeys, JwksRefusesBadKeys) {
     std::string e = jwks_error(dir, c.text);
     EXPECT_NE(e.find(c.error), std::string::npos) << c.text << " -> " << e;
     EXPECT_EQ(e.rfind(dir.path + "/set.json: ", 0), 0u) << e;
+    EXPECT_EQ(ERR_peek_error(), 0u) << e;  // OpenSSL's queue is left clean for TLS
   }
 }
 
@@ -526,6 +529,7 @@ TEST(AuthKeys, SecretAndPemFiles) {
   EXPECT_NE(load_error(pem).find("unsupported ;alg= suffix"), std::string::npos);
   pem.public_key_files = {dir.write("junk.pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n")};
   EXPECT_NE(load_error(pem).find("junk.pem: not a PEM public key"), std::string::npos);
+  EXPECT_EQ(ERR_peek_error(), 0u);
   // Two files with the same name in different directories give the same kid.
   std::filesystem::create_directory(dir.path + "/b");
   pem.public_key_files = {dir.write("k.pem", keys().es256.public_pem()),

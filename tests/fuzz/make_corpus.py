@@ -2,6 +2,9 @@
 """Writes the fuzz targets' seed corpus (tests/fuzz/corpus/<target>/): a few small meaningful
 inputs each, in the layout each target reads (see the comment at the top of each target).
 Rerun after changing a layout; the files are committed so a fresh checkout can fuzz at once."""
+import base64
+import hashlib
+import hmac
 import os
 import struct
 import sys
@@ -76,6 +79,29 @@ def bridge_seeds():
                   if l.strip() and not l.startswith("#")]
         meta = bytes.fromhex(frames[1]) if len(frames) > 1 and frames[1] != "-" else b""
         write("bridge_message_fuzz", name[:-4], bytes([24]) + bytes.fromhex(frames[0]) + meta)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+# jwt_fuzz: a mode byte (0 a token, 1 a claims payload the target signs, 2 JSON alone), then the
+# data. Mode 0 tokens are signed with a secret the target does not hold: one that verified there
+# would be a crash by design.
+def jwt_seeds():
+    def token(header, payload, secret=b"not-the-fuzz-target-secret-32-bytes"):
+        signing = b64url(header) + b"." + b64url(payload)
+        return signing + b"." + b64url(hmac.new(secret, signing, hashlib.sha256).digest())
+    claims = b'{"sub":"alice","exp":1800000600,"aud":"wsedge","roles":["admin"],"channels":["r/1"],"info":{"a":[1,2.5e1,"\\u00e9"]}}'
+    write("jwt_fuzz", "token_hs256", b"\0" + token(b'{"alg":"HS256","kid":"hs","typ":"JWT"}', claims))
+    write("jwt_fuzz", "token_es256", b"\0" + b64url(b'{"alg":"ES256","kid":"es"}') + b"." +
+          b64url(claims) + b"." + b64url(bytes(range(64))))
+    write("jwt_fuzz", "token_none", b"\0" + b64url(b'{"alg":"none"}') + b"." + b64url(claims) + b".")
+    write("jwt_fuzz", "claims_valid", b"\1" + claims)
+    write("jwt_fuzz", "claims_expired", b'\1{"sub":"a","exp":1.7e9,"nbf":0,"iat":1800000000}')
+    write("jwt_fuzz", "claims_aud_array", b'\1{"sub":"a","exp":1800000600,"aud":["x","wsedge"]}')
+    write("jwt_fuzz", "json_nested", b'\2{"keys":[{"kty":"EC","crv":"P-256","x":"AA"},[[[]]],null,true,-0.5e-3]}')
+    write("jwt_fuzz", "json_surrogates", b'\2["\\ud83d\\ude00","\\u0041\xc3\xa9",{"alg":"x","alg":"y"}]')
 
 
 # acl_file_fuzz: the ACL file's text as is: the documented example (auth/acl_file.hpp), then
@@ -178,6 +204,7 @@ def main():
     utf8("truncated", b"abc\xe2\x82", cuts=(4,))
     utf8("lone_continuation", b"\x80abc")
     bridge_seeds()
+    jwt_seeds()
     acl_seeds()
 
 

@@ -481,8 +481,8 @@ const std::vector<Spec>& specs() {
          else if (v == "off")
            f.auth.mode = auth::Mode::kOff;
          else
-           throw std::invalid_argument("--auth: required, optional or off, not '" +
-                                       std::string(v) + "'");
+           throw std::invalid_argument("--auth: required, optional or off, not '" + std::string(v) +
+                                       "'");
          f.auth_mode_given = true;
        }},
       {"--auth-hs256-secret-file", "FILE", "HS256 secret (>= 32 bytes); kid: the file's stem",
@@ -511,7 +511,8 @@ const std::vector<Spec>& specs() {
       {"--auth-audience", "AUD", "accepted `aud` (repeatable); tokens must name one of them",
        [](const Flags&) { return std::string("not checked"); },
        [](Flags& f, std::string_view v) { f.auth.verify.audiences.emplace_back(v); }},
-      {"--auth-issuer", "ISS", "required `iss`", [](const Flags&) { return std::string("not checked"); },
+      {"--auth-issuer", "ISS", "required `iss`",
+       [](const Flags&) { return std::string("not checked"); },
        [](Flags& f, std::string_view v) { f.auth.verify.issuer = v; }},
       {"--auth-leeway", "SECONDS", "clock skew allowed on exp, nbf and iat",
        [](const Flags& f) { return str(f.auth.verify.leeway_s); },
@@ -542,8 +543,10 @@ const std::vector<Spec>& specs() {
                       : name == "query"    ? &s.query
                                            : nullptr;
            if (!on)
-             throw std::invalid_argument("--auth-token-from: header, protocol, cookie or query, "
-                                         "not '" + std::string(name) + "'");
+             throw std::invalid_argument(
+                 "--auth-token-from: header, protocol, cookie or query, "
+                 "not '" +
+                 std::string(name) + "'");
            *on = true;
          }
        }},

@@ -112,8 +112,7 @@ void Gate::reload() {
     LOG_INFO("msg=\"auth keys and ACL reloaded\" keys=%zu", keys_.size());
   } catch (const std::exception& e) {
     ++counters_.reload_failures;
-    LOG_ERROR("msg=\"auth reload refused; the previous keys and ACL stay\" error=\"%s\"",
-              e.what());
+    LOG_ERROR("msg=\"auth reload refused; the previous keys and ACL stay\" error=\"%s\"", e.what());
   }
 }
 

@@ -35,8 +35,8 @@ struct Options {
 };
 
 struct AuthCounters {
-  Counter admitted;     // upgrades with a verified token
-  Counter anonymous;    // upgrades without one (optional / off with an ACL)
+  Counter admitted;   // upgrades with a verified token
+  Counter anonymous;  // upgrades without one (optional / off with an ACL)
   Counter refused[static_cast<std::size_t>(TokenError::kCount)];  // 401s by reason
   Counter denied_connect;    // 403: the ACL denies `connect` on the path
   Counter denied_subscribe;  // subscriptions the ACL refused
@@ -44,11 +44,11 @@ struct AuthCounters {
   Counter expired_closes;    // connections closed with 4401
   Counter revoked_closes;    // connections closed with 4403 after an ACL change
   Counter revoked_subscriptions;
-  Counter acl_changes;        // live changes applied
-  Counter acl_change_refused; // live changes that did not compile
-  Counter refreshes;          // in-band tokens accepted
-  Counter reloads;            // SIGHUP reloads of keys and ACL that took
-  Counter reload_failures;    // ... that were refused (the old keys and ACL stay)
+  Counter acl_changes;         // live changes applied
+  Counter acl_change_refused;  // live changes that did not compile
+  Counter refreshes;           // in-band tokens accepted
+  Counter reloads;             // SIGHUP reloads of keys and ACL that took
+  Counter reload_failures;     // ... that were refused (the old keys and ACL stay)
 };
 
 // Calls fn(name, help, type, value) for every auth counter, with the per-reason refusals named

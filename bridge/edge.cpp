@@ -36,10 +36,19 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
     routes_[r].edge = this;
     routes_[r].index = static_cast<std::uint16_t>(r);
     for (const std::string& endpoint : opts_.routes[r].endpoints) {
+      // Routes that name one backend share its link: a second DEALER with the same routing id
+      // would make the backend's ROUTER hand the identity back and forth between them.
       auto li = static_cast<std::uint16_t>(links_.size());
-      links_.push_back(std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li,
-                                              static_cast<std::uint16_t>(r), counters_));
+      for (std::uint16_t k = 0; k < links_.size(); ++k) {
+        if (links_[k]->endpoint() == endpoint) li = k;
+      }
+      if (li == links_.size()) {
+        links_.push_back(std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li,
+                                                static_cast<std::uint16_t>(r), counters_));
+        link_routes_.emplace_back();
+      }
       routes_[r].links.push_back(li);
+      link_routes_[li].push_back(static_cast<std::uint16_t>(r));
     }
   }
   dirty_.assign(links_.size(), false);
@@ -108,11 +117,10 @@ void Edge::on_stop() {
   std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
   append_metrics<BridgeCounters>(line, kBridgeMetrics, counters_);
   if (gate_) {
-    auth::for_each_auth_metric(gate_->counters(),
-                               [&](const char* name, const char*, MetricType, std::uint64_t v) {
-                                 line.append(" ").append(name).append("=").append(
-                                     std::to_string(v));
-                               });
+    auth::for_each_auth_metric(
+        gate_->counters(), [&](const char* name, const char*, MetricType, std::uint64_t v) {
+          line.append(" ").append(name).append("=").append(std::to_string(v));
+        });
   }
   LOG_INFO("%s", line.c_str());
   links_.clear();
@@ -226,8 +234,7 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
   MetaWriter w(scratch_.data(), scratch_.size());
   // A token in the query never reaches a backend (nor its logs).
   std::string target_buf;
-  std::string_view target =
-      gate_ ? auth::strip_token_param(req.target, target_buf) : req.target;
+  std::string_view target = gate_ ? auth::strip_token_param(req.target, target_buf) : req.target;
   w.add("path", target).add("peer", c.peer().to_string());
   char name[96];
   for (const std::string& h : opts_.forward_headers) {
@@ -410,15 +417,17 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   // Clients routed to a backend of this route that is still down (both were down when they
   // came, and only this one is back) move here: without it they stayed paused on the dead one
   // with no grace period left to close them.
-  for (std::uint16_t other : routes_[l.route()].links) {
-    if (links_[other]->state() != Link::State::kUp) fail_over(other);
+  for (std::uint16_t r : link_routes_[li]) {
+    for (std::uint16_t other : routes_[r].links) {
+      if (links_[other]->state() != Link::State::kUp) fail_over(other);
+    }
+    RouteState& rs = routes_[r];
+    reactor_->cancel(rs.grace);
+    reactor_->cancel(rs.spread);
+    rs.grace = {};
+    rs.spread = {};
+    rs.closing.clear();
   }
-  RouteState& rs = routes_[l.route()];
-  reactor_->cancel(rs.grace);
-  reactor_->cancel(rs.spread);
-  rs.grace = {};
-  rs.spread = {};
-  rs.closing.clear();
 }
 
 void Edge::link_down(std::uint16_t li) {
@@ -428,13 +437,16 @@ void Edge::link_down(std::uint16_t li) {
   ++counters_.backend_downs;
   LOG_WARN("msg=\"backend down\" core=%u endpoint=%s unacknowledged=%zu", core_,
            l.endpoint().c_str(), l.window().size());
-  if (!route_up(l.route())) {
+  bool any_up = false;
+  for (std::uint16_t r : link_routes_[li]) {
     // Hold: clients stay, each paused at its next message; the grace period, counted from
     // the moment the route lost its last backend, bounds it.
-    hold(l.route());
-    return;
+    if (!route_up(r))
+      hold(r);
+    else
+      any_up = true;
   }
-  fail_over(li);
+  if (any_up) fail_over(li);
 }
 
 // The link's connections move to the backends of its route that are up, each announced there
@@ -442,8 +454,9 @@ void Edge::link_down(std::uint16_t li) {
 void Edge::fail_over(std::uint16_t li) {
   Link& l = *links_[li];
   for_each_conn([&](ws::Connection c, ConnState& st) {
-    if (st.link != li) return;
-    st.link = pick_link(l.route(), c.id(), true);
+    // A route sharing this backend with none up keeps its clients here, held (link_down).
+    if (st.link != li || !route_up(st.route)) return;
+    st.link = pick_link(st.route, c.id(), true);
     ++counters_.failovers;
     links_[st.link]->push(open_event(c.id(), true, false));
     dirty_[st.link] = true;
@@ -451,12 +464,13 @@ void Edge::fail_over(std::uint16_t li) {
   // What the dead one had not counted follows, in order. An open connection's own OPEN is
   // left out (its failover OPEN went first); one that has closed since goes whole (its OPEN if
   // uncounted, its messages, its CLOSE) to the backend its id picks: nothing it sent is lost.
+  // A held client's events go back where they were, in order, for when it returns.
   Ring<Event> moved = l.take_all();
   while (!moved.empty()) {
     Event& e = moved.front();
     ConnState* st = ep_->state(ws::Connection{ep_, e.conn});
     std::uint16_t to = st ? st->link : pick_link(l.route(), e.conn, true);
-    if (!st || e.type != Type::kOpen) {
+    if (!st || e.type != Type::kOpen || to == li) {
       links_[to]->push(std::move(e));
       dirty_[to] = true;
     }
@@ -531,8 +545,6 @@ std::uint16_t Edge::pick_link(std::uint16_t route, io::SocketId id, bool up_only
   return up[(h >> 32) % n];
 }
 
-// Every connection backends know of: opened, and not yet closed (closing ones included, since
-// their CLOSE is still to come).
 // --- Commands down ---
 
 ws::Connection Edge::resolve(const ConnId& id) {
@@ -718,7 +730,8 @@ Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::
 }
 
 void Edge::subscribe(io::SocketId id, std::string_view channel, bool on) {
-  Channels::Change change = on ? channels_.subscribe(id, channel) : channels_.unsubscribe(id, channel);
+  Channels::Change change =
+      on ? channels_.subscribe(id, channel) : channels_.unsubscribe(id, channel);
   if (change == Channels::Change::kFirst) set_filter(channel, true);
   if (change == Channels::Change::kLast) set_filter(channel, false);
   counters_.subscriptions.set(channels_.subscription_count());

@@ -160,6 +160,7 @@ class Edge {
   io::Reactor* reactor_ = nullptr;
   std::vector<std::unique_ptr<Link>> links_;
   std::vector<RouteState> routes_;
+  std::vector<std::vector<std::uint16_t>> link_routes_;  // by link: the routes that use it
   std::vector<std::unique_ptr<Watch>> watches_;
   std::unique_ptr<zmq::socket_t> sub_;
   std::vector<bool> dirty_;  // links that sent this turn: ZMQ_FD may have lost its edge

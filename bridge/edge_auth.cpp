@@ -19,8 +19,8 @@ constexpr std::uint16_t kAccessRevoked = 4403;
 // can carry (1-255 bytes, no NUL: the SUB topic ends with one), and no space (the control
 // protocol's separator).
 bool valid_channel(std::string_view ch) {
-  return !ch.empty() && ch.size() <= 255 && ch.find_first_of(std::string_view(" \0", 2)) ==
-                                                std::string_view::npos;
+  return !ch.empty() && ch.size() <= 255 &&
+         ch.find_first_of(std::string_view(" \0", 2)) == std::string_view::npos;
 }
 
 bool read_names(std::span<const std::byte> meta, std::string_view key,

@@ -221,8 +221,8 @@ struct EmbeddedBackend::Server {
                 const std::vector<zmq::message_t>& frames) {
     if (static_cast<std::uint8_t>(h.type) & 0x80)  // down types, PUBLISH included (§4)
       return fail(rid, h.id, "unknown-type", "a backend does not take this type");
-    bool payload = h.type == Type::kMessage || h.type == Type::kSnapshot ||
-                   h.type == Type::kClientPublish;
+    bool payload =
+        h.type == Type::kMessage || h.type == Type::kSnapshot || h.type == Type::kClientPublish;
     if (frames.size() != (payload ? 4u : 3u)) return fail(rid, h.id, "bad-frame", "frame count");
     Bytes meta = bytes(frames[2]);
     if (!valid_meta(meta)) return fail(rid, h.id, "bad-meta", "meta does not parse");

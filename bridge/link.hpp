@@ -93,6 +93,8 @@ class Link {
   zmq::socket_t& socket() { return sock_; }
   zmq::socket_t& monitor() { return monitor_; }
   const std::string& endpoint() const { return endpoint_; }
+  // The first route that uses it (routes naming one backend share its link): where the events
+  // of a client that closed before a failover go.
   std::uint16_t route() const { return route_; }
   State state() const { return state_; }
   bool inproc() const { return inproc_; }

@@ -202,8 +202,8 @@ class AuthTest(unittest.TestCase):
         cases = {
             "expired": k.token(ttl=-120),
             "not_yet_valid": k.token(nbf=now + 600),
-            "bad_audience": k.token(aud="someone-else"),
-            "bad_issuer": k.token(iss="https://evil.example"),
+            "bad_audience": k.token(aud="someone-else", iss="https://issuer.test"),
+            "bad_issuer": k.token(aud="wsedge-test", iss="https://evil.example"),
             "bad_signature": jwt.encode({"sub": "x", "exp": now + 60}, other, algorithm="ES256",
                                         headers={"kid": "es256"}),
             "unsupported_alg": b64(b'{"alg":"none","typ":"JWT"}') + "." +

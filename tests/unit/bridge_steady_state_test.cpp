@@ -129,7 +129,8 @@ TEST(BridgeSteadyState, ClientToBackendAndBackAllocatesNothing) {
     std::thread server([&] {
       test::count_thread_into(&allocations);
       io::Reactor reactor(test::small_reactor(), 0);
-      bridge::Edge edge(ctx, opts, 0, 1);
+      const auth::Options no_auth;
+      bridge::Edge edge(ctx, opts, no_auth, 0, 1);
       ws::Endpoint<bridge::Edge> ep(reactor, {}, edge);
       edge.on_start(ep);
       reactor.listen(lfd);

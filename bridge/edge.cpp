@@ -244,9 +244,11 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     std::memcpy(name + 2, h.data(), h.size());
     w.add(std::string_view(name, h.size() + 2), v);
   }
+  std::unique_ptr<auth::Identity> who;
   if (gate_) {
     ws::UpgradeDecision refused;
-    if (!authorize(c, req, path, w, refused)) return refused;
+    who = authorize(req, path, w, refused);
+    if (!who) return refused;
   }
   // The subprotocol: the route's most preferred one that the client offers (RFC 6455 §4.2.2).
   std::string_view chosen;
@@ -264,7 +266,15 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     });
   }
   if (!chosen.empty()) w.add("protocol", chosen);
-  scratch_len_ = w.ok() ? w.bytes().size() : 0;
+  // A meta that does not fit would go as an empty one: no path, no identity, the backend's view
+  // of the client unlike the edge's. Only a --max-header raised far past its default gets here.
+  if (!w.ok()) return ws::UpgradeDecision::refuse(431, "request too large to forward to backends");
+  scratch_len_ = w.bytes().size();
+  // Kept only now that the upgrade is sure: a refused one leaves no identity on its slot.
+  if (who) {
+    if (identities_.size() <= c.id().idx) identities_.resize(c.id().idx + 1);
+    identities_[c.id().idx] = std::move(who);
+  }
   return {.protocol = chosen};
 }
 

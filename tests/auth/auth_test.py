@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -459,6 +460,137 @@ class AuthTest(unittest.TestCase):
             self.run_async(go())
         c = counters(proc.log)
         self.assertEqual((c["auth_expired_closes_total"], c["auth_refreshes_total"]), (1, 1))
+
+
+    # ---- review: abuse and operator mistakes ----
+
+    def test_control_protocol_abuse(self):
+        bt = BackendThread()
+        published = []
+        bt.b.on_client_publish(lambda conn, ch, data, binary: published.append((ch, data)))
+        with backends(bt), self.serve(bt, "--acl", self.acl) as (url, _):
+            async def go():
+                ws = await connect(url, "/chat", **bearer(self.keys.token(sub="mo",
+                                                                          roles=["member"])))
+                # The reply quotes at most 16 bytes of an unknown verb: cut inside a character
+                # it would be invalid text, and the client fails the connection with 1007.
+                await ws.send("wsedge:x" + "\u00e9" * 20)
+                reply = await recv(ws)
+                self.assertTrue(reply.startswith("wsedge:err x"), reply)
+                self.assertTrue(reply.endswith(" unknown-command"), reply)
+                for bad in ("wsedge:pub", "wsedge:pub ", "wsedge:sub", "wsedge:sub " + "c" * 256,
+                            "wsedge:sub chat:a\x00b", "wsedge:sub chat:a b", "wsedge:unsub "):
+                    verb = bad[7:].split(" ")[0]
+                    await ws.send(bad)
+                    self.assertEqual(await recv(ws), f"wsedge:err {verb} bad-channel", bad)
+                # A publish without a payload is an empty one.
+                await ws.send("wsedge:pub chat:other")
+                await until(lambda: published, what="the empty publish")
+                self.assertEqual(published[0], ("chat:other", b""))
+                # Binary frames are never commands.
+                await ws.send(b"wsedge:sub chat:z")
+                await until(lambda: [e for e in bt.snapshot("message")
+                                     if e[2] == b"wsedge:sub chat:z" and e[3]])
+                # Thousands of subscribes stop at the per-connection limit (1024).
+                for i in range(1030):
+                    await ws.send(f"wsedge:sub chat:{i}")
+                answers = [await recv(ws) for _ in range(1030)]
+                self.assertEqual(sum(a.startswith("wsedge:ok sub") for a in answers), 1024)
+                self.assertEqual(answers[-1], "wsedge:err sub limit")
+                # Refresh spam: each answered, the connection unharmed.
+                tok = self.keys.token(sub="mo", roles=["member"])
+                for _ in range(200):
+                    await ws.send(f"wsedge:refresh {tok}")
+                for _ in range(200):
+                    self.assertTrue((await recv(ws)).startswith("wsedge:ok refresh "))
+                await ws.close()
+                self.assertEqual(ws.close_code, 1000)
+            self.run_async(go())
+
+    def test_open_meta_that_does_not_fit_is_refused_not_sent_empty(self):
+        # OPEN's meta is written into a 16 KiB buffer; one that overflowed went as an empty
+        # meta: no sub, no roles, no path, the backend's view of the client unlike the edge's.
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--max-header", "65536") as (url, _):
+            async def go():
+                tok = self.keys.token(sub="big")
+                status, _ = await refused(url, "/open", extra_headers={
+                    "Authorization": f"Bearer {tok}", "Accept-Language": "a" * 20000})
+                self.assertEqual(status, 431)
+                ws = await connect(url, "/open", **bearer(tok))
+                await ws.close()
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertEqual(conn.meta.get("sub"), b"big")
+            self.run_async(go())
+
+    def fails_to_start(self, *flags):
+        """wsedge's stderr when these flags stop it at start (non-zero exit, no listening)."""
+        proc = subprocess.run([BINARY, "--listen", "127.0.0.1:0", "--plain", *flags],
+                              capture_output=True, text=True, timeout=WAIT)
+        self.assertNotEqual(proc.returncode, 0, flags)
+        self.assertNotIn("listening on", proc.stdout)
+        return proc.stderr
+
+    def test_operator_mistakes_stop_the_server_with_a_clear_error(self):
+        key = self.keys.flags[:2]  # --auth-hs256-secret-file FILE
+        missing = os.path.join(self.tmp.name, "missing")
+        cases = [
+            (["--auth", "required"], "needs a key"),
+            (["--auth", "optional"], "needs a key"),
+            (["--app", "echo", "--acl", self.acl], "not --app echo"),
+            (["--app", "echo", *key], "not --app echo"),
+            ([*key, "--auth-token-from", "header,bogus"], "not 'bogus'"),
+            # No place to look for a token: every client would be refused.
+            ([*key, "--auth-token-from", ""], "--auth-token-from"),
+            (["--auth-hs256-secret-file", missing], missing),
+            (["--auth", "off", "--acl", missing], missing),
+            # Forwarding a header a token comes in would hand the token to backends.
+            ([*key, "--forward-header", "Authorization"], "authorization"),
+            ([*key, "--forward-header", "cookie"], "cookie"),
+            ([*key, "--forward-header", "sec-websocket-protocol"], "sec-websocket-protocol"),
+        ]
+        for flags, text in cases:
+            with self.subTest(flags=flags):
+                self.assertIn(text, self.fails_to_start(*flags))
+        # A header no token is looked for in may be forwarded.
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--auth-token-from", "header,query",
+                                      "--forward-header", "cookie") as (url, _):
+            async def go():
+                tok = self.keys.token(sub="cook")
+                await (await connect(url, "/open", extra_headers={
+                    "Authorization": f"Bearer {tok}", "Cookie": "theme=dark"})).close()
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertEqual(conn.headers.get("cookie"), "theme=dark")
+            self.run_async(go())
+
+    def test_expires_edge_cases(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt) as (url, proc):
+            async def go():
+                # Within the leeway after exp: admitted (the token was valid, with the skew
+                # allowed) and closed at the next check, as its exp has passed.
+                late = await connect(url, "/open", **bearer(self.keys.token(sub="late", ttl=-5)))
+                code, _, _ = await closed_with(late, timeout=5)
+                self.assertEqual(code, 4401)
+                huge = await connect(url, "/open", **bearer(self.keys.token(sub="huge", ttl=2)))
+                never = await connect(url, "/open", **bearer(self.keys.token(sub="never", ttl=2)))
+                opens = await until(lambda: len(bt.snapshot("open")) == 3 and bt.snapshot("open"))
+                conn = {e[1].meta["sub"]: e[1] for e in opens}
+                # u64 past any int64: later than every token, not in the past.
+                await bt.acall(lambda: bt.b.expires(conn[b"huge"].id, 2 ** 64 - 1))
+                await bt.acall(lambda: bt.b.expires(conn[b"never"].id, 0))
+                # A gone connection: ERROR gone.
+                seq = await bt.acall(lambda: bt.b.expires(conn[b"late"].id, 1, ack=True))
+                err = await until(lambda: [e for e in bt.snapshot("error") if e[1] == seq])
+                self.assertEqual(err[0][2], "gone")
+                await asyncio.sleep(3.5)
+                for ws in (huge, never):
+                    await ws.send("still here")
+                    await ws.close()
+                    self.assertEqual(ws.close_code, 1000)
+            self.run_async(go())
+        self.assertEqual(counters(proc.log)["auth_expired_closes_total"], 1)
 
 
 def main():

@@ -43,8 +43,8 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
         if (links_[k]->endpoint() == endpoint) li = k;
       }
       if (li == links_.size()) {
-        links_.push_back(std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li,
-                                                static_cast<std::uint16_t>(r), counters_));
+        links_.push_back(
+            std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li, counters_));
         link_routes_.emplace_back();
       }
       routes_[r].links.push_back(li);
@@ -296,6 +296,7 @@ Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
   Event e;
   e.conn = id;
   e.type = Type::kOpen;
+  e.route = ep_->state(ws::Connection{ep_, id})->route;
   e.header = header_frame(Type::kOpen, 0, conn_id(id));
   if (!failover && !resumed) {
     e.meta.copy(open_meta_[id.idx]);
@@ -331,10 +332,11 @@ void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte
 // Queues an event on a link; a client whose backend cannot take more stops being read.
 bool Edge::push(std::uint16_t li, Event&& e, io::SocketId id) {
   Link& l = *links_[li];
+  ConnState* st = ep_->state(ws::Connection{ep_, id});
+  if (st) e.route = st->route;
   bool ok = l.push(std::move(e));
   dirty_[li] = true;
   if (ok) return true;
-  ConnState* st = ep_->state(ws::Connection{ep_, id});
   if (st && ep_->is_open(id) && !(st->flags & kPaused)) {
     st->flags |= kPaused;
     reactor_->pause_reading(id);
@@ -479,7 +481,7 @@ void Edge::fail_over(std::uint16_t li) {
   while (!moved.empty()) {
     Event& e = moved.front();
     ConnState* st = ep_->state(ws::Connection{ep_, e.conn});
-    std::uint16_t to = st ? st->link : pick_link(l.route(), e.conn, true);
+    std::uint16_t to = st ? st->link : pick_link(e.route, e.conn, true);
     if (!st || e.type != Type::kOpen || to == li) {
       links_[to]->push(std::move(e));
       dirty_[to] = true;

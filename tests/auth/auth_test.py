@@ -593,6 +593,35 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(counters(proc.log)["auth_expired_closes_total"], 1)
 
 
+    def test_shared_backend_failover_keeps_closed_clients_on_their_route(self):
+        # /a and /b share backend x. Events of a /b client that closed before x went down
+        # (x had not counted them) move to a backend that is up: one of /b's, never /a's y,
+        # which would hear a client (and its identity) of a route it does not serve.
+        x = BackendThread(name="x", received_every=10 ** 9, received_delay=3600)
+        y, z = BackendThread(name="y"), BackendThread(name="z")
+        with backends(x, y, z), start_server(
+                BINARY, "--cores", "1", "--route", f"/a={x.endpoint},{y.endpoint}",
+                "--route", f"/b={x.endpoint},{z.endpoint}", *self.keys.flags,
+                app="bridge") as (url, _):
+            async def go():
+                await until(lambda: (x.welcomed(), y.welcomed(), z.welcomed()) == (1, 1, 1),
+                            what="three backends up")
+                paths = [f"/b?c={i}" for i in range(12)]
+                for i, path in enumerate(paths):
+                    ws = await connect(url, path, **bearer(self.keys.token(sub=f"b{i}")))
+                    await ws.close()
+                on_x = await until(lambda: [q for q in paths if x.conn_by_path(q)]
+                                   if len(x.snapshot("close")) + len(z.snapshot("close")) == 12
+                                   else None, what="twelve CLOSEs")
+                self.assertTrue(on_x, "no /b client was routed to x")
+                x.b._flush_received = lambda: None  # x dies with its events uncounted
+                await asyncio.to_thread(x.stop)
+                await until(lambda: all(z.conn_by_path(q) for q in on_x),
+                            what="x's /b clients moved to z")
+                self.assertEqual([e[1].path for e in y.snapshot("open")], [])
+            self.run_async(go())
+
+
 def main():
     global BINARY
     if len(sys.argv) < 2:

@@ -302,15 +302,22 @@ Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
     e.meta.copy(open_meta_[id.idx]);
     return e;
   }
-  // What OPEN said, plus what has happened since: channels, and why it is announced again.
-  std::vector<std::byte> meta(open_meta_[id.idx].size() + 1024);
-  std::memcpy(meta.data(), open_meta_[id.idx].data(), open_meta_[id.idx].size());
-  MetaWriter w(meta.data() + open_meta_[id.idx].size(), meta.size() - open_meta_[id.idx].size());
+  // What OPEN said, plus what has happened since: why it is announced again, and the channels
+  // now (its `channels` replaced: a key twice makes the whole meta malformed). Sized by the
+  // list, up to max_channels_per_conn names (a fixed 1 KiB margin made an OPEN with more go
+  // as a fresh one); a list past a meta value's 64 KiB is left out, the rest still goes.
   std::vector<std::byte> list;
   channels_.for_each_of(id, [&](std::string_view ch) { append_name(list, ch); });
-  if (!list.empty()) w.add("channels", list);
+  std::span<const std::byte> first = bytes_of(open_meta_[id.idx]);
+  std::vector<std::byte> meta(first.size() + list.size() + 64);
+  MetaWriter w(meta.data(), meta.size());
+  for_each_meta(first, [&](const MetaEntry& m) {
+    if (m.key != "channels") w.add(m.key, m.value);
+  });
   w.add(failover ? "failover" : "resumed", std::string_view());
-  e.meta.rebuild(meta.data(), open_meta_[id.idx].size() + w.bytes().size());
+  std::size_t marked = w.bytes().size();
+  if (!list.empty()) w.add("channels", list);
+  e.meta.rebuild(meta.data(), w.ok() ? w.bytes().size() : marked);
   return e;
 }
 

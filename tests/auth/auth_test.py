@@ -622,6 +622,45 @@ class AuthTest(unittest.TestCase):
             self.run_async(go())
 
 
+    def test_failover_open_carries_every_channel(self):
+        # A failover OPEN is the first OPEN plus the channels and the failover mark. They were
+        # written after it in a buffer 1 KiB larger: with more channels than that, the OPEN
+        # went as a fresh one, without its channels; and a token's channels made "channels"
+        # appear twice, a meta backends refuse.
+        a, b = BackendThread(name="a"), BackendThread(name="b")
+        with backends(a, b), start_server(
+                BINARY, "--cores", "1", "--route", f"/c={a.endpoint},{b.endpoint};control=on",
+                *self.keys.flags, app="bridge") as (url, _):
+            async def go():
+                await until(lambda: (a.welcomed(), b.welcomed()) == (1, 1), what="a and b up")
+                socks, want = [], {}
+                for i in range(8):
+                    # The token's channel is in the first OPEN already: never twice (a key
+                    # repeated makes the whole meta malformed).
+                    tok = self.keys.token(sub=f"c{i}", channels=[f"tok-{i}"])
+                    ws = await connect(url, f"/c?c={i}", **bearer(tok))
+                    rooms = {f"room-{i}-{j}-" + "x" * 50 for j in range(30)}
+                    want[f"/c?c={i}"] = rooms | {f"tok-{i}"}
+                    for ch in rooms:
+                        await ws.send(f"wsedge:sub {ch}")
+                        self.assertTrue((await recv(ws)).startswith("wsedge:ok sub "))
+                    socks.append(ws)
+                on_a = await until(lambda: [q for q in want if a.conn_by_path(q)]
+                                   if all(a.conn_by_path(q) or b.conn_by_path(q) for q in want)
+                                   else None, what="eight OPENs")
+                self.assertTrue(on_a, "no client was routed to a")
+                await asyncio.to_thread(a.stop)
+                opens = await until(lambda: [e for e in b.snapshot("open")
+                                             if e[1].path in on_a and e[2]]
+                                    if len([e for e in b.snapshot("open") if e[2]]) >= len(on_a)
+                                    else None, what="failover OPENs at b")
+                for e in opens:
+                    self.assertEqual(e[1].channels, want[e[1].path], e[1].path)
+                for ws in socks:
+                    await ws.close()
+            self.run_async(go())
+
+
 def main():
     global BINARY
     if len(sys.argv) < 2:

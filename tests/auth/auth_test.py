@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: 
 
 from bridge_test import BackendThread, backends, closed_with, connect, recv, until  # noqa: E402
 from wsedge_server import start_server  # noqa: E402
+from wsedge_backend import protocol as wp  # noqa: E402
 
 BINARY = None
 CORES = ("--cores", "2")
@@ -659,6 +660,86 @@ class AuthTest(unittest.TestCase):
                 for ws in socks:
                     await ws.close()
             self.run_async(go())
+
+
+    def test_off_with_acl_raw_acl_commands_and_acl_reload(self):
+        acl = os.path.join(tempfile.mkdtemp(dir=self.tmp.name), "acl.toml")
+        with open(acl, "w") as f:
+            f.write(ACL)
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--acl", acl, auth=("--auth", "off")) as (url, proc):
+            async def go():
+                # Off: tokens are not looked at; every client is anonymous, carol too.
+                carol = self.keys.token(sub="carol")
+                self.assertEqual((await refused(url, "/admin", **bearer(carol)))[0], 403)
+                ws = await connect(url, f"/chat?token={carol}&x=1", **bearer(carol))
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertNotIn("sub", conn.meta)
+                self.assertEqual(conn.meta["roles"], b"\x09anonymous")
+                self.assertEqual(conn.path, "/chat?x=1")
+                await ws.send(f"wsedge:refresh {carol}")
+                self.assertEqual(await recv(ws), "wsedge:err refresh auth is off")
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:lobby denied")
+                await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+
+                async def raw(meta):
+                    """An ACL command as given, to every core, bypassing acl()'s checks."""
+                    def send():
+                        seqs = []
+                        for e in bt.b.edges.values():
+                            seq = bt.b._next_seq()
+                            m = list(meta) + [("seq", wp.u32(seq))]
+                            bt.b._send(e.routing_id, wp.encode(wp.ACL, wp.ZERO_ID, m, None,
+                                                               wp.FLAG_ACK), seq, wp.ZERO_ID)
+                            seqs.append(seq)
+                        return seqs
+                    seqs = await bt.acall(send)
+                    got = await until(lambda: len([e for e in bt.snapshot() if e[0] in (
+                        "ack", "error") and e[1] in seqs]) == 2 and [
+                        e for e in bt.snapshot() if e[0] in ("ack", "error") and e[1] in seqs])
+                    return {e[2] if e[0] == "error" else "ack" for e in got}
+
+                names = wp.encode_names
+                self.assertEqual(await raw([("op", "allow"), ("roles", b"\x09anon")]),
+                                 {"bad-meta"})  # a name's length past the list's end
+                self.assertEqual(await raw([("roles", names(["anonymous"], "r"))]), {"bad-acl"})
+                self.assertEqual(await raw([("op", "fly")]), {"bad-acl"})
+                self.assertEqual(await raw([("op", "allow"), ("roles", names(["anonymous"], "r")),
+                                            ("resources", names(["chat:lobby"], "r"))]),
+                                 {"bad-acl"})  # no permissions
+                self.assertEqual(await raw([("op", "add-user-roles"),
+                                            ("roles", names(["admin"], "r"))]), {"bad-acl"})
+                # None of them changed anything.
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:lobby denied")
+                many = [f"r{i}" for i in range(3000)] + ["chat:lobby"]
+                self.assertEqual(await raw([("op", "allow"), ("roles", names(["anonymous"], "r")),
+                                            ("resources", names(many, "r")),
+                                            ("permissions", names(["subscribe"], "r"))]),
+                                 {"ack"})
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:lobby")
+                # A reload that does not parse keeps the old ACL, live changes included.
+                with open(acl, "w") as f:
+                    f.write("[[allow]\nroles = [")
+                proc.send_signal(signal.SIGHUP)
+                await asyncio.sleep(0.5)
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:lobby")
+                await (await connect(url, "/chat")).close()
+                # One that does replaces it: the anonymous may no longer connect to /chat.
+                with open(acl, "w") as f:
+                    f.write(ACL.replace('resources = ["/chat"]', 'resources = ["/open"]'))
+                proc.send_signal(signal.SIGHUP)
+                code, reason, _ = await closed_with(ws)
+                self.assertEqual((code, reason), (4403, "access revoked"))
+                self.assertEqual((await refused(url, "/chat"))[0], 403)
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual((c["auth_reloads_total"], c["auth_reload_failures_total"]), (2, 2))
+        self.assertEqual(c["acl_changes_total"], 2)
+        self.assertEqual(c["acl_changes_refused_total"], 8)
 
 
 def main():

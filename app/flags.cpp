@@ -97,6 +97,22 @@ void check_auth(Flags& f) {
         "--auth-jwks");
   if (f.echo && f.auth.enabled())
     throw std::invalid_argument("--auth and --acl apply to the bridge, not --app echo");
+  if (f.auth.mode == auth::Mode::kOff) return;
+  const auth::TokenSources& s = f.auth.sources;
+  // With none, every client is refused (required) or anonymous (optional), with no hint why.
+  if (!s.header && !s.protocol && !s.cookie && !s.query)
+    throw std::invalid_argument(
+        "--auth-token-from: at least one of header, protocol, cookie, query");
+  // A header a token may come in, forwarded in OPEN, would hand the token to every backend
+  // (docs/AUTH.md §3: a token never reaches them).
+  for (const std::string& h : f.bridge.forward_headers) {
+    if ((h == "authorization" && s.header) || (h == "sec-websocket-protocol" && s.protocol) ||
+        (h == "cookie" && s.cookie))
+      throw std::invalid_argument(std::string("--forward-header ")
+                                      .append(h)
+                                      .append(" would send tokens to backends; leave it out, or "
+                                              "leave its place out of --auth-token-from"));
+  }
 }
 
 // "ENDPOINT[,ENDPOINT...][;outage=hold|refuse][;slow=close|drop]" (docs/BRIDGE-PROTOCOL.md §9).

@@ -60,8 +60,9 @@ void for_each_auth_metric(const AuthCounters& c, Fn&& fn);
 struct Identity {
   std::string user;  // the token's `sub`; empty: anonymous
   std::vector<std::string> token_roles;
-  std::int64_t exp = 0;  // seconds since 1970; 0: never
-  std::string path;      // the request path, for re-checking `connect` after an ACL change
+  std::int64_t exp = 0;     // seconds since 1970; 0: never
+  std::int64_t queued = 0;  // the exp of its entry in the core's Expiries; 0: none
+  std::string path;         // the request path, for re-checking `connect` after an ACL change
   Acl::Principal principal;
   std::uint64_t acl_version = 0;  // the snapshot `principal` was compiled against
 };

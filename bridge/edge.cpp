@@ -43,8 +43,8 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
         if (links_[k]->endpoint() == endpoint) li = k;
       }
       if (li == links_.size()) {
-        links_.push_back(std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li,
-                                                static_cast<std::uint16_t>(r), counters_));
+        links_.push_back(
+            std::make_unique<Link>(ctx_, opts_, endpoint, routing_id, core_, li, counters_));
         link_routes_.emplace_back();
       }
       routes_[r].links.push_back(li);
@@ -244,9 +244,11 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     std::memcpy(name + 2, h.data(), h.size());
     w.add(std::string_view(name, h.size() + 2), v);
   }
+  std::unique_ptr<auth::Identity> who;
   if (gate_) {
     ws::UpgradeDecision refused;
-    if (!authorize(c, req, path, w, refused)) return refused;
+    who = authorize(req, path, w, refused);
+    if (!who) return refused;
   }
   // The subprotocol: the route's most preferred one that the client offers (RFC 6455 §4.2.2).
   std::string_view chosen;
@@ -264,7 +266,15 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     });
   }
   if (!chosen.empty()) w.add("protocol", chosen);
-  scratch_len_ = w.ok() ? w.bytes().size() : 0;
+  // A meta that does not fit would go as an empty one: no path, no identity, the backend's view
+  // of the client unlike the edge's. Only a --max-header raised far past its default gets here.
+  if (!w.ok()) return ws::UpgradeDecision::refuse(431, "request too large to forward to backends");
+  scratch_len_ = w.bytes().size();
+  // Kept only now that the upgrade is sure: a refused one leaves no identity on its slot.
+  if (who) {
+    if (identities_.size() <= c.id().idx) identities_.resize(c.id().idx + 1);
+    identities_[c.id().idx] = std::move(who);
+  }
   return {.protocol = chosen};
 }
 
@@ -286,20 +296,28 @@ Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
   Event e;
   e.conn = id;
   e.type = Type::kOpen;
+  e.route = ep_->state(ws::Connection{ep_, id})->route;
   e.header = header_frame(Type::kOpen, 0, conn_id(id));
   if (!failover && !resumed) {
     e.meta.copy(open_meta_[id.idx]);
     return e;
   }
-  // What OPEN said, plus what has happened since: channels, and why it is announced again.
-  std::vector<std::byte> meta(open_meta_[id.idx].size() + 1024);
-  std::memcpy(meta.data(), open_meta_[id.idx].data(), open_meta_[id.idx].size());
-  MetaWriter w(meta.data() + open_meta_[id.idx].size(), meta.size() - open_meta_[id.idx].size());
+  // What OPEN said, plus what has happened since: why it is announced again, and the channels
+  // now (its `channels` replaced: a key twice makes the whole meta malformed). Sized by the
+  // list, up to max_channels_per_conn names (a fixed 1 KiB margin made an OPEN with more go
+  // as a fresh one); a list past a meta value's 64 KiB is left out, the rest still goes.
   std::vector<std::byte> list;
   channels_.for_each_of(id, [&](std::string_view ch) { append_name(list, ch); });
-  if (!list.empty()) w.add("channels", list);
+  std::span<const std::byte> first = bytes_of(open_meta_[id.idx]);
+  std::vector<std::byte> meta(first.size() + list.size() + 64);
+  MetaWriter w(meta.data(), meta.size());
+  for_each_meta(first, [&](const MetaEntry& m) {
+    if (m.key != "channels") w.add(m.key, m.value);
+  });
   w.add(failover ? "failover" : "resumed", std::string_view());
-  e.meta.rebuild(meta.data(), open_meta_[id.idx].size() + w.bytes().size());
+  std::size_t marked = w.bytes().size();
+  if (!list.empty()) w.add("channels", list);
+  e.meta.rebuild(meta.data(), w.ok() ? w.bytes().size() : marked);
   return e;
 }
 
@@ -321,10 +339,11 @@ void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte
 // Queues an event on a link; a client whose backend cannot take more stops being read.
 bool Edge::push(std::uint16_t li, Event&& e, io::SocketId id) {
   Link& l = *links_[li];
+  ConnState* st = ep_->state(ws::Connection{ep_, id});
+  if (st) e.route = st->route;
   bool ok = l.push(std::move(e));
   dirty_[li] = true;
   if (ok) return true;
-  ConnState* st = ep_->state(ws::Connection{ep_, id});
   if (st && ep_->is_open(id) && !(st->flags & kPaused)) {
     st->flags |= kPaused;
     reactor_->pause_reading(id);
@@ -469,7 +488,7 @@ void Edge::fail_over(std::uint16_t li) {
   while (!moved.empty()) {
     Event& e = moved.front();
     ConnState* st = ep_->state(ws::Connection{ep_, e.conn});
-    std::uint16_t to = st ? st->link : pick_link(l.route(), e.conn, true);
+    std::uint16_t to = st ? st->link : pick_link(e.route, e.conn, true);
     if (!st || e.type != Type::kOpen || to == li) {
       links_[to]->push(std::move(e));
       dirty_[to] = true;

@@ -7,12 +7,12 @@
 #include <zmq.hpp>
 
 #include <memory>
-#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "auth/expiries.hpp"
 #include "auth/gate.hpp"
 #include "bridge/channels.hpp"
 #include "bridge/counters.hpp"
@@ -127,10 +127,11 @@ class Edge {
 
   // --- auth (bridge/edge_auth.cpp) ---
   void start_auth();
-  // At the upgrade: the token and the ACL's `connect`; writes the identity into OPEN's meta
-  // and keeps it for the connection. A refusal is returned; a 101 leaves `out` untouched.
-  bool authorize(ws::Connection c, const protocol::UpgradeRequest& req, std::string_view path,
-                 MetaWriter& w, ws::UpgradeDecision& out);
+  // At the upgrade: the token and the ACL's `connect`; writes the identity into OPEN's meta and
+  // returns it, for on_upgrade to keep once the upgrade is sure. Null: refused, with `out`.
+  std::unique_ptr<auth::Identity> authorize(const protocol::UpgradeRequest& req,
+                                            std::string_view path, MetaWriter& w,
+                                            ws::UpgradeDecision& out);
   // on_open: the token's channels the ACL allows, and the expiry watch.
   void start_identity(ws::Connection c);
   // The connection's identity, or null (no auth, or not one of ours).
@@ -144,7 +145,8 @@ class Edge {
   bool command_expires(const Header& h, std::span<const std::byte> meta);
   // After an ACL change: every connection's `connect` and subscriptions checked again.
   void recheck();
-  void watch_expiry(io::SocketId id, std::int64_t exp);
+  // After the connection's exp changed (set at its upgrade, by EXPIRES or a refresh).
+  void watch_expiry(io::SocketId id, auth::Identity& who);
   static void expiry_timer(void* self, io::Reactor& r);
 
   void hold(std::uint16_t route);
@@ -182,13 +184,7 @@ class Edge {
   // By slot, only while gate_: who each connection is (set at its upgrade).
   std::vector<std::unique_ptr<auth::Identity>> identities_;
   std::vector<std::string> token_channels_;  // between on_upgrade and on_open
-  struct Expiry {
-    std::int64_t exp;
-    io::SocketId id;
-    bool operator>(const Expiry& o) const { return exp > o.exp; }
-  };
-  // Earliest first; an entry whose connection's exp has moved since is skipped when it pops.
-  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+  auth::Expiries<io::SocketId> expiries_;
   io::TimerId expiry_timer_;
 };
 

@@ -2,8 +2,10 @@
 // backends in OPEN, the ACL on every subscription and client publish, live ACL changes and
 // expiry, and the client control protocol. Nothing here runs unless auth or an ACL is
 // configured, except control() on routes that ask for it.
+#include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <limits>
 
 #include "edge.hpp"
 
@@ -23,6 +25,15 @@ bool valid_channel(std::string_view ch) {
          ch.find_first_of(std::string_view(" \0", 2)) == std::string_view::npos;
 }
 
+// At most `max` bytes of the valid UTF-8 `s`, cut before a character, never inside one: a
+// reply that quoted a client's text cut inside a character would be invalid text, and the
+// client fails the connection with 1007 (RFC 6455 §8.1).
+std::string_view utf8_prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max);
+}
+
 bool read_names(std::span<const std::byte> meta, std::string_view key,
                 std::vector<std::string>& out) {
   bool found = false;
@@ -40,14 +51,15 @@ void Edge::start_auth() {
   expiry_timer_ = reactor_->schedule(kExpiryCheckMs, &Edge::expiry_timer, this);
 }
 
-bool Edge::authorize(ws::Connection c, const protocol::UpgradeRequest& req, std::string_view path,
-                     MetaWriter& w, ws::UpgradeDecision& out) {
+std::unique_ptr<auth::Identity> Edge::authorize(const protocol::UpgradeRequest& req,
+                                                std::string_view path, MetaWriter& w,
+                                                ws::UpgradeDecision& out) {
   auto id = std::make_unique<auth::Identity>();
   auth::Claims claims;
   auth::Gate::Admission a = gate_->admit(req, path, std::time(nullptr), *id, claims);
   if (a.status != 101) {
     out = ws::UpgradeDecision::refuse(a.status, a.reason, a.headers);
-    return false;
+    return nullptr;
   }
   if (!id->user.empty()) w.add("sub", id->user);
   std::vector<std::byte> list;
@@ -69,16 +81,13 @@ bool Edge::authorize(ws::Connection c, const protocol::UpgradeRequest& req, std:
     append_name(list, ch);
   }
   if (!list.empty()) w.add("channels", list);
-  std::uint32_t slot = c.id().idx;
-  if (identities_.size() <= slot) identities_.resize(slot + 1);
-  identities_[slot] = std::move(id);
-  return true;
+  return id;
 }
 
 void Edge::start_identity(ws::Connection c) {
   for (const std::string& ch : token_channels_) subscribe(c.id(), ch, true);
   token_channels_.clear();
-  if (auth::Identity* id = identity(c.id())) watch_expiry(c.id(), id->exp);
+  if (auth::Identity* id = identity(c.id())) watch_expiry(c.id(), *id);
 }
 
 auth::Identity* Edge::identity(io::SocketId id) {
@@ -105,8 +114,9 @@ bool Edge::control(ws::Connection c, std::string_view text) {
   auto reply = [&](std::string_view status, std::string_view detail) {
     char buf[512];
     std::size_t n = 0;
-    for (std::string_view part : {kControlPrefix, status, std::string_view(" "), verb.substr(0, 16),
-                                  std::string_view(" "), detail.substr(0, 300)}) {
+    for (std::string_view part :
+         {kControlPrefix, status, std::string_view(" "), utf8_prefix(verb, 16),
+          std::string_view(" "), utf8_prefix(detail, 300)}) {
       std::memcpy(buf + n, part.data(), part.size());
       n += part.size();
     }
@@ -163,7 +173,7 @@ bool Edge::control(ws::Connection c, std::string_view text) {
       reply("err", auth::reason(e));
       return true;
     }
-    watch_expiry(id, who->exp);
+    watch_expiry(id, *who);
     reply("ok", std::to_string(who->exp));
     return true;
   }
@@ -202,8 +212,11 @@ bool Edge::command_expires(const Header& h, std::span<const std::byte> meta) {
   std::uint64_t exp = 0;  // absent: never
   read_u64(find_meta(meta, "exp", found), exp);
   if (auth::Identity* id = identity(c.id())) {
-    id->exp = static_cast<std::int64_t>(exp);
-    watch_expiry(c.id(), id->exp);
+    // A u64 past int64 (the Python library sends up to 2^64-1) would turn negative: in the
+    // past, closing at once the connection it meant to keep for ever.
+    id->exp = static_cast<std::int64_t>(
+        std::min<std::uint64_t>(exp, std::numeric_limits<std::int64_t>::max()));
+    watch_expiry(c.id(), *id);
   }
   return true;
 }
@@ -228,24 +241,21 @@ void Edge::recheck() {
   });
 }
 
-void Edge::watch_expiry(io::SocketId id, std::int64_t exp) {
-  if (exp) expiries_.push({exp, id});
+void Edge::watch_expiry(io::SocketId id, auth::Identity& who) {
+  expiries_.watch(id, who, [this](io::SocketId i) { return identity(i); });
 }
 
 void Edge::expiry_timer(void* self_ptr, io::Reactor& r) {
   auto* self = static_cast<Edge*>(self_ptr);
-  std::int64_t now = std::time(nullptr);
-  while (!self->expiries_.empty() && self->expiries_.top().exp <= now) {
-    Expiry e = self->expiries_.top();
-    self->expiries_.pop();
-    auth::Identity* id = self->identity(e.id);
-    // Extended (or shortened) since this entry was made: its own entry decides.
-    if (!id || id->exp != e.exp || !self->ep_->is_open(e.id)) continue;
-    ++self->gate_->counters().expired_closes;
-    ws::Connection c{self->ep_, e.id};
-    self->ep_->state(c)->flags |= kClosedByEdge;
-    c.close(kTokenExpired, "token expired");
-  }
+  self->expiries_.due(
+      std::time(nullptr), [self](io::SocketId i) { return self->identity(i); },
+      [self](io::SocketId id, auth::Identity&) {
+        if (!self->ep_->is_open(id)) return;  // closing already
+        ++self->gate_->counters().expired_closes;
+        ws::Connection c{self->ep_, id};
+        self->ep_->state(c)->flags |= kClosedByEdge;
+        c.close(kTokenExpired, "token expired");
+      });
   self->expiry_timer_ = r.schedule(kExpiryCheckMs, &Edge::expiry_timer, self);
 }
 

@@ -51,13 +51,11 @@ void set_common(zmq::socket_t& s, const Options& o) {
 }
 
 Link::Link(zmq::context_t& ctx, const Options& opts, const std::string& endpoint,
-           const std::string& routing_id, unsigned core, unsigned index, std::uint16_t route,
-           BridgeCounters& counters)
+           const std::string& routing_id, unsigned core, unsigned index, BridgeCounters& counters)
     : sock_(ctx, zmq::socket_type::dealer),
       monitor_(ctx, zmq::socket_type::pair),
       endpoint_(endpoint),
       inproc_(endpoint.rfind("inproc://", 0) == 0),
-      route_(route),
       window_(kWindowStart),
       window_events_(opts.window_events),
       window_bytes_cap_(opts.window_bytes),

@@ -60,6 +60,9 @@ class Ring {
 struct Event {
   io::SocketId conn;
   Type type = Type::kMessage;
+  // The connection's route: where its events go when their link fails after it closed (a
+  // backend may serve several routes; another of its routes' backends must not hear them).
+  std::uint16_t route = 0;
   zmq::message_t header;
   zmq::message_t meta;
   zmq::message_t payload;    // MESSAGE only
@@ -85,17 +88,13 @@ class Link {
   };
 
   Link(zmq::context_t& ctx, const Options& opts, const std::string& endpoint,
-       const std::string& routing_id, unsigned core, unsigned index, std::uint16_t route,
-       BridgeCounters& counters);
+       const std::string& routing_id, unsigned core, unsigned index, BridgeCounters& counters);
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
   zmq::socket_t& socket() { return sock_; }
   zmq::socket_t& monitor() { return monitor_; }
   const std::string& endpoint() const { return endpoint_; }
-  // The first route that uses it (routes naming one backend share its link): where the events
-  // of a client that closed before a failover go.
-  std::uint16_t route() const { return route_; }
   State state() const { return state_; }
   bool inproc() const { return inproc_; }
 
@@ -154,7 +153,6 @@ class Link {
   bool inproc_;
   State state_ = State::kDown;
   bool blocked_ = false;  // the last send met EAGAIN
-  std::uint16_t route_;
   std::uint64_t instance_ = 0;
   zmq::message_t hello_[2];  // the last HELLO, kept until it has gone
   bool hello_pending_ = false;

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: 
 
 from bridge_test import BackendThread, backends, closed_with, connect, recv, until  # noqa: E402
 from wsedge_server import start_server  # noqa: E402
+from wsedge_backend import protocol as wp  # noqa: E402
 
 BINARY = None
 CORES = ("--cores", "2")
@@ -459,6 +461,285 @@ class AuthTest(unittest.TestCase):
             self.run_async(go())
         c = counters(proc.log)
         self.assertEqual((c["auth_expired_closes_total"], c["auth_refreshes_total"]), (1, 1))
+
+
+    # ---- review: abuse and operator mistakes ----
+
+    def test_control_protocol_abuse(self):
+        bt = BackendThread()
+        published = []
+        bt.b.on_client_publish(lambda conn, ch, data, binary: published.append((ch, data)))
+        with backends(bt), self.serve(bt, "--acl", self.acl) as (url, _):
+            async def go():
+                ws = await connect(url, "/chat", **bearer(self.keys.token(sub="mo",
+                                                                          roles=["member"])))
+                # The reply quotes at most 16 bytes of an unknown verb: cut inside a character
+                # it would be invalid text, and the client fails the connection with 1007.
+                await ws.send("wsedge:x" + "\u00e9" * 20)
+                reply = await recv(ws)
+                self.assertTrue(reply.startswith("wsedge:err x"), reply)
+                self.assertTrue(reply.endswith(" unknown-command"), reply)
+                for bad in ("wsedge:pub", "wsedge:pub ", "wsedge:sub", "wsedge:sub " + "c" * 256,
+                            "wsedge:sub chat:a\x00b", "wsedge:sub chat:a b", "wsedge:unsub "):
+                    verb = bad[7:].split(" ")[0]
+                    await ws.send(bad)
+                    self.assertEqual(await recv(ws), f"wsedge:err {verb} bad-channel", bad)
+                # A publish without a payload is an empty one.
+                await ws.send("wsedge:pub chat:other")
+                await until(lambda: published, what="the empty publish")
+                self.assertEqual(published[0], ("chat:other", b""))
+                # Binary frames are never commands.
+                await ws.send(b"wsedge:sub chat:z")
+                await until(lambda: [e for e in bt.snapshot("message")
+                                     if e[2] == b"wsedge:sub chat:z" and e[3]])
+                # Thousands of subscribes stop at the per-connection limit (1024).
+                for i in range(1030):
+                    await ws.send(f"wsedge:sub chat:{i}")
+                answers = [await recv(ws) for _ in range(1030)]
+                self.assertEqual(sum(a.startswith("wsedge:ok sub") for a in answers), 1024)
+                self.assertEqual(answers[-1], "wsedge:err sub limit")
+                # Refresh spam: each answered, the connection unharmed.
+                tok = self.keys.token(sub="mo", roles=["member"])
+                for _ in range(200):
+                    await ws.send(f"wsedge:refresh {tok}")
+                for _ in range(200):
+                    self.assertTrue((await recv(ws)).startswith("wsedge:ok refresh "))
+                await ws.close()
+                self.assertEqual(ws.close_code, 1000)
+            self.run_async(go())
+
+    def test_open_meta_that_does_not_fit_is_refused_not_sent_empty(self):
+        # OPEN's meta is written into a 16 KiB buffer; one that overflowed went as an empty
+        # meta: no sub, no roles, no path, the backend's view of the client unlike the edge's.
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--max-header", "65536") as (url, _):
+            async def go():
+                tok = self.keys.token(sub="big")
+                status, _ = await refused(url, "/open", extra_headers={
+                    "Authorization": f"Bearer {tok}", "Accept-Language": "a" * 20000})
+                self.assertEqual(status, 431)
+                ws = await connect(url, "/open", **bearer(tok))
+                await ws.close()
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertEqual(conn.meta.get("sub"), b"big")
+            self.run_async(go())
+
+    def fails_to_start(self, *flags):
+        """wsedge's stderr when these flags stop it at start (non-zero exit, no listening)."""
+        proc = subprocess.run([BINARY, "--listen", "127.0.0.1:0", "--plain", *flags],
+                              capture_output=True, text=True, timeout=WAIT)
+        self.assertNotEqual(proc.returncode, 0, flags)
+        self.assertNotIn("listening on", proc.stdout)
+        return proc.stderr
+
+    def test_operator_mistakes_stop_the_server_with_a_clear_error(self):
+        key = self.keys.flags[:2]  # --auth-hs256-secret-file FILE
+        missing = os.path.join(self.tmp.name, "missing")
+        cases = [
+            (["--auth", "required"], "needs a key"),
+            (["--auth", "optional"], "needs a key"),
+            (["--app", "echo", "--acl", self.acl], "not --app echo"),
+            (["--app", "echo", *key], "not --app echo"),
+            ([*key, "--auth-token-from", "header,bogus"], "not 'bogus'"),
+            # No place to look for a token: every client would be refused.
+            ([*key, "--auth-token-from", ""], "--auth-token-from"),
+            (["--auth-hs256-secret-file", missing], missing),
+            (["--auth", "off", "--acl", missing], missing),
+            # Forwarding a header a token comes in would hand the token to backends.
+            ([*key, "--forward-header", "Authorization"], "authorization"),
+            ([*key, "--forward-header", "cookie"], "cookie"),
+            ([*key, "--forward-header", "sec-websocket-protocol"], "sec-websocket-protocol"),
+        ]
+        for flags, text in cases:
+            with self.subTest(flags=flags):
+                self.assertIn(text, self.fails_to_start(*flags))
+        # A header no token is looked for in may be forwarded.
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--auth-token-from", "header,query",
+                                      "--forward-header", "cookie") as (url, _):
+            async def go():
+                tok = self.keys.token(sub="cook")
+                await (await connect(url, "/open", extra_headers={
+                    "Authorization": f"Bearer {tok}", "Cookie": "theme=dark"})).close()
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertEqual(conn.headers.get("cookie"), "theme=dark")
+            self.run_async(go())
+
+    def test_expires_edge_cases(self):
+        bt = BackendThread()
+        with backends(bt), self.serve(bt) as (url, proc):
+            async def go():
+                # Within the leeway after exp: admitted (the token was valid, with the skew
+                # allowed) and closed at the next check, as its exp has passed.
+                late = await connect(url, "/open", **bearer(self.keys.token(sub="late", ttl=-5)))
+                code, _, _ = await closed_with(late, timeout=5)
+                self.assertEqual(code, 4401)
+                huge = await connect(url, "/open", **bearer(self.keys.token(sub="huge", ttl=2)))
+                never = await connect(url, "/open", **bearer(self.keys.token(sub="never", ttl=2)))
+                opens = await until(lambda: len(bt.snapshot("open")) == 3 and bt.snapshot("open"))
+                conn = {e[1].meta["sub"]: e[1] for e in opens}
+                # u64 past any int64: later than every token, not in the past.
+                await bt.acall(lambda: bt.b.expires(conn[b"huge"].id, 2 ** 64 - 1))
+                await bt.acall(lambda: bt.b.expires(conn[b"never"].id, 0))
+                # A gone connection: ERROR gone.
+                seq = await bt.acall(lambda: bt.b.expires(conn[b"late"].id, 1, ack=True))
+                err = await until(lambda: [e for e in bt.snapshot("error") if e[1] == seq])
+                self.assertEqual(err[0][2], "gone")
+                await asyncio.sleep(3.5)
+                for ws in (huge, never):
+                    await ws.send("still here")
+                    await ws.close()
+                    self.assertEqual(ws.close_code, 1000)
+            self.run_async(go())
+        self.assertEqual(counters(proc.log)["auth_expired_closes_total"], 1)
+
+
+    def test_shared_backend_failover_keeps_closed_clients_on_their_route(self):
+        # /a and /b share backend x. Events of a /b client that closed before x went down
+        # (x had not counted them) move to a backend that is up: one of /b's, never /a's y,
+        # which would hear a client (and its identity) of a route it does not serve.
+        x = BackendThread(name="x", received_every=10 ** 9, received_delay=3600)
+        y, z = BackendThread(name="y"), BackendThread(name="z")
+        with backends(x, y, z), start_server(
+                BINARY, "--cores", "1", "--route", f"/a={x.endpoint},{y.endpoint}",
+                "--route", f"/b={x.endpoint},{z.endpoint}", *self.keys.flags,
+                app="bridge") as (url, _):
+            async def go():
+                await until(lambda: (x.welcomed(), y.welcomed(), z.welcomed()) == (1, 1, 1),
+                            what="three backends up")
+                paths = [f"/b?c={i}" for i in range(12)]
+                for i, path in enumerate(paths):
+                    ws = await connect(url, path, **bearer(self.keys.token(sub=f"b{i}")))
+                    await ws.close()
+                on_x = await until(lambda: [q for q in paths if x.conn_by_path(q)]
+                                   if len(x.snapshot("close")) + len(z.snapshot("close")) == 12
+                                   else None, what="twelve CLOSEs")
+                self.assertTrue(on_x, "no /b client was routed to x")
+                x.b._flush_received = lambda: None  # x dies with its events uncounted
+                await asyncio.to_thread(x.stop)
+                await until(lambda: all(z.conn_by_path(q) for q in on_x),
+                            what="x's /b clients moved to z")
+                self.assertEqual([e[1].path for e in y.snapshot("open")], [])
+            self.run_async(go())
+
+
+    def test_failover_open_carries_every_channel(self):
+        # A failover OPEN is the first OPEN plus the channels and the failover mark. They were
+        # written after it in a buffer 1 KiB larger: with more channels than that, the OPEN
+        # went as a fresh one, without its channels; and a token's channels made "channels"
+        # appear twice, a meta backends refuse.
+        a, b = BackendThread(name="a"), BackendThread(name="b")
+        with backends(a, b), start_server(
+                BINARY, "--cores", "1", "--route", f"/c={a.endpoint},{b.endpoint};control=on",
+                *self.keys.flags, app="bridge") as (url, _):
+            async def go():
+                await until(lambda: (a.welcomed(), b.welcomed()) == (1, 1), what="a and b up")
+                socks, want = [], {}
+                for i in range(8):
+                    # The token's channel is in the first OPEN already: never twice (a key
+                    # repeated makes the whole meta malformed).
+                    tok = self.keys.token(sub=f"c{i}", channels=[f"tok-{i}"])
+                    ws = await connect(url, f"/c?c={i}", **bearer(tok))
+                    rooms = {f"room-{i}-{j}-" + "x" * 50 for j in range(30)}
+                    want[f"/c?c={i}"] = rooms | {f"tok-{i}"}
+                    for ch in rooms:
+                        await ws.send(f"wsedge:sub {ch}")
+                        self.assertTrue((await recv(ws)).startswith("wsedge:ok sub "))
+                    socks.append(ws)
+                on_a = await until(lambda: [q for q in want if a.conn_by_path(q)]
+                                   if all(a.conn_by_path(q) or b.conn_by_path(q) for q in want)
+                                   else None, what="eight OPENs")
+                self.assertTrue(on_a, "no client was routed to a")
+                await asyncio.to_thread(a.stop)
+                opens = await until(lambda: [e for e in b.snapshot("open")
+                                             if e[1].path in on_a and e[2]]
+                                    if len([e for e in b.snapshot("open") if e[2]]) >= len(on_a)
+                                    else None, what="failover OPENs at b")
+                for e in opens:
+                    self.assertEqual(e[1].channels, want[e[1].path], e[1].path)
+                for ws in socks:
+                    await ws.close()
+            self.run_async(go())
+
+
+    def test_off_with_acl_raw_acl_commands_and_acl_reload(self):
+        acl = os.path.join(tempfile.mkdtemp(dir=self.tmp.name), "acl.toml")
+        with open(acl, "w") as f:
+            f.write(ACL)
+        bt = BackendThread()
+        with backends(bt), self.serve(bt, "--acl", acl, auth=("--auth", "off")) as (url, proc):
+            async def go():
+                # Off: tokens are not looked at; every client is anonymous, carol too.
+                carol = self.keys.token(sub="carol")
+                self.assertEqual((await refused(url, "/admin", **bearer(carol)))[0], 403)
+                ws = await connect(url, f"/chat?token={carol}&x=1", **bearer(carol))
+                conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
+                self.assertNotIn("sub", conn.meta)
+                self.assertEqual(conn.meta["roles"], b"\x09anonymous")
+                self.assertEqual(conn.path, "/chat?x=1")
+                await ws.send(f"wsedge:refresh {carol}")
+                self.assertEqual(await recv(ws), "wsedge:err refresh auth is off")
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:lobby denied")
+                await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+
+                async def raw(meta):
+                    """An ACL command as given, to every core, bypassing acl()'s checks."""
+                    def send():
+                        seqs = []
+                        for e in bt.b.edges.values():
+                            seq = bt.b._next_seq()
+                            m = list(meta) + [("seq", wp.u32(seq))]
+                            bt.b._send(e.routing_id, wp.encode(wp.ACL, wp.ZERO_ID, m, None,
+                                                               wp.FLAG_ACK), seq, wp.ZERO_ID)
+                            seqs.append(seq)
+                        return seqs
+                    seqs = await bt.acall(send)
+                    got = await until(lambda: len([e for e in bt.snapshot() if e[0] in (
+                        "ack", "error") and e[1] in seqs]) == 2 and [
+                        e for e in bt.snapshot() if e[0] in ("ack", "error") and e[1] in seqs])
+                    return {e[2] if e[0] == "error" else "ack" for e in got}
+
+                names = wp.encode_names
+                self.assertEqual(await raw([("op", "allow"), ("roles", b"\x09anon")]),
+                                 {"bad-meta"})  # a name's length past the list's end
+                self.assertEqual(await raw([("roles", names(["anonymous"], "r"))]), {"bad-acl"})
+                self.assertEqual(await raw([("op", "fly")]), {"bad-acl"})
+                self.assertEqual(await raw([("op", "allow"), ("roles", names(["anonymous"], "r")),
+                                            ("resources", names(["chat:lobby"], "r"))]),
+                                 {"bad-acl"})  # no permissions
+                self.assertEqual(await raw([("op", "add-user-roles"),
+                                            ("roles", names(["admin"], "r"))]), {"bad-acl"})
+                # None of them changed anything.
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:err sub chat:lobby denied")
+                many = [f"r{i}" for i in range(3000)] + ["chat:lobby"]
+                self.assertEqual(await raw([("op", "allow"), ("roles", names(["anonymous"], "r")),
+                                            ("resources", names(many, "r")),
+                                            ("permissions", names(["subscribe"], "r"))]),
+                                 {"ack"})
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:lobby")
+                # A reload that does not parse keeps the old ACL, live changes included.
+                with open(acl, "w") as f:
+                    f.write("[[allow]\nroles = [")
+                proc.send_signal(signal.SIGHUP)
+                await asyncio.sleep(0.5)
+                await ws.send("wsedge:sub chat:lobby")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:lobby")
+                await (await connect(url, "/chat")).close()
+                # One that does replaces it: the anonymous may no longer connect to /chat.
+                with open(acl, "w") as f:
+                    f.write(ACL.replace('resources = ["/chat"]', 'resources = ["/open"]'))
+                proc.send_signal(signal.SIGHUP)
+                code, reason, _ = await closed_with(ws)
+                self.assertEqual((code, reason), (4403, "access revoked"))
+                self.assertEqual((await refused(url, "/chat"))[0], 403)
+            self.run_async(go())
+        c = counters(proc.log)
+        self.assertEqual((c["auth_reloads_total"], c["auth_reload_failures_total"]), (2, 2))
+        self.assertEqual(c["acl_changes_total"], 2)
+        self.assertEqual(c["acl_changes_refused_total"], 8)
 
 
 def main():

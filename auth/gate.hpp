@@ -1,6 +1,6 @@
 #pragma once
 // One core's auth policy (docs/AUTH.md): who may connect (a token verified at the upgrade, the
-// ACL's `connect` on the path) and what a connection may do (`subscribe`, `publish`). An
+// ACL's `connect` on the route) and what a connection may do (`subscribe`, `publish`). An
 // application on the engine calls it; it knows no sockets and no ZeroMQ. Share-nothing: every
 // core has its own Gate with its own keys, ACL model and compiled snapshot, so a live ACL
 // change or a reload is one core's business and never takes a lock.
@@ -38,7 +38,7 @@ struct AuthCounters {
   Counter admitted;   // upgrades with a verified token
   Counter anonymous;  // upgrades without one (optional / off with an ACL)
   Counter refused[static_cast<std::size_t>(TokenError::kCount)];  // 401s by reason
-  Counter denied_connect;    // 403: the ACL denies `connect` on the path
+  Counter denied_connect;    // 403: the ACL denies `connect` on the route
   Counter denied_subscribe;  // subscriptions the ACL refused
   Counter denied_publish;    // client publishes the ACL refused
   Counter expired_closes;    // connections closed with 4401
@@ -62,7 +62,7 @@ struct Identity {
   std::vector<std::string> token_roles;
   std::int64_t exp = 0;     // seconds since 1970; 0: never
   std::int64_t queued = 0;  // the exp of its entry in the core's Expiries; 0: none
-  std::string path;         // the request path, for re-checking `connect` after an ACL change
+  std::string path;         // the route's path, for re-checking `connect` after an ACL change
   Acl::Principal principal;
   std::uint64_t acl_version = 0;  // the snapshot `principal` was compiled against
 };
@@ -86,8 +86,9 @@ class Gate {
     std::string_view headers;    // WWW-Authenticate for a 401
     TokenFrom from = TokenFrom::kNone;
   };
-  // At the upgrade: finds and verifies the token and checks `connect` on `path` (the request
-  // path, its query cut). On 101 `id` and `claims` describe the connection.
+  // At the upgrade: finds and verifies the token and checks `connect` on `path` (the path of
+  // the route the request matched: the resource is the route, however the client spelled it). On
+  // 101 `id` and `claims` describe the connection.
   Admission admit(const protocol::UpgradeRequest& req, std::string_view path, std::int64_t now,
                   Identity& id, Claims& claims);
 

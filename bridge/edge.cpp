@@ -247,7 +247,9 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
   std::unique_ptr<auth::Identity> who;
   if (gate_) {
     ws::UpgradeDecision refused;
-    who = authorize(req, path, w, refused);
+    // `connect` is on the route, not the path as sent: a rule on /admin covers /admin/x and
+    // /admin/ too, which that route serves (a deny on the literal path was bypassed by them).
+    who = authorize(req, opts_.routes[r16].path, w, refused);
     if (!who) return refused;
   }
   // The subprotocol: the route's most preferred one that the client offers (RFC 6455 §4.2.2).

@@ -352,7 +352,9 @@ class AuthTest(unittest.TestCase):
             async def go():
                 guest = self.keys.token(sub="gus", roles=["guest"],
                                         channels=["chat:lobby", "chat:other"])
-                self.assertEqual((await refused(url, "/admin", **bearer(guest)))[0], 403)
+                # Every spelling of a path the /admin route serves is that route.
+                for path in ("/admin", "/admin/", "/admin/x", "/admin?x=1"):
+                    self.assertEqual((await refused(url, path, **bearer(guest)))[0], 403, path)
                 ws = await connect(url, "/chat", **bearer(guest))
                 conn = await until(lambda: bt.snapshot("open") and bt.snapshot("open")[0][1])
                 # Only the channel the ACL allows a guest was subscribed from the token.

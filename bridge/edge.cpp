@@ -294,12 +294,19 @@ void Edge::on_open(ws::Connection c) {
   hold(st.route);
 }
 
-Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
+// An event about one connection: its header written and its route noted (where a closed
+// client's uncounted events go when its backend fails).
+Event Edge::event(Type type, std::uint16_t flags, io::SocketId id) {
   Event e;
   e.conn = id;
-  e.type = Type::kOpen;
-  e.route = ep_->state(ws::Connection{ep_, id})->route;
-  e.header = header_frame(Type::kOpen, 0, conn_id(id));
+  e.type = type;
+  if (ConnState* st = ep_->state(ws::Connection{ep_, id})) e.route = st->route;
+  e.header = header_frame(type, flags, conn_id(id));
+  return e;
+}
+
+Event Edge::open_event(io::SocketId id, bool failover, bool resumed) {
+  Event e = event(Type::kOpen, 0, id);
   if (!failover && !resumed) {
     e.meta.copy(open_meta_[id.idx]);
     return e;
@@ -329,11 +336,7 @@ void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte
   if (op == protocol::Opcode::kText && opts_.routes[st.route].control &&
       control(c, as_text(payload)))
     return;
-  Event e;
-  e.conn = id;
-  e.type = Type::kMessage;
-  std::uint16_t flags = op == protocol::Opcode::kBinary ? flag::kBinary : 0;
-  e.header = header_frame(Type::kMessage, flags, conn_id(id));
+  Event e = event(Type::kMessage, op == protocol::Opcode::kBinary ? flag::kBinary : 0, id);
   e.payload.rebuild(payload.data(), payload.size());
   push(st.link, std::move(e), id);
 }
@@ -341,11 +344,10 @@ void Edge::on_message(ws::Connection c, protocol::Opcode op, std::span<std::byte
 // Queues an event on a link; a client whose backend cannot take more stops being read.
 bool Edge::push(std::uint16_t li, Event&& e, io::SocketId id) {
   Link& l = *links_[li];
-  ConnState* st = ep_->state(ws::Connection{ep_, id});
-  if (st) e.route = st->route;
   bool ok = l.push(std::move(e));
   dirty_[li] = true;
   if (ok) return true;
+  ConnState* st = ep_->state(ws::Connection{ep_, id});
   if (st && ep_->is_open(id) && !(st->flags & kPaused)) {
     st->flags |= kPaused;
     reactor_->pause_reading(id);
@@ -376,10 +378,7 @@ void Edge::on_close(ws::Connection c, std::uint16_t code, std::string_view reaso
   channels_.unsubscribe_all(id, [&](std::string_view ch) { set_filter(ch, false); });
   counters_.subscriptions.set(channels_.subscription_count());
   --open_count_;
-  Event e;
-  e.conn = id;
-  e.type = Type::kClose;
-  e.header = header_frame(Type::kClose, 0, conn_id(id));
+  Event e = event(Type::kClose, 0, id);
   std::byte meta[256];
   MetaWriter w(meta, sizeof meta);
   const char* by = st.flags & kClosedByBackend ? "backend"

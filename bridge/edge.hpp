@@ -116,6 +116,7 @@ class Edge {
   ws::Connection resolve(const ConnId& id);
   std::uint16_t pick_link(std::uint16_t route, io::SocketId id, bool up_only) const;
   bool route_up(std::uint16_t route) const;
+  Event event(Type type, std::uint16_t flags, io::SocketId id);
   Event open_event(io::SocketId id, bool failover, bool resumed);
   void deliver(io::SocketId id, memory::Buffer* frame);
   bool over_budget(ws::Connection c, std::size_t next) const;

@@ -149,10 +149,7 @@ bool Edge::control(ws::Connection c, std::string_view text) {
       ++gate_->counters().denied_publish;
       reply("err", std::string(channel).append(" denied"));
     } else {
-      Event e;
-      e.conn = id;
-      e.type = Type::kClientPublish;
-      e.header = header_frame(Type::kClientPublish, 0, conn_id(id));
+      Event e = event(Type::kClientPublish, 0, id);
       std::byte meta[300];
       MetaWriter w(meta, sizeof meta);
       w.add("channel", channel);

@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from wsedge_server import host_port, start_server  # noqa: E402
+from raw_ws import REQUEST, check, frame, results  # noqa: E402
 
 MiB = 1 << 20
 BUDGET = 128 * MiB
@@ -27,32 +28,6 @@ FRAGMENTS = 15
 # What may stay after the burst: the touched receive ring (16 MiB here), the pool's watermark
 # of free buffers (64 MiB) and some slack.
 SETTLED = 16 * MiB + 64 * MiB + 24 * MiB
-REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-
-results = []
-
-
-def check(name, ok, detail="", skip=None):
-    """skip: why this check cannot be made here (printed, not counted)."""
-    if skip:
-        print(f"skip  {name}: {skip}")
-        return
-    results.append(ok)
-    print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + str(detail)}")
-
-
-def frame(opcode, payload, fin):
-    """A masked client frame; the all-zero key keeps the payload as it is (cheap to build)."""
-    b0 = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return hdr + b"\0\0\0\0" + payload
 
 
 def rss(pid, field="VmRSS"):

@@ -20,29 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
-
-REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-
-results = []
-
-
-def check(name, ok, detail=""):
-    results.append(ok)
-    print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + str(detail)}", flush=True)
-
-
-def frame(opcode, payload, fin=True):
-    """A masked client frame; the all-zero key keeps the payload as it is."""
-    b0 = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return hdr + b"\0\0\0\0" + payload
+from raw_ws import REQUEST, check, frame, results  # noqa: E402
 
 
 def request(origin=None):

@@ -1,0 +1,30 @@
+"""What the limit suites share: a raw upgrade request, masked client frames built by hand (to
+send them at any pace and split), and a list of named checks each suite reports on."""
+import struct
+
+REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+results = []
+
+
+def check(name, ok, detail="", skip=None):
+    """Records and prints one check; skip: why it cannot be made here (printed, not counted)."""
+    if skip:
+        print(f"skip  {name}: {skip}", flush=True)
+        return
+    results.append(ok)
+    print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + str(detail)}", flush=True)
+
+
+def frame(opcode, payload, fin=True):
+    """A masked client frame; the all-zero key keeps the payload as it is (cheap to build)."""
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        hdr = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    return hdr + b"\0\0\0\0" + payload

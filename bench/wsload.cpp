@@ -119,8 +119,8 @@ class LoadApp {
     for (std::size_t i = 0; i < o.size; ++i)
       pattern_[i] = static_cast<std::byte>(o.text ? 'a' + i % 26 : (i * 131 + 7) & 0xFF);
     // A trigger is the prefix then the payload; the payload part is what must be delivered.
-    send_buf_.resize(o.prefix.size());
-    std::memcpy(send_buf_.data(), o.prefix.data(), o.prefix.size());
+    const auto* prefix = reinterpret_cast<const std::byte*>(o.prefix.data());
+    send_buf_.assign(prefix, prefix + o.prefix.size());
     send_buf_.insert(send_buf_.end(), pattern_.begin(), pattern_.end());
   }
 

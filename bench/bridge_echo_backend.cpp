@@ -9,9 +9,10 @@
 // only once the XPUB has seen the edge's subscription to "bench\0", so a client that has its
 // "ready" is sure to get every later publish); every MESSAGE is published, payload and flags
 // as they came, on channel "bench" (four frames: topic "bench\0", PUBLISH header, meta
-// channel/seq/publisher, payload) and not echoed. wsload's fanout mode sends those triggers
-// from one connection and counts the deliveries on all of them, a closed loop that runs
-// as fast as the server can deliver.
+// channel/seq/publisher, payload) and not echoed; so is a client publish (the edge's PUBLISH
+// 0x14, from `wsedge:pub CHANNEL PAYLOAD` on a control=on route, which the edge's ACL checks).
+// wsload's fanout mode sends those triggers from one connection and counts the deliveries on
+// all of them, a closed loop that runs as fast as the server can deliver.
 //
 // One thread, no allocation per message beyond libzmq's own; the same ROUTER options as the
 // embedded backend.
@@ -125,6 +126,11 @@ class Backend {
           else
             send(rid, {kVersion, Type::kSend, h.flags, h.id}, {}, &frames_[3]);
         }
+        break;
+      case Type::kClientPublish:
+        // A client's `wsedge:pub bench ...` the edge's ACL allowed: fanned out like a trigger,
+        // so a run measures the edge's per-publish ACL check against the same delivery path.
+        if (fanout_ && frames_.size() >= 4) publish(h.flags, frames_[3]);
         break;
       case Type::kOpen:
         if (fanout_) subscribe(rid, h.id);

@@ -1,5 +1,5 @@
 // Micro-benchmarks of the per-message hot paths: frame parsing, unmasking, UTF-8 validation,
-// the ACL check of each publish, and the opening handshake.
+// the ACL check of each publish, and the opening handshake with its token verification.
 #include <benchmark/benchmark.h>
 
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "auth/acl.hpp"
+#include "auth/jwt.hpp"
 #include "engine/protocol/frame.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
@@ -18,6 +19,10 @@
 #include "tls/context.hpp"
 #include "tls/memory_session.hpp"
 #include "tls/self_signed.hpp"
+
+// The unit tests' signer (keys made with OpenSSL, ES signatures as raw r||s), so the bench signs
+// exactly what the tests prove verifies.
+#include "tests/unit/auth_test_keys.hpp"
 
 namespace wsedge::protocol {
 namespace {
@@ -115,6 +120,42 @@ void BM_AclAllowed(benchmark::State& state, std::string channel) {
 BENCHMARK_CAPTURE(BM_AclAllowed, exact, std::string("chat:room500"));
 BENCHMARK_CAPTURE(BM_AclAllowed, pattern, std::string("team501:general"));
 BENCHMARK_CAPTURE(BM_AclAllowed, sub, std::string("inbox:alice:1"));
+
+// What a token adds to one upgrade: auth::verify of a token like bench/auth's (sub, exp, iat,
+// one role), header and payload decoded, signature checked, claims read. HS256 is one HMAC;
+// ES256 one ECDSA P-256 verification, to compare with `openssl speed ecdsap256`'s verify/s.
+void BM_JwtVerify(benchmark::State& state, auth::Alg alg) {
+  test::TempDir dir;
+  test::TestKey ec = test::ec_key("P-256");
+  const std::string secret(32, 's');
+  auth::KeySource src;
+  if (alg == auth::Alg::kHS256)
+    src.secret_files.emplace_back(alg, dir.write("hs.key", secret));
+  else
+    src.public_key_files.push_back(dir.write("es.pem", ec.public_pem()));
+  auth::KeySet keys = auth::KeySet::load(src);
+  const std::int64_t now = 1'800'000'000;
+  std::string header =
+      std::string(R"({"alg":")").append(auth::alg_name(alg)).append(R"(","typ":"JWT"})");
+  std::string payload = std::string(R"({"sub":"user-42","iat":)")
+                            .append(std::to_string(now))
+                            .append(R"(,"exp":)")
+                            .append(std::to_string(now + 3600))
+                            .append(R"(,"roles":["member"]})");
+  std::string token = test::make_token(alg, &ec, secret, header, payload);
+  auth::VerifyOptions opts;
+  auth::Claims claims;
+  if (auth::verify(token, keys, opts, now, claims) != auth::TokenError::kNone)
+    state.SkipWithError("token does not verify");
+  for (auto _ : state) {
+    auth::Claims c;
+    benchmark::DoNotOptimize(auth::verify(token, keys, opts, now, c));
+    benchmark::DoNotOptimize(c);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK_CAPTURE(BM_JwtVerify, hs256, auth::Alg::kHS256);
+BENCHMARK_CAPTURE(BM_JwtVerify, es256, auth::Alg::kES256);
 
 void BM_Handshake(benchmark::State& state) {
   const std::string req =

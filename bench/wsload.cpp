@@ -5,6 +5,8 @@
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
 //   wsload fanout  --connect HOST:PORT [-c N] [-k K] [--size B] [--duration S]
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
+//             --target PATH: the upgrade's request-target (default "/"; "/?token=..." carries
+//             a token in the query),
 //             --max-connecting M: at most M handshakes in progress at once (default 256),
 //             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
@@ -16,6 +18,9 @@
 // K text messages ("triggers", seq in the first 8 bytes as hex) that the server publishes to
 // all N, and each time a publish has reached all N the next trigger goes: a closed loop at the
 // server's fan-out speed. Counted per delivery (latency from its trigger's send); one thread.
+// With --prefix TEXT every trigger is TEXT followed by the payload and the deliveries are
+// checked against the payload alone: "wsedge:pub bench " makes each trigger a client publish
+// the edge checks against its ACL (docs/AUTH.md §6) instead of a message to the backend.
 // Prints "measure-start"/"measure-end" at the edges of the measured window, so a driver can
 // sample the server at the same moments, and a JSON summary as its last line.
 // With threads, each owns its share of the connections (its own ring, nothing shared per
@@ -57,6 +62,8 @@ struct Options {
   std::string mode;
   io::Address target;
   std::string host = "localhost";
+  std::string path = "/";  // the upgrade's request-target
+  std::string prefix;      // fanout: what every trigger starts with, delivered without it
   unsigned connections = 100;
   unsigned inflight = 1;
   std::size_t size = 16;
@@ -111,7 +118,10 @@ class LoadApp {
     pattern_.resize(o.size);
     for (std::size_t i = 0; i < o.size; ++i)
       pattern_[i] = static_cast<std::byte>(o.text ? 'a' + i % 26 : (i * 131 + 7) & 0xFF);
-    send_buf_ = pattern_;
+    // A trigger is the prefix then the payload; the payload part is what must be delivered.
+    const auto* prefix = reinterpret_cast<const std::byte*>(o.prefix.data());
+    send_buf_.assign(prefix, prefix + o.prefix.size());
+    send_buf_.insert(send_buf_.end(), pattern_.begin(), pattern_.end());
   }
 
   void attach(ws::Endpoint<LoadApp>* ep, io::Reactor* r) {
@@ -264,8 +274,9 @@ class LoadApp {
   void publish_next(std::uint64_t t) {
     std::uint64_t seq = pub_sent_++;
     static constexpr char kHex[] = "0123456789abcdef";
+    std::byte* payload = send_buf_.data() + opt_.prefix.size();
     for (std::size_t i = 0; i < 8; ++i)
-      send_buf_[i] = static_cast<std::byte>(kHex[(seq >> (4 * (7 - i))) & 15]);
+      payload[i] = static_cast<std::byte>(kHex[(seq >> (4 * (7 - i))) & 15]);
     pub_at_[seq % kRing] = t;
     conns_[0].conn.send(Opcode::kText, send_buf_);
   }
@@ -306,7 +317,7 @@ class LoadApp {
     Conn& s = conns_[i];
     s.connect_started = reactor_->now_ns();
     s.open = false;
-    ws::Connection c = ep_->connect(opt_.target, opt_.host, "/");
+    ws::Connection c = ep_->connect(opt_.target, opt_.host, opt_.path);
     ep_->state(c)->index = i;
   }
 
@@ -459,7 +470,8 @@ std::vector<int> parse_cpus(const std::string& list) {
       "wsload: %s\nusage: wsload echo|connect|idle|fanout --connect HOST:PORT [-c CONNECTIONS] "
       "[-k INFLIGHT]\n"
       "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
-      "              [--cpu LIST] [--tls] [--resume] [--max-connecting M]\n",
+      "              [--cpu LIST] [--tls] [--resume] [--max-connecting M] [--target PATH]\n"
+      "              [--prefix TEXT (fanout)]\n",
       why);
   std::exit(2);
 }
@@ -500,12 +512,19 @@ Options parse(int argc, char** argv) {
       o.max_connecting = static_cast<unsigned>(std::max(1ul, std::stoul(value())));
     else if (a == "--tls")
       o.tls = true;
+    else if (a == "--target")
+      o.path = value();
+    else if (a == "--prefix")
+      o.prefix = value();
     else if (a == "--resume")
       o.resume = o.tls = true;
     else
       usage(("unknown flag " + a).c_str());
   }
   if (!have_target) usage("--connect HOST:PORT is required");
+  // An echo carries the prefix back, and its check stamps the first bytes: only fanout strips it.
+  if (!o.prefix.empty() && o.mode != "fanout") usage("--prefix applies to fanout only");
+  if (o.path.empty() || o.path[0] != '/') usage("--target must start with '/'");
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
   if (o.threads == 0 || o.threads > o.connections)
     usage("threads must be at least 1 and at most the connections");

@@ -1,6 +1,7 @@
 #include "json.hpp"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -139,6 +140,44 @@ bool unescape(std::string_view raw, std::string& out) {
   return true;
 }
 
+// The member names of one object, for the duplicate check (compared unescaped, so "a" and
+// "\u0061" are one name). A token's objects have a few members: they are kept as views of the
+// text and compared pairwise, without allocating. Past kFew, or when one is escaped, unescaped
+// copies are sorted instead: n log n, not n squared, for a header of thousands of members
+// before the signature is checked.
+class Names {
+ public:
+  bool add(std::string_view quoted) {
+    escaped_ |= quoted.find('\\') != std::string_view::npos;
+    if (copies_.empty() && n_ < kFew && !escaped_) {
+      few_[n_++] = quoted;
+      return true;
+    }
+    for (; n_ > 0; --n_) {
+      copies_.emplace_back();
+      if (!unescape(few_[n_ - 1], copies_.back())) return false;
+    }
+    copies_.emplace_back();
+    return unescape(quoted, copies_.back());
+  }
+  bool distinct() {
+    for (std::size_t i = 0; i < n_; ++i) {
+      for (std::size_t j = i + 1; j < n_; ++j) {
+        if (few_[i] == few_[j]) return false;
+      }
+    }
+    std::sort(copies_.begin(), copies_.end());
+    return std::adjacent_find(copies_.begin(), copies_.end()) == copies_.end();
+  }
+
+ private:
+  static constexpr std::size_t kFew = 16;
+  std::array<std::string_view, kFew> few_;
+  std::size_t n_ = 0;
+  bool escaped_ = false;
+  std::vector<std::string> copies_;
+};
+
 // Recursive descent over s from pos. With `strict`, also checks duplicate member names (parse()
 // does, once; lookups in an already validated document skip it).
 struct Parser {
@@ -245,18 +284,13 @@ struct Parser {
       ++pos;
       return true;
     }
-    // Names unescaped (so "a" and "\u0061" are caught as the same), checked once sorted at the
-    // end: a header of thousands of members costs n log n, not n squared, before the signature.
-    std::vector<std::string> names;
+    Names names;
     for (;;) {
       skip_ws();
       if (at_end() || s[pos] != '"') return false;
       std::size_t start = pos;
       if (!string()) return false;
-      if (strict) {
-        names.emplace_back();
-        if (!unescape(s.substr(start, pos - start), names.back())) return false;
-      }
+      if (strict && !names.add(s.substr(start, pos - start))) return false;
       skip_ws();
       if (at_end() || s[pos] != ':') return false;
       ++pos;
@@ -266,8 +300,7 @@ struct Parser {
       if (at_end()) return false;
       if (s[pos] == '}') {
         ++pos;
-        std::sort(names.begin(), names.end());
-        return std::adjacent_find(names.begin(), names.end()) == names.end();
+        return !strict || names.distinct();
       }
       if (s[pos] != ',') return false;
       ++pos;

@@ -1,15 +1,12 @@
 #include "jwt.hpp"
 
-#include <openssl/bn.h>
 #include <openssl/crypto.h>
-#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rsa.h>
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <memory>
 
 #include "json.hpp"
@@ -39,24 +36,6 @@ constexpr std::array<ErrorNames, static_cast<std::size_t>(TokenError::kCount)> k
 constexpr std::size_t kMaxKid = 128, kMaxSub = 256, kMaxList = 64, kMaxRole = 128,
                       kMaxChannel = 255, kMaxInfo = 4096;
 
-const EVP_MD* digest(Alg a) {
-  switch (a) {
-    case Alg::kHS256:
-    case Alg::kES256:
-    case Alg::kRS256:
-    case Alg::kPS256:
-      return EVP_sha256();
-    case Alg::kHS384:
-    case Alg::kES384:
-      return EVP_sha384();
-    case Alg::kHS512:
-      return EVP_sha512();
-    case Alg::kEdDSA:
-      return nullptr;  // Ed25519 hashes internally: EVP_DigestVerify takes no digest
-  }
-  return nullptr;
-}
-
 bool equal_ci(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
@@ -66,54 +45,69 @@ bool equal_ci(std::string_view a, std::string_view b) {
 
 bool check_hmac(const Key& key, std::string_view input, std::string_view sig) {
   unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!HMAC(digest(key.alg), key.secret.data(), static_cast<int>(key.secret.size()),
-            reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len))
+  std::size_t len = 0;
+  // A null key re-initialises the context with the key it holds: no lookup, no allocation.
+  if (EVP_MAC_init(key.mac, nullptr, 0, nullptr) != 1 ||
+      EVP_MAC_update(key.mac, reinterpret_cast<const unsigned char*>(input.data()), input.size()) !=
+          1 ||
+      EVP_MAC_final(key.mac, mac, &len, sizeof mac) != 1)
     return false;
   // Constant time, so the time to refuse does not tell how many leading bytes were right.
   return sig.size() == len && CRYPTO_memcmp(mac, sig.data(), len) == 0;
 }
 
+// One DER INTEGER of an unsigned big-endian number: leading zeros dropped, a zero byte put back
+// when the top bit is set (DER integers are signed).
+std::size_t der_integer(const unsigned char* p, std::size_t n, unsigned char* out) {
+  while (n > 1 && *p == 0) {
+    ++p;
+    --n;
+  }
+  bool pad = *p & 0x80;
+  out[0] = 0x02;
+  out[1] = static_cast<unsigned char>(n + pad);
+  out[2] = 0;
+  std::memcpy(out + 2 + pad, p, n);
+  return 2 + pad + n;
+}
+
 // JWS carries ECDSA signatures as raw r || s of the curve's size (RFC 7518 §3.4); OpenSSL
-// takes DER. Writes the DER form into `der`, returning its length (0 when it cannot be built).
-std::size_t ecdsa_der(std::string_view raw, std::size_t half, unsigned char* der, std::size_t cap) {
+// takes DER: SEQUENCE { INTEGER r, INTEGER s }. For P-256 and P-384 the content stays under 128
+// bytes, so every length is one byte. Returns the DER's length (0 for a raw one of the wrong size).
+std::size_t ecdsa_der(std::string_view raw, std::size_t half, unsigned char* der) {
   if (raw.size() != 2 * half) return 0;
   auto* p = reinterpret_cast<const unsigned char*>(raw.data());
-  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(), ECDSA_SIG_free);
-  BIGNUM* r = BN_bin2bn(p, static_cast<int>(half), nullptr);
-  BIGNUM* s = BN_bin2bn(p + half, static_cast<int>(half), nullptr);
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    return 0;
-  }
-  int len = i2d_ECDSA_SIG(sig.get(), nullptr);
-  if (len <= 0 || static_cast<std::size_t>(len) > cap) return 0;
-  return static_cast<std::size_t>(i2d_ECDSA_SIG(sig.get(), &der));
+  std::size_t n = der_integer(p, half, der + 2);
+  n += der_integer(p + half, half, der + 2 + n);
+  der[0] = 0x30;
+  der[1] = static_cast<unsigned char>(n);
+  return 2 + n;
 }
 
 bool check_signature(const Key& key, std::string_view input, std::string_view sig) {
+  auto* in = reinterpret_cast<const unsigned char*>(input.data());
   if (key.alg == Alg::kHS256 || key.alg == Alg::kHS384 || key.alg == Alg::kHS512)
     return check_hmac(key, input, sig);
-  unsigned char der[160];  // DER of a P-384 signature is at most 104 bytes
   auto* sig_bytes = reinterpret_cast<const unsigned char*>(sig.data());
+  if (key.alg == Alg::kEdDSA) {
+    // Ed25519 hashes inside a one-shot verify, which a context serves once.
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.pkey) == 1 &&
+           EVP_DigestVerify(ctx.get(), sig_bytes, sig.size(), in, input.size()) == 1;
+  }
+  unsigned char der[2 + 2 * (3 + 48)];  // the DER of a P-384 signature at its longest
   std::size_t sig_len = sig.size();
   if (key.alg == Alg::kES256 || key.alg == Alg::kES384) {
-    sig_len = ecdsa_der(sig, key.alg == Alg::kES256 ? 32 : 48, der, sizeof der);
+    sig_len = ecdsa_der(sig, key.alg == Alg::kES256 ? 32 : 48, der);
     if (sig_len == 0) return false;
     sig_bytes = der;
   }
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_PKEY_CTX* pctx = nullptr;
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), &pctx, digest(key.alg), nullptr, key.pkey) != 1)
-    return false;
-  // PS256 (RFC 7518 §3.5): PSS with MGF1 over SHA-256 and a salt as long as the digest.
-  if (key.alg == Alg::kPS256 && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-                                 EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1 ||
-                                 EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1))
-    return false;
-  return EVP_DigestVerify(ctx.get(), sig_bytes, sig_len,
-                          reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  return EVP_DigestInit_ex2(key.hash, key.md, nullptr) == 1 &&
+         EVP_DigestUpdate(key.hash, in, input.size()) == 1 &&
+         EVP_DigestFinal_ex(key.hash, digest, &digest_len) == 1 &&
+         EVP_PKEY_verify(key.verifier, sig_bytes, sig_len, digest, digest_len) == 1;
 }
 
 // The header's checks, and the key it selects. kNone with `key` set, or the error.

@@ -7,12 +7,14 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <array>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 
 #include "json.hpp"
 
@@ -241,29 +243,86 @@ std::size_t min_secret_size(Alg a) {
   }
 }
 
-Key::Key(Key&& o) noexcept
-    : kid(std::move(o.kid)), alg(o.alg), secret(std::move(o.secret)), pkey(o.pkey) {
-  o.pkey = nullptr;
+Key::Key(Key&& o) noexcept {
+  swap(o);
 }
 
 Key& Key::operator=(Key&& o) noexcept {
-  if (this != &o) {
-    EVP_PKEY_free(pkey);
-    kid = std::move(o.kid);
-    alg = o.alg;
-    secret = std::move(o.secret);
-    pkey = o.pkey;
-    o.pkey = nullptr;
-  }
+  Key taken(std::move(o));
+  swap(taken);  // what this held goes with `taken`
   return *this;
 }
 
+void Key::swap(Key& o) noexcept {
+  std::swap(kid, o.kid);
+  std::swap(alg, o.alg);
+  std::swap(secret, o.secret);
+  std::swap(pkey, o.pkey);
+  std::swap(mac, o.mac);
+  std::swap(md, o.md);
+  std::swap(hash, o.hash);
+  std::swap(verifier, o.verifier);
+}
+
 Key::~Key() {
+  EVP_PKEY_CTX_free(verifier);
+  EVP_MD_CTX_free(hash);
+  EVP_MD_free(md);
+  EVP_MAC_CTX_free(mac);
   EVP_PKEY_free(pkey);
 }
 
+namespace {
+
+const char* digest_name(Alg a) {
+  switch (a) {
+    case Alg::kHS384:
+    case Alg::kES384:
+      return "SHA384";
+    case Alg::kHS512:
+      return "SHA512";
+    default:
+      return "SHA256";
+  }
+}
+
+// The contexts Key describes; throws when OpenSSL cannot make them.
+void prepare(Key& k) {
+  bool ok = false;
+  if (is_hs(k.alg)) {
+    EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    k.mac = hmac ? EVP_MAC_CTX_new(hmac) : nullptr;
+    EVP_MAC_free(hmac);  // the context holds its own reference
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(
+                               OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name(k.alg)), 0),
+                           OSSL_PARAM_construct_end()};
+    ok = k.mac && EVP_MAC_init(k.mac, reinterpret_cast<const unsigned char*>(k.secret.data()),
+                               k.secret.size(), params) == 1;
+  } else if (k.alg == Alg::kEdDSA) {
+    ok = true;  // Ed25519 hashes inside its one-shot verify: nothing to keep between tokens
+  } else {
+    k.md = EVP_MD_fetch(nullptr, digest_name(k.alg), nullptr);
+    k.hash = EVP_MD_CTX_new();
+    k.verifier = EVP_PKEY_CTX_new_from_pkey(nullptr, k.pkey, nullptr);
+    ok = k.md && k.hash && k.verifier && EVP_PKEY_verify_init(k.verifier) == 1 &&
+         EVP_PKEY_CTX_set_signature_md(k.verifier, k.md) == 1;
+    // PS256 (RFC 7518 §3.5): PSS with MGF1 over SHA-256 and a salt as long as the digest.
+    if (ok && k.alg == Alg::kPS256)
+      ok = EVP_PKEY_CTX_set_rsa_padding(k.verifier, RSA_PKCS1_PSS_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md(k.verifier, k.md) == 1 &&
+           EVP_PKEY_CTX_set_rsa_pss_saltlen(k.verifier, 32) == 1;
+  }
+  if (!ok) {
+    ERR_clear_error();
+    throw std::runtime_error(std::string("OpenSSL cannot verify ").append(alg_name(k.alg)));
+  }
+}
+
+}  // namespace
+
 bool base64url_decode(std::string_view in, std::string& out) {
   if (in.size() % 4 == 1) return false;
+  out.reserve(out.size() + in.size() / 4 * 3 + 2);
   std::uint32_t acc = 0;
   int bits = 0;
   for (char c : in) {
@@ -314,6 +373,7 @@ void KeySet::add(Key key) {
   for (const Key& k : keys_)
     if (!key.kid.empty() && k.kid == key.kid)
       throw std::runtime_error(std::string("duplicate kid \"").append(key.kid).append("\""));
+  prepare(key);
   keys_.push_back(std::move(key));
 }
 

@@ -24,6 +24,15 @@ struct Key {
   Alg alg = Alg::kHS256;
   std::string secret;        // HS*: the secret bytes
   EVP_PKEY* pkey = nullptr;  // others: owned
+  // Contexts made once, by KeySet::add, and reused for every token: OpenSSL 3 looks an
+  // algorithm's implementation up on every one-shot call and context set-up, which cost more
+  // than the HMAC itself and half again an ECDSA verify (measured: bench/results/
+  // 2026-11-30-auth.md). Being reused, a key verifies on one thread at a time: every core loads
+  // its own KeySet. All owned.
+  EVP_MAC_CTX* mac = nullptr;        // HS*: HMAC keyed with `secret`
+  EVP_MD* md = nullptr;              // ES, RS, PS: the digest the signature covers ...
+  EVP_MD_CTX* hash = nullptr;        //   ... computed here for each token ...
+  EVP_PKEY_CTX* verifier = nullptr;  //   ... and checked here (padding set for PS256)
 
   Key() = default;
   Key(Key&& o) noexcept;
@@ -31,6 +40,7 @@ struct Key {
   Key(const Key&) = delete;
   Key& operator=(const Key&) = delete;
   ~Key();
+  void swap(Key& o) noexcept;
 };
 
 // What the operator configured.

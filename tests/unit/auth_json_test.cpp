@@ -95,6 +95,16 @@ TEST(AuthJson, RefusesDuplicateMemberNames) {
   EXPECT_FALSE(valid(R"({"a":1,"\u0061":2})"));  // the same name, escaped
   EXPECT_FALSE(valid(R"({"x":{"b":1,"b":1}})"));
   EXPECT_TRUE(valid(R"({"a":1,"A":2,"b":{"a":3}})"));
+  // Up to 16 names are compared as they are written; more, or an escaped one, as sorted
+  // unescaped copies: a duplicate is caught on either side of that line and across it.
+  for (int n : {15, 16, 17, 40}) {
+    std::string doc = "{";
+    for (int i = 0; i < n; ++i) doc += "\"m" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    EXPECT_TRUE(valid(doc.substr(0, doc.size() - 1) + "}")) << n;
+    EXPECT_FALSE(valid(doc + "\"m0\":0}")) << n;
+    EXPECT_FALSE(valid(doc + "\"m\\u0030\":0}")) << n;  // m0, escaped
+    EXPECT_FALSE(valid(doc + "\"m" + std::to_string(n - 1) + "\":0}")) << n;
+  }
 }
 
 TEST(AuthJson, StringEscapesAndSurrogates) {

@@ -25,21 +25,26 @@ struct Request {
     auto r = protocol::parse_upgrade_request(bytes, 16384, req);
     EXPECT_EQ(r.kind, protocol::RequestParse::kUpgrade) << r.reason;
   }
-  FoundToken find(const TokenSources& s = {}) const {
+  // What find_token found, copied: a test keeps it after the (temporary) request is gone.
+  struct Found {
+    std::string token;
+    TokenFrom from;
+  };
+  Found find(const TokenSources& s = {}) const {
     FoundToken f = find_token(req, s);
     // The token is a view into the request's bytes, never a copy.
     if (!f.token.empty()) {
       EXPECT_TRUE(f.token.data() >= bytes.data() &&
                   f.token.data() + f.token.size() <= bytes.data() + bytes.size());
     }
-    return f;
+    return {std::string(f.token), f.from};
   }
 };
 
 TEST(AuthTokenSource, AuthorizationBearer) {
   for (std::string_view h : {"Authorization: Bearer a.b.c\r\n", "authorization: bearer a.b.c\r\n",
                              "Authorization: BEARER   a.b.c  \r\n"}) {
-    FoundToken f = Request("/", h).find();
+    Request::Found f = Request("/", h).find();
     EXPECT_EQ(f.from, TokenFrom::kHeader) << h;
     EXPECT_EQ(f.token, "a.b.c") << h;
   }
@@ -47,12 +52,13 @@ TEST(AuthTokenSource, AuthorizationBearer) {
                              "Authorization: Bearera.b.c\r\n", "Authorization: Bearer \r\n"})
     EXPECT_EQ(Request("/", h).find().from, TokenFrom::kNone) << h;
   // A second Authorization line carrying Bearer is found too.
-  FoundToken f = Request("/", "Authorization: Basic x\r\nAuthorization: Bearer t.u.v\r\n").find();
+  Request::Found f =
+      Request("/", "Authorization: Basic x\r\nAuthorization: Bearer t.u.v\r\n").find();
   EXPECT_EQ(f.token, "t.u.v");
 }
 
 TEST(AuthTokenSource, SubprotocolEntry) {
-  FoundToken f = Request("/", "Sec-WebSocket-Protocol: chat, bearer.a.b.c\r\n").find();
+  Request::Found f = Request("/", "Sec-WebSocket-Protocol: chat, bearer.a.b.c\r\n").find();
   EXPECT_EQ(f.from, TokenFrom::kProtocol);
   EXPECT_EQ(f.token, "a.b.c");
   f = Request("/", "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: bearer.x.y.z , v2\r\n")
@@ -63,7 +69,7 @@ TEST(AuthTokenSource, SubprotocolEntry) {
 }
 
 TEST(AuthTokenSource, CookieAmongSeveral) {
-  FoundToken f =
+  Request::Found f =
       Request("/", "Cookie: a=1; wsedge_token=t.o.k;b=2\r\nCookie: wsedge_token=late.r.x\r\n")
           .find();
   EXPECT_EQ(f.from, TokenFrom::kCookie);
@@ -79,7 +85,7 @@ TEST(AuthTokenSource, CookieAmongSeveral) {
 
 TEST(AuthTokenSource, QueryParameter) {
   EXPECT_EQ(Request("/chat?token=a.b.c", "").find().token, "a.b.c");
-  FoundToken f = Request("/chat?room=1&token=a.b.c&x=2", "").find();
+  Request::Found f = Request("/chat?room=1&token=a.b.c&x=2", "").find();
   EXPECT_EQ(f.from, TokenFrom::kQuery);
   EXPECT_EQ(f.token, "a.b.c");
   EXPECT_EQ(Request("/chat?room=1&token=a.b.c", "").find().token, "a.b.c");

@@ -94,25 +94,36 @@ Split split_head(std::string_view buf, std::size_t max, HeaderBlock& out) {
 
 enum class Line : std::uint8_t { kOk, kEnd, kMalformed };
 
-// Splits the first header line off `headers` (lines each ending in CRLF).
-Line next_line(std::string_view& headers, std::string_view& name, std::string_view& value) {
-  if (headers.empty()) return Line::kEnd;
+// Splits the first header line off `headers` (lines each ending in CRLF) at its colon, checking
+// nothing more: what lookups use, in headers parse_upgrade_request has checked already (each
+// lookup checking every byte again walked a request with a token eight more times per upgrade).
+// False at the end, or on a line without a colon.
+bool split_line(std::string_view& headers, std::string_view& name, std::string_view& value) {
+  if (headers.empty()) return false;
   std::size_t eol = headers.find("\r\n");
   std::string_view line = headers.substr(0, eol);
-  headers.remove_prefix(eol + 2);
+  headers.remove_prefix(std::min(headers.size(), line.size() + 2));
   std::size_t colon = line.find(':');
-  if (colon == 0 || colon == std::string_view::npos) return Line::kMalformed;
+  if (colon == std::string_view::npos) return false;
   name = line.substr(0, colon);
+  value = trim(line.substr(colon + 1));
+  return true;
+}
+
+// split_line, and the checks a header line must pass.
+Line next_line(std::string_view& headers, std::string_view& name, std::string_view& value) {
+  if (headers.empty()) return Line::kEnd;
+  if (!split_line(headers, name, value) || name.empty()) return Line::kMalformed;
   for (char c : name) {
     if (!is_tchar(c)) return Line::kMalformed;  // also obsolete line folding and stray spaces
   }
   // Field values are visible characters, spaces and tabs (RFC 9110 §5.5): a control byte (NUL,
   // CR, LF, ESC, DEL...) would otherwise reach the application, its logs and its backends.
-  for (char c : line.substr(colon + 1)) {
+  // (`value` is trimmed of spaces and tabs only: a control byte at either end is still in it.)
+  for (char c : value) {
     auto u = static_cast<unsigned char>(c);
     if ((u < 0x20 && c != '\t') || u == 0x7F) return Line::kMalformed;
   }
-  value = trim(line.substr(colon + 1));
   return Line::kOk;
 }
 
@@ -131,7 +142,7 @@ bool UpgradeRequest::next_header(std::string_view name, std::size_t& from,
                                  std::string_view& value) const {
   std::string_view rest = headers.substr(std::min(from, headers.size()));
   std::string_view n, v;
-  while (next_line(rest, n, v) == Line::kOk) {
+  while (split_line(rest, n, v)) {
     if (iequals(n, name)) {
       from = headers.size() - rest.size();
       value = v;

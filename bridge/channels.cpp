@@ -1,5 +1,7 @@
 #include "channels.hpp"
 
+#include <algorithm>
+
 namespace wsedge::bridge {
 
 Channels::Change Channels::subscribe(io::SocketId id, std::string_view channel) {
@@ -71,6 +73,14 @@ Channels::Change Channels::remove(io::SocketId id, std::size_t mine_index) {
   c.name.clear();
   free_.push_back(gone.channel);
   return Change::kLast;
+}
+
+bool Channels::has(io::SocketId id, std::string_view channel) const {
+  auto it = index_.find(channel);
+  if (it == index_.end() || id.idx >= by_conn_.size()) return false;
+  const std::vector<Mine>& mine = by_conn_[id.idx];
+  return std::any_of(mine.begin(), mine.end(),
+                     [&](const Mine& m) { return m.channel == it->second; });
 }
 
 Channels::Channel* Channels::find(std::string_view channel) {

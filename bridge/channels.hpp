@@ -49,6 +49,8 @@ class Channels {
   // The channels a connection is subscribed to, in no particular order.
   template <class Fn>
   void for_each_of(io::SocketId id, Fn&& fn) const;
+  // Whether the connection is subscribed to the channel (a scan of its own list).
+  bool has(io::SocketId id, std::string_view channel) const;
   std::size_t count_of(io::SocketId id) const {
     return id.idx < by_conn_.size() ? by_conn_[id.idx].size() : 0;
   }

@@ -734,6 +734,11 @@ Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::
   }
   ws::Connection c = resolve(h.id);
   if (!c.open()) return SendOutcome::kGone;
+  // The limit counts what is new: subscribing again to what it holds changes nothing.
+  if (on) {
+    count = 0;
+    for_each_name(list, [&](std::string_view ch) { count += !channels_.has(c.id(), ch); });
+  }
   if (on && channels_.count_of(c.id()) + count > opts_.max_channels_per_conn) {
     answer(li, Type::kError, h.id, seq, "full", "too many channels for one connection");
     return SendOutcome::kRefused;

@@ -129,7 +129,8 @@ bool Edge::control(ws::Connection c, std::string_view text) {
     } else if (verb == "unsub") {
       subscribe(id, channel, false);
       reply("ok", channel);
-    } else if (channels_.count_of(id) >= opts_.max_channels_per_conn) {
+    } else if (channels_.count_of(id) >= opts_.max_channels_per_conn &&
+               !channels_.has(id, channel)) {
       reply("err", "limit");
     } else if (!may_subscribe(id, channel)) {
       reply("err", std::string(channel).append(" denied"));

@@ -500,6 +500,9 @@ class AuthTest(unittest.TestCase):
                 answers = [await recv(ws) for _ in range(1030)]
                 self.assertEqual(sum(a.startswith("wsedge:ok sub") for a in answers), 1024)
                 self.assertEqual(answers[-1], "wsedge:err sub limit")
+                # At the limit, a channel it holds already is no new subscription: ok.
+                await ws.send("wsedge:sub chat:7")
+                self.assertEqual(await recv(ws), "wsedge:ok sub chat:7")
                 # Refresh spam: each answered, the connection unharmed.
                 tok = self.keys.token(sub="mo", roles=["member"])
                 for _ in range(200):

@@ -34,7 +34,11 @@ TEST(BridgeChannels, FirstAndLastSubscriberChangeTheFilter) {
   EXPECT_EQ(t.subscribe(conn(2), "chat"), Change::kNone);
   EXPECT_EQ(t.subscribe(conn(2), "chat"), Change::kNone);  // twice is once
   EXPECT_EQ(t.subscription_count(), 2u);
+  EXPECT_TRUE(t.has(conn(2), "chat"));
+  EXPECT_FALSE(t.has(conn(2), "other"));
+  EXPECT_FALSE(t.has(conn(9), "chat"));  // a slot the table has never seen
   EXPECT_EQ(t.unsubscribe(conn(1), "chat"), Change::kNone);
+  EXPECT_FALSE(t.has(conn(1), "chat"));
   EXPECT_EQ(t.unsubscribe(conn(1), "chat"), Change::kNone);  // not subscribed any more
   EXPECT_EQ(t.unsubscribe(conn(2), "chat"), Change::kLast);
   EXPECT_EQ(t.find("chat"), nullptr);
@@ -47,6 +51,8 @@ TEST(BridgeChannels, NamesArePreciseNotPrefixes) {
   t.subscribe(conn(2), "chatter");
   EXPECT_EQ(subscribers(t, "chat"), std::set<std::uint32_t>{1});
   EXPECT_EQ(subscribers(t, "chatter"), std::set<std::uint32_t>{2});
+  EXPECT_FALSE(t.has(conn(1), "chatter"));
+  EXPECT_TRUE(t.has(conn(2), "chatter"));
 }
 
 TEST(BridgeChannels, CloseLeavesEveryChannelAndReportsTheEmptiedOnes) {

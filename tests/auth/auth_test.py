@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa  # noqa: E402
 
 from bridge_test import BackendThread, backends, closed_with, connect, recv, until  # noqa: E402
+from bridge_test import counters as bridge_counters  # noqa: E402
 from wsedge_server import start_server  # noqa: E402
 from wsedge_backend import protocol as wp  # noqa: E402
 
@@ -75,14 +75,8 @@ permissions = ["*"]
 
 
 def counters(log):
-    """Sums the per-core auth counters of wsedge's exit log."""
-    total = {}
-    for line in log.splitlines():
-        if "bridge stopped" not in line:
-            continue
-        for name, value in re.findall(r"\b((?:auth|acl)_\w+)=(\d+)", line):
-            total[name] = total.get(name, 0) + int(value)
-    return total
+    """Sums the per-core auth and ACL counters of wsedge's exit log."""
+    return bridge_counters(log, r"(?:auth|acl)_\w+")
 
 
 def b64(data):

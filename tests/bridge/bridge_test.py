@@ -43,13 +43,14 @@ logging.basicConfig(level=os.environ.get("WSEDGE_TEST_LOG", "CRITICAL"))
 
 # ---- helpers --------------------------------------------------------------------------------
 
-def counters(log):
-    """Sums the per-core counters of wsedge's exit log ("bridge stopped" lines)."""
+def counters(log, names=r"bridge_\w+"):
+    """Sums the per-core counters of wsedge's exit log ("bridge stopped" lines) whose names
+    match the pattern `names`."""
     total = {}
     for line in log.splitlines():
         if "bridge stopped" not in line:
             continue
-        for name, value in re.findall(r"(bridge_\w+)=(\d+)", line):
+        for name, value in re.findall(rf"\b({names})=(\d+)", line):
             total[name] = total.get(name, 0) + int(value)
     return total
 

@@ -5,10 +5,12 @@ packages=(
   build-essential pkg-config cmake meson ninja-build   # toolchain
   liburing-dev libssl-dev libmimalloc-dev openssl      # the server
   libzmq3-dev cppzmq-dev                               # the bridge to backends
-  libtomlplusplus-dev                                  # the ACL file (and the config file)
+  libtomlplusplus-dev                                  # the config file and the ACL file
+  libsystemd-dev systemd                               # sd_notify readiness and watchdog; the unit's check
   libgtest-dev python3 python3-websockets nodejs node-ws curl  # the tests
   python3-zmq chromium chromium-driver python3-selenium # backends in Python, the browser test
   python3-jwt                                          # tokens minted by a third party
+  python3-prometheus-client haproxy                    # the metrics parser, PROXY protocol sender
   libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
   mongrel2-core pushpin                                # the bridge's baselines
   clang libclang-rt-14-dev                              # the fuzz targets (libFuzzer)

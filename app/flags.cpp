@@ -572,6 +572,11 @@ const std::vector<Spec>& specs() {
       {"--acl", "FILE", "access control list (TOML, docs/AUTH.md §6); SIGHUP reloads it",
        [](const Flags&) { return std::string("none: everything allowed"); },
        [](Flags& f, std::string_view v) { f.auth.acl_file = v; }},
+      // --- operations: metrics and the admin port ---
+      // --- operations: logs ---
+      // --- operations: config file ---
+      // --- operations: drain ---
+      // --- operations: PROXY protocol ---
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
        [](Flags& f, std::string_view) { f.help = true; }},
       {"--version", nullptr, "print the version", [](const Flags&) { return std::string(); },

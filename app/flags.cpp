@@ -576,6 +576,13 @@ const std::vector<Spec>& specs() {
       // --- operations: logs ---
       // --- operations: config file ---
       // --- operations: drain ---
+      {"--drain-timeout", "MS",
+       "SIGTERM: stop accepting, then close every client with 1001 spread evenly over this "
+       "long (so they do not all reconnect at once), then exit; SIGINT closes them at once",
+       [](const Flags& f) { return str(f.server.drain_ms); },
+       [](Flags& f, std::string_view v) {
+         f.server.drain_ms = static_cast<std::uint32_t>(number("--drain-timeout", v, 0, 3600000));
+       }},
       // --- operations: PROXY protocol ---
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
        [](Flags& f, std::string_view) { f.help = true; }},

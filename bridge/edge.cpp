@@ -848,15 +848,26 @@ void Edge::beat() {
     if (links_[li]->state() != Link::State::kUp) continue;
     Frames m;
     m.f[0] = header_frame(Type::kBeat, 0, conn_id({0, 0}));
-    std::byte meta[64];
+    std::byte meta[96];
     MetaWriter w(meta, sizeof meta);
     w.add_u32("connections", open_count_).add_u32("interval", opts_.beat_ms);
+    if (draining_) w.add_u32("draining", drain_ms_);
     m.f[1].rebuild(w.bytes().data(), w.bytes().size());
     m.n = 2;
     if (!links_[li]->send_control(m)) ++counters_.control_dropped;
     dirty_[li] = true;
   }
   beat_timer_ = reactor_->schedule(opts_.beat_ms, &Edge::beat_timer, this);
+}
+
+void Edge::on_draining(std::uint32_t window_ms) {
+  // Backends hear it now, not at the next beat: they can stop routing work to this node's
+  // connections, which close with 1001 over the window.
+  draining_ = true;
+  drain_ms_ = window_ms;
+  reactor_->cancel(beat_timer_);
+  beat();
+  LOG_INFO("msg=\"draining\" core=%u connections=%u window_ms=%u", core_, open_count_, window_ms);
 }
 
 // --- Channels ---

@@ -50,6 +50,8 @@ class Edge {
   void on_drain(ws::Connection c);
   void on_flush();
   void on_reload();
+  // The server is stopping: every backend is told at once (BEAT with `draining`).
+  void on_draining(std::uint32_t window_ms);
 
   const BridgeCounters& counters() const { return counters_; }
   // Null when auth is off and there is no ACL.
@@ -175,6 +177,8 @@ class Edge {
   std::size_t scratch_len_ = 0;
   std::uint32_t open_count_ = 0;
   io::TimerId beat_timer_;
+  bool draining_ = false;  // BEATs say so from on_draining on
+  std::uint32_t drain_ms_ = 0;
   io::TimerId check_timer_;
   std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told
   io::TimerId gap_timer_;

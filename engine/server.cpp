@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
@@ -40,6 +41,23 @@ void block_stop_signals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+namespace {
+// A listener that stops drops the connections queued on it, unless the kernel moves them to
+// another listener of the port (net.ipv4.tcp_migrate_req, Linux 5.14): without it, a
+// replacement loses the few connections that arrive as the old server stops listening.
+void warn_unless_migrating() {
+  char v = '0';
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_migrate_req", "r")) {
+    v = static_cast<char>(std::fgetc(f));
+    std::fclose(f);
+  }
+  if (v != '1')
+    LOG_WARN(
+        "msg=\"--reuse-port without net.ipv4.tcp_migrate_req=1: connections queued on a "
+        "listener when its server stops are reset (docs/OPERATIONS.md §4)\"");
+}
+}  // namespace
+
 std::vector<std::vector<int>> open_listeners(ServerOptions& opts) {
   // SO_REUSEPORT, which lets every core own a listener, also lets a second server join the port
   // and silently take a share of its connections, so check that nobody serves it yet. A server
@@ -52,6 +70,7 @@ std::vector<std::vector<int>> open_listeners(ServerOptions& opts) {
                                  " is already served (--reuse-port joins it on purpose)");
     }
   }
+  if (opts.reuse_port) warn_unless_migrating();
   std::vector<std::vector<int>> fds(opts.cores);
   for (io::Address& addr : opts.listen) {
     for (unsigned i = 0; i < opts.cores; ++i) {
@@ -81,32 +100,58 @@ void pin_to_cpu(unsigned index) {
 }
 
 void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
-                   bool& stopping) {
+                   StopState& stop) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
-  auto each = [&](void (io::Reactor::*fn)()) {
+  auto each = [&](auto&& fn) {
     std::lock_guard<std::mutex> lock(mu);
     for (io::Reactor* r : reactors) {
-      if (r) (r->*fn)();
+      if (r) fn(*r);
     }
   };
-  timespec rotate{static_cast<time_t>(opts.ticket_rotation_s), 0};
+  // The main thread wakes every 100 ms: to see every core up (ready), to check each core's
+  // heartbeat (alive), and to rotate ticket keys on schedule.
+  constexpr std::uint64_t kPollMs = 100;
+  timespec poll{0, static_cast<long>(kPollMs * 1000000)};
+  std::uint64_t now = io::Reactor::monotonic_ns() / 1000000;
+  std::uint64_t next_rotation = now + std::uint64_t{opts.ticket_rotation_s} * 1000;
+  std::uint64_t next_alive = now + opts.hooks.alive_ms;
+  std::vector<std::uint64_t> beats(reactors.size(), 0);
+  bool ready = false;
   int sig = 0;
   for (;;) {
-    sig = opts.plain ? sigwaitinfo(&set, nullptr) : sigtimedwait(&set, nullptr, &rotate);
-    if (sig < 0) {
-      if (errno != EAGAIN) continue;
+    sig = sigtimedwait(&set, nullptr, &poll);
+    now = io::Reactor::monotonic_ns() / 1000000;
+    if (!ready) {
+      std::lock_guard<std::mutex> lock(mu);
+      ready = std::all_of(reactors.begin(), reactors.end(), [](io::Reactor* r) { return r; });
+      if (ready && opts.hooks.ready) opts.hooks.ready();
+    }
+    if (opts.hooks.alive && ready && now >= next_alive) {
+      next_alive = now + opts.hooks.alive_ms;
+      // Alive only if every core's loop has ticked since the last check.
+      bool all = true;
+      std::lock_guard<std::mutex> lock(mu);
+      for (std::size_t i = 0; i < reactors.size(); ++i) {
+        std::uint64_t b = reactors[i] ? reactors[i]->heartbeat_ms() : 0;
+        all = all && reactors[i] && b != beats[i];
+        beats[i] = b;
+      }
+      if (all) opts.hooks.alive();
+    }
+    if (!opts.plain && now >= next_rotation) {
+      next_rotation = now + std::uint64_t{opts.ticket_rotation_s} * 1000;
       try {
         tls::ticket_keys().rotate();  // tickets issued from now on use a new key
       } catch (const std::exception& e) {
         LOG_ERROR("msg=\"ticket key rotation failed; the current key stays\" error=\"%s\"",
                   e.what());
       }
-      continue;
     }
+    if (sig < 0) continue;
     if (sig != SIGHUP) break;
     if (!opts.plain) {
       try {
@@ -119,22 +164,39 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     }
     // Every core, plain or not: applications reload too (auth keys, the ACL), each core its
     // own, all or nothing; a core's TLS loader refuses certificates that failed here as well.
-    each(&io::Reactor::request_reload);
+    each([](io::Reactor& r) { r.request_reload(); });
   }
-  LOG_INFO("msg=\"stopping\" signal=%d", sig);
+  std::uint32_t window = sig == SIGTERM ? opts.drain_ms : 0;
+  LOG_INFO("msg=\"stopping\" signal=%d drain_ms=%u", sig, window);
+  if (opts.hooks.stopping) opts.hooks.stopping();
   {
     std::lock_guard<std::mutex> lock(mu);
-    stopping = true;
+    stop.stopping = true;
+    stop.drain_ms = window;
   }
-  each(&io::Reactor::request_stop);
-  // A second SIGINT while draining means "now".
-  sigdelset(&set, SIGHUP);
-  std::thread([set]() mutable {
-    int again = 0;
-    while (sigwait(&set, &again) == 0) {
-      if (again == SIGINT) _exit(130);
+  each([window](io::Reactor& r) { r.request_stop(window); });
+}
+
+void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
+                         const std::atomic<bool>& done) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  timespec poll{0, 100 * 1000000};
+  bool shortened = false;
+  while (!done) {
+    int sig = sigtimedwait(&set, nullptr, &poll);
+    if (sig < 0) continue;
+    // A second SIGINT after the drain was cut short means "now".
+    if (sig == SIGINT && shortened) _exit(130);
+    shortened = true;
+    LOG_INFO("msg=\"closing every remaining connection now\" signal=%d", sig);
+    std::lock_guard<std::mutex> lock(mu);
+    for (io::Reactor* r : reactors) {
+      if (r) r->request_stop(0);
     }
-  }).detach();
+  }
 }
 
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {

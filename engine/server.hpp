@@ -1,8 +1,10 @@
 #pragma once
 // Runs an application on N cores, share-nothing: each core gets a pinned thread with its own
 // reactor, its own SO_REUSEPORT listener on each address (the kernel spreads connections
-// across the cores), its own endpoint and its own application object. SIGINT/SIGTERM stop all cores
-// gracefully (Close 1001 to every client); a second signal exits at once.
+// across the cores), its own endpoint and its own application object. SIGTERM drains: no new
+// connections, Close 1001 to every client spread over drain_ms, then exit; SIGINT closes them
+// all at once. A second signal while draining closes the rest at once; a further SIGINT exits.
+#include <atomic>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -28,6 +30,15 @@ struct ServerOptions {
   unsigned ticket_rotation_s = 3600;  // session-ticket key lifetime
   io::ReactorConfig reactor;
   ws::EndpointConfig endpoint;
+  std::uint32_t drain_ms = 10000;  // SIGTERM: how long closing every client may take
+  // Called on the main thread, for operations (readiness, systemd): none may block long.
+  struct Hooks {
+    std::function<void()> ready;     // every core serves (once)
+    std::function<void()> stopping;  // a stop signal came, before the cores hear of it
+    // Every alive_ms in which every core's loop has turned (a stuck core stops the calls).
+    std::function<void()> alive;
+    std::uint32_t alive_ms = 0;
+  } hooks;
 };
 
 // The pieces of serve() that do not depend on the application.
@@ -42,8 +53,18 @@ std::vector<std::vector<int>> open_listeners(ServerOptions& opts);
 void pin_to_cpu(unsigned index);
 // Serves signals until a stop: SIGHUP reloads TLS certificates (checked here first, so a bad
 // one is refused before any core sees it), and ticket keys rotate on schedule.
+// What the main thread decided, under the cores' mutex: a core that starts after the stop
+// signal stops at once, with the same drain window.
+struct StopState {
+  bool stopping = false;
+  std::uint32_t drain_ms = 0;
+};
 void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
-                   bool& stopping);
+                   StopState& stop);
+// After the first stop: further signals shorten the drain (SIGTERM, SIGINT) or end the process
+// (a second SIGINT), until `done`.
+void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
+                         const std::atomic<bool>& done);
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
@@ -66,7 +87,7 @@ void serve(ServerOptions opts, MakeApp make_app,
   }
 
   std::mutex mu;
-  bool stopping = false;
+  StopState stop;
   std::vector<io::Reactor*> reactors(opts.cores, nullptr);
   std::exception_ptr error;
   std::vector<std::thread> threads;
@@ -87,7 +108,7 @@ void serve(ServerOptions opts, MakeApp make_app,
         {
           std::lock_guard<std::mutex> lock(mu);
           reactors[i] = &reactor;
-          if (stopping) reactor.request_stop();
+          if (stop.stopping) reactor.request_stop(stop.drain_ms);
         }
         reactor.run(endpoint);
         // Before the reactor and endpoint go: the application closes what it opened.
@@ -100,12 +121,22 @@ void serve(ServerOptions opts, MakeApp make_app,
         if (!error) error = std::current_exception();
         reactors[i] = nullptr;
       }
-      // Whoever ends first, for whatever reason, stops the others.
-      kill(getpid(), SIGTERM);
+      // Whoever ends first, for whatever reason, stops the others; once they are stopping,
+      // a signal would be taken for a second one and cut the others' drains short.
+      bool others_run;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        others_run = !stop.stopping;
+      }
+      if (others_run) kill(getpid(), SIGTERM);
     });
   }
-  wait_for_stop(opts, reactors, mu, stopping);
+  wait_for_stop(opts, reactors, mu, stop);
+  std::atomic<bool> done{false};
+  std::thread signals([&] { watch_second_signal(reactors, mu, done); });
   for (auto& t : threads) t.join();
+  done = true;
+  signals.join();
   if (error) std::rethrow_exception(error);
 }
 

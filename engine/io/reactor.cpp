@@ -101,7 +101,8 @@ void Reactor::arm_wake() {
   sqe->user_data = tag(kOpWake, 0, 0);
 }
 
-void Reactor::request_stop() {
+void Reactor::request_stop(std::uint32_t drain_ms) {
+  drain_ms_.store(drain_ms);
   stop_requested_.store(true);
   std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);

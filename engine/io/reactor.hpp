@@ -249,9 +249,16 @@ class Reactor {
 
   // Runs task->run on `target`'s thread (IORING_OP_MSG_RING). Call from this reactor's thread.
   void post(Reactor& target, PostTask* task);
-  // From any thread: the loop calls on_stop() / on_reload() on its own thread.
-  void request_stop();
+  // From any thread: the loop calls on_stop() / on_reload() on its own thread. drain_ms is how
+  // long the handler may take to end its connections (spread over it, so clients do not all
+  // reconnect in the same second; 0: at once); a later request with a shorter window calls
+  // on_stop() again (a second signal while draining: end the rest now).
+  void request_stop(std::uint32_t drain_ms = 0);
   void request_reload();
+  std::uint32_t drain_ms() const { return drain_ms_.load(std::memory_order_relaxed); }
+  // From any thread: now_ms() as of the loop's last tick. The 10 ms tick is always armed, so a
+  // value that stops moving means the loop is stuck (the systemd watchdog checks it).
+  std::uint64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
   // Leave run() once no connection is left.
   void exit_when_idle() { exit_when_idle_ = true; }
   void stop_listening();
@@ -429,6 +436,8 @@ class Reactor {
   std::uint64_t wake_buf_ = 0;
   __kernel_timespec tick_ts_{};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<std::uint32_t> drain_ms_{0};
+  std::atomic<std::uint64_t> heartbeat_ms_{0};
   std::atomic<bool> reload_requested_{false};
   bool stopping_ = false;
   bool exit_when_idle_ = false;
@@ -566,12 +575,13 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
       }
       break;
     case kOpTick:
+      heartbeat_ms_.store(now_ms_, std::memory_order_relaxed);
       on_tick(h);
       arm_tick();
       break;
     case kOpWake:
       if (reload_requested_.exchange(false)) h.on_reload();
-      if (stop_requested_.exchange(false) && !stopping_) {
+      if (stop_requested_.exchange(false)) {
         stopping_ = true;
         h.on_stop();
       }

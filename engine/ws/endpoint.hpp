@@ -16,6 +16,8 @@
 //   struct ConnState;  state(Connection) gives it, value-initialised when the connection
 //       starts, cleared after on_close
 //   void on_reload();  SIGHUP, on the core's own thread, after TLS certificates are reloaded
+//   void on_draining(std::uint32_t window_ms);  the server is stopping: no new connections;
+//       the open ones get Close 1001 spread over window_ms (0: at once), starting after this
 //   void on_flush();  at the end of every loop turn, after its completions and before output
 //       is encrypted and sent (also when a long turn sends what it has so far, and once as
 //       run() returns): frames sent here leave in the same turn. For work that batches a
@@ -179,18 +181,26 @@ class Endpoint : public EndpointBase {
     }
   }
 
-  // Graceful stop: no new connections; open ones get Close 1001 and finish their handshake.
+  // Stop (SIGTERM, SIGINT): no new connections; handshakes in progress end at once; open
+  // connections get Close 1001, spread over the reactor's drain window (docs/OPERATIONS.md §4)
+  // so their clients do not all reconnect in the same second. Called again with a shorter
+  // window (a second signal), the rest are closed now.
   void on_stop() {
-    reactor_.stop_listening();
-    for (std::uint32_t i = 0; i < reactor_.slots(); ++i) {
+    std::uint32_t window = reactor_.drain_ms();
+    if (!drain_.started) {
+      reactor_.stop_listening();
+      if constexpr (requires { app_.on_draining(window); }) app_.on_draining(window);
+    }
+    // Handshakes under way finish (and take their turn in the drain) unless the stop is
+    // immediate: a client the kernel handed us before the stop must not see an error.
+    for (std::uint32_t i = 0; window == 0 && i < reactor_.slots(); ++i) {
       io::SocketId id = reactor_.id_at(i);
       if (i >= conns_.size() || !reactor_.accepts_output(id)) continue;
       Phase p = conns_[i].phase;
-      if (p == kOpen)
-        close(id, protocol::close_code::kGoingAway, "server shutting down");
-      else if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
+      if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
         end(id, protocol::close_code::kGoingAway, "server shutting down", Ending::kAbort);
     }
+    drain(window);
     reactor_.exit_when_idle();
   }
 
@@ -345,6 +355,7 @@ class Endpoint : public EndpointBase {
     ++counters_.handshakes;
     c.phase = kOpen;
     arm_keepalive(id);
+    if (drain_.started) drain_later(id);
     app_.on_open(Connection{this, id});
     std::size_t used = kKey + r.consumed;
     after_handshake(id, c, c.handshake->data() + used, c.handshake->len - used);

@@ -325,6 +325,7 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.
   c.flags &= static_cast<std::uint8_t>(~(kHeardFrom | kHandshakeRest));
   arm_keepalive(id);
+  if (drain_.started) drain_later(id);
 }
 
 void EndpointBase::begin_server_handshake(io::SocketId id) {
@@ -477,6 +478,48 @@ void EndpointBase::sweep_ips(void* self, io::Reactor&) {
   auto* ep = static_cast<EndpointBase*>(self);
   ep->ip_sweep_.armed = false;
   if (ep->ips_->sweep(ep->reactor_.now_ms())) ep->arm(ep->ip_sweep_, kIpSweepMs, sweep_ips);
+}
+
+void EndpointBase::drain(std::uint32_t window_ms) {
+  if (!drain_.started) {
+    drain_.started = true;
+    drain_.start_ms = reactor_.now_ms();
+    drain_.window_ms = window_ms;
+    for_each_open([this](Connection c) { drain_.ids.push_back(c.id()); });
+  } else {
+    drain_.window_ms = std::min(drain_.window_ms, window_ms);
+  }
+  close_due();
+}
+
+void EndpointBase::drain_later(io::SocketId id) {
+  // Accepted before the drain began, opened since: it takes its turn with the rest (a
+  // handshake under way is not cut off: during a replacement its client must not see an
+  // error), or at once if the window has passed.
+  drain_.ids.push_back(id);
+  arm(drain_.step, kDrainStepMs, drain_step);
+}
+
+void EndpointBase::drain_step(void* self, io::Reactor&) {
+  auto* ep = static_cast<EndpointBase*>(self);
+  ep->drain_.step.armed = false;
+  ep->close_due();
+}
+
+void EndpointBase::close_due() {
+  Drain& d = drain_;
+  std::size_t n = d.ids.size();
+  std::uint64_t elapsed = reactor_.now_ms() - d.start_ms;
+  // Due by now: those whose turn k * window / N has come (the first at once).
+  std::size_t due = d.window_ms == 0 || elapsed >= d.window_ms
+                        ? n
+                        : std::min<std::size_t>(n, elapsed * n / d.window_ms + 1);
+  for (; d.closed < due; ++d.closed) {
+    // One that ended meanwhile (or whose slot holds a newer connection) is skipped: close()
+    // checks the generation.
+    close(d.ids[d.closed], protocol::close_code::kGoingAway, "server shutting down");
+  }
+  if (d.closed < n) arm(d.step, kDrainStepMs, drain_step);
 }
 
 void EndpointBase::arm_keepalive(io::SocketId id) {

@@ -85,6 +85,9 @@ class EndpointBase {
     tls_loader_ = std::move(loader);
   }
   void on_reload();
+  // Closes every open connection with 1001, spread evenly over window_ms from now: the k-th
+  // of N at k * window_ms / N. Again with 0 (or once the window has passed): the rest at once.
+  void drain(std::uint32_t window_ms);
   // Client role over TLS: connections from connect() use `ctx` (no ownership taken). With
   // `resume`, each new connection offers the session of the last completed handshake.
   void set_client_tls(SSL_CTX* ctx, bool resume) {
@@ -294,6 +297,20 @@ class EndpointBase {
   std::unique_ptr<IpTable> ips_;                         // only with a per-address limit
   std::vector<IpTable::Entry*> ip_of_;  // by slot: the entry an accepted connection counts in
   Sweep ip_sweep_;
+  // A drain under way: the connections open when it began, in the order they are closed.
+  struct Drain {
+    bool started = false;
+    std::vector<io::SocketId> ids;
+    std::size_t closed = 0;  // ids[0, closed) have been sent their Close
+    std::uint64_t start_ms = 0;
+    std::uint32_t window_ms = 0;
+    Sweep step;
+  };
+  static constexpr std::uint32_t kDrainStepMs = 10;  // the reactor's tick
+  static void drain_step(void* self, io::Reactor& r);
+  void close_due();                   // sends Close to those whose turn has come; re-arms the step
+  void drain_later(io::SocketId id);  // a connection that opened during the drain
+  Drain drain_;
 };
 
 template <class Fill>

@@ -92,6 +92,7 @@ class _Core:
     last_heard: float
     interval_ms: int = DEFAULT_BEAT_INTERVAL_MS
     conns: Set[ConnId] = field(default_factory=set)
+    draining_ms: Optional[int] = None  # the core said it is stopping (BEAT `draining`)
 
 
 Target = Union[Conn, ConnId, str, bytes]
@@ -122,6 +123,7 @@ class Backend:
         @b.on_error                 def f(seq: Optional[int], code: str, reason: str, conn_id)
         @b.on_snapshot              def f(entries: list[tuple[ConnId, list[str]]])
         @b.on_edge_lost             def f(core_key: tuple[int, int, int])
+        @b.on_edge_draining         def f(core_key: tuple[int, int, int], window_ms: int)
         @b.on_hello                 def f(edge: Edge)   # after WELCOME was sent
 
     ``by`` is ``client``, ``edge`` or ``backend`` as the edge said, or ``"edge-lost"``
@@ -266,6 +268,7 @@ class Backend:
     on_error = _register("error")
     on_snapshot = _register("snapshot")
     on_edge_lost = _register("edge_lost")
+    on_edge_draining = _register("edge_draining")
     on_hello = _register("hello")
     del _register
 
@@ -783,6 +786,10 @@ class Backend:
                 core.interval_ms = max(1, p.read_u32(iv, "interval"))
             edge = self._edge(rid)
             edge.core_key = msg.id.core_key
+            dr = msg.meta.get("draining")
+            if dr is not None and core.draining_ms is None:
+                core.draining_ms = p.read_u32(dr, "draining")
+                self._call("edge_draining", msg.id.core_key, core.draining_ms)
         elif t in p.COUNTED_TYPES:
             self._on_event(rid, msg)
         elif t == p.SNAPSHOT:

@@ -30,12 +30,14 @@ def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
         yield url, proc
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            # SIGINT: every client gets its Close now (SIGTERM would drain over
+            # --drain-timeout, which tests/ops/drain_test.py checks).
+            proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                raise RuntimeError("server did not stop within 20 s of SIGTERM")
+                raise RuntimeError("server did not stop within 20 s of SIGINT")
         proc.log = proc.stderr.read()  # the per-core counters logged at exit, for tests to read
         if proc.returncode != 0:
             raise RuntimeError(f"server exited with {proc.returncode}: {proc.log}")

@@ -15,6 +15,7 @@
 #include "engine/protocol/unmask.hpp"
 #include "flags.hpp"
 #include "static/demo_page.hpp"
+#include "systemd.hpp"
 
 #if WSEDGE_MIMALLOC
 #include <mimalloc.h>
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   tune_allocator();
+  app::install_systemd_hooks(flags.server);
   try {
     if (flags.echo)
       serve<app::EchoApp>(

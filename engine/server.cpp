@@ -153,6 +153,7 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     }
     if (sig < 0) continue;
     if (sig != SIGHUP) break;
+    if (opts.hooks.reloading) opts.hooks.reloading();
     if (!opts.plain) {
       try {
         tls::Context::load(opts.tls);
@@ -165,6 +166,7 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     // Every core, plain or not: applications reload too (auth keys, the ACL), each core its
     // own, all or nothing; a core's TLS loader refuses certificates that failed here as well.
     each([](io::Reactor& r) { r.request_reload(); });
+    if (opts.hooks.reloaded) opts.hooks.reloaded();
   }
   std::uint32_t window = sig == SIGTERM ? opts.drain_ms : 0;
   LOG_INFO("msg=\"stopping\" signal=%d drain_ms=%u", sig, window);

@@ -33,8 +33,10 @@ struct ServerOptions {
   std::uint32_t drain_ms = 10000;  // SIGTERM: how long closing every client may take
   // Called on the main thread, for operations (readiness, systemd): none may block long.
   struct Hooks {
-    std::function<void()> ready;     // every core serves (once)
-    std::function<void()> stopping;  // a stop signal came, before the cores hear of it
+    std::function<void()> ready;      // every core serves (once)
+    std::function<void()> stopping;   // a stop signal came, before the cores hear of it
+    std::function<void()> reloading;  // SIGHUP came; reloaded() follows, applied or refused
+    std::function<void()> reloaded;
     // Every alive_ms in which every core's loop has turned (a stuck core stops the calls).
     std::function<void()> alive;
     std::uint32_t alive_ms = 0;

@@ -107,15 +107,20 @@ class Endpoint : public EndpointBase {
   }
 
   void on_data(io::SocketId id, std::byte* data, std::size_t len) {
-    // Any byte, a ClientHello's included, ends the first-byte stage of the handshake.
-    if (conn(id).phase == kServerHandshake) conn(id).flags |= kHeardFrom;
+    Conn& c = conn(id);  // stable: conns_ never reallocates (reserved up front)
+    // Any byte, a ClientHello's or a PROXY header's included, ends the first-byte stage of
+    // the handshake.
+    if (c.phase == kServerHandshake || c.phase == kProxyHeader) c.flags |= kHeardFrom;
     busy(id, [&] {
-      if (tls::Session* s = tls_session(id)) {
-        tls_receive(id, *s, data, len,
-                    [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+      if (c.phase != kProxyHeader) {
+        receive(id, data, len);
         return;
       }
-      on_plaintext(id, data, len);
+      // The header precedes TLS; what follows it in the same read is the client's first
+      // bytes (a proxy forwards them as they come), lost if not handed on now.
+      ProxyRest rest = proxy_header(id, data, len);
+      if (rest.len && c.phase == kServerHandshake) receive(id, rest.data, rest.len);
+      if (rest.held) reactor_.pool().release(rest.held);
     });
   }
 
@@ -126,7 +131,7 @@ class Endpoint : public EndpointBase {
     Conn& c = conn(id);
     if (c.phase == kUpgradePending)
       ++counters_.upgrade_abandoned;
-    else if (c.phase != kServerHandshake)
+    else if (c.phase != kServerHandshake && c.phase != kProxyHeader)
       ++counters_.abnormal_closes;
     end(id, protocol::close_code::kAbnormal,
         err ? std::strerror(err) : "closed without a Close frame",
@@ -161,6 +166,7 @@ class Endpoint : public EndpointBase {
         refuse(id, 503, "upgrade decision timed out", "Retry-After: 5\r\n");
         reset(id);
         return;
+      case kProxyHeader:
       case kServerHandshake:
         handshake_deadline(id);
         return;
@@ -188,13 +194,24 @@ class Endpoint : public EndpointBase {
       Phase p = conns_[i].phase;
       if (p == kOpen)
         close(id, protocol::close_code::kGoingAway, "server shutting down");
-      else if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
+      else if (p == kProxyHeader || p == kServerHandshake || p == kClientHandshake ||
+               p == kUpgradePending)
         end(id, protocol::close_code::kGoingAway, "server shutting down", Ending::kAbort);
     }
     reactor_.exit_when_idle();
   }
 
  private:
+  // The connection's bytes as they arrive: through TLS when it speaks TLS.
+  void receive(io::SocketId id, std::byte* data, std::size_t len) {
+    if (tls::Session* s = tls_session(id)) {
+      tls_receive(id, *s, data, len,
+                  [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+      return;
+    }
+    on_plaintext(id, data, len);
+  }
+
   // Every connection's application state starts fresh (ConnState{}) with the connection.
   void track(io::SocketId id) {
     if constexpr (HasConnState<App>) {
@@ -223,6 +240,7 @@ class Endpoint : public EndpointBase {
       case kCloseSent:
         frames(id, c, data, len);
         break;
+      case kProxyHeader:  // on_data reads the header itself
       case kIdle:
       case kDone:
         break;

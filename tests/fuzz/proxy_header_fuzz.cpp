@@ -41,7 +41,7 @@ void check_result(std::span<const std::byte> in, const ProxyResult& r) {
         check(r.consumed >= 15 && in[r.consumed - 2] == std::byte{'\r'} &&
               in[r.consumed - 1] == std::byte{'\n'});
       } else {
-        check(r.consumed >= 16 && in[12] >> 4 == std::byte{2});
+        check(r.consumed >= 16 && (in[12] >> 4) == std::byte{2});
       }
       // The header ends where it says, whatever follows: the bytes before its end are still
       // incomplete.

@@ -183,15 +183,25 @@ tls::CertKey& tls_pair(Flags& f, bool cert) {
 
 const std::vector<Spec>& specs() {
   static const std::vector<Spec> s = {
-      {"--listen", "HOST:PORT",
-       "address to listen on; repeat for several (IPv4 and IPv6); port 0 picks a free one",
+      {"--listen", "HOST:PORT[;proxy-protocol]",
+       "address to listen on; repeat for several (IPv4 and IPv6); port 0 picks a free one; "
+       "';proxy-protocol' (quoted: ';' ends a shell command) expects a PROXY protocol header "
+       "on every connection there",
        [](const Flags&) {
          return std::string(kTlsListen) + " (wss), " + kPlainListen + " with --plain";
        },
        [](Flags& f, std::string_view v) {
-         io::Address addr = io::parse_address(v);
+         std::size_t semi = v.find(';');
+         std::string_view option = semi == std::string_view::npos ? "" : v.substr(semi + 1);
+         if (semi != std::string_view::npos && option != "proxy-protocol")
+           throw std::invalid_argument("--listen: unknown option '" + std::string(option) +
+                                       "' (HOST:PORT or HOST:PORT;proxy-protocol)");
+         io::Address addr = io::parse_address(v.substr(0, semi));
          // The first --listen replaces the default; later ones add to it.
-         if (!f.listen_given) f.server.listen.clear();
+         if (!f.listen_given) {
+           f.server.listen.clear();
+           f.server.proxy_protocol.clear();
+         }
          f.listen_given = true;
          // Twice the same port would open a second set of listeners that splits connections
          // with the first for nothing (several ":0" are fine: each gets its own port).
@@ -200,6 +210,7 @@ const std::vector<Spec>& specs() {
              throw std::invalid_argument("--listen: " + a.to_string() + " given twice");
          }
          f.server.listen.push_back(addr);
+         f.server.proxy_protocol.push_back(!option.empty());
        }},
       {"--reuse-port", nullptr,
        "serve a port another wsedge already serves, sharing its connections (zero-downtime "
@@ -584,6 +595,15 @@ const std::vector<Spec>& specs() {
          f.server.drain_ms = static_cast<std::uint32_t>(number("--drain-timeout", v, 0, 3600000));
        }},
       // --- operations: PROXY protocol ---
+      {"--proxy-protocol", nullptr,
+       "every listener expects a PROXY protocol header (v1 or v2, HAProxy's send-proxy or "
+       "send-proxy-v2) before TLS and the upgrade: the client's address it names is the one "
+       "limits, logs and backends see; a connection without a valid one is closed. Only where "
+       "every connection comes through the proxy (docs/OPERATIONS.md)",
+       [](const Flags&) {
+         return std::string("off; per listener: --listen 'HOST:PORT;proxy-protocol'");
+       },
+       [](Flags& f, std::string_view) { f.proxy_protocol = true; }},
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
        [](Flags& f, std::string_view) { f.help = true; }},
       {"--version", nullptr, "print the version", [](const Flags&) { return std::string(); },
@@ -629,6 +649,7 @@ Flags parse_flags(int argc, char** argv) {
     spec->set(f, value);
   }
   if (!f.listen_given && f.server.plain) f.server.listen = {io::parse_address(kPlainListen)};
+  if (f.proxy_protocol) f.server.proxy_protocol.assign(f.server.listen.size(), true);
   if (f.help || f.version) return f;
   if (f.server.plain && !f.server.tls.certs.empty())
     throw std::invalid_argument("--plain and --tls-cert exclude each other");

@@ -17,6 +17,7 @@ struct Flags {
   bool forward_headers_given = false;
   bool listen_given = false;
   bool first_byte_given = false;  // a default first-byte timeout over the handshake's is off
+  bool proxy_protocol = false;    // --proxy-protocol: on every listener, the default's too
   bool help = false;
   bool version = false;
 };

@@ -21,6 +21,9 @@ namespace wsedge {
 
 struct ServerOptions {
   std::vector<io::Address> listen;  // every core serves each of them
+  // By index of `listen` (missing: false): connections there come through a proxy and start
+  // with a PROXY protocol header (EndpointBase::set_listener_proxy).
+  std::vector<bool> proxy_protocol;
   // Join a port that another process already serves (the kernel then splits connections
   // between the two): only for replacing a running server without a gap.
   bool reuse_port = false;
@@ -106,7 +109,11 @@ void serve(ServerOptions opts, MakeApp make_app,
           endpoint.set_tls_loader([&opts] { return tls::Context::load(opts.tls); });
         }
         if constexpr (requires { app.on_start(endpoint); }) app.on_start(endpoint);
-        for (int fd : listeners[i]) reactor.listen(fd);
+        for (std::size_t k = 0; k < listeners[i].size(); ++k) {
+          unsigned index = reactor.listen(listeners[i][k]);
+          if (k < opts.proxy_protocol.size() && opts.proxy_protocol[k])
+            endpoint.set_listener_proxy(index);
+        }
         {
           std::lock_guard<std::mutex> lock(mu);
           reactors[i] = &reactor;

@@ -211,6 +211,12 @@ class Reactor {
   PeerAddress peer(SocketId id) const {
     return current(id) ? sockets_[id.idx].peer : PeerAddress{};
   }
+  // Replaces the address peer() reports, for a connection relayed by a proxy that named the
+  // client it relays for (the PROXY protocol): logs, per-address limits and applications then
+  // see the client, not the proxy. Nothing for a stale id.
+  void set_peer(SocketId id, const PeerAddress& p) {
+    if (current(id)) sockets_[id.idx].peer = p;
+  }
   // The index listen() returned for the socket that accepted it; kNoListener for connect().
   static constexpr std::uint8_t kNoListener = 0xFF;
   unsigned listener(SocketId id) const {

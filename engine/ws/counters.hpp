@@ -37,6 +37,8 @@ struct EndpointCounters {
   Counter msg_rate_closes;      // 1008: message rate exceeded
   Counter byte_rate_closes;     // 1008: byte rate exceeded
   Counter origin_refused;       // 403: Origin not allowed
+  Counter proxy_headers;        // PROXY protocol headers accepted (LOCAL and UNKNOWN included)
+  Counter proxy_header_errors;  // closed: a malformed PROXY header, or none where one is due
 };
 
 inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
@@ -101,6 +103,11 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      MetricType::kCounter, &EndpointCounters::byte_rate_closes},
     {"origin_refused_total", "upgrades refused (403): Origin not allowed", MetricType::kCounter,
      &EndpointCounters::origin_refused},
+    {"proxy_headers_total", "PROXY protocol headers accepted", MetricType::kCounter,
+     &EndpointCounters::proxy_headers},
+    {"proxy_header_errors_total",
+     "connections closed for a malformed or missing PROXY protocol header", MetricType::kCounter,
+     &EndpointCounters::proxy_header_errors},
 };
 
 }  // namespace wsedge::ws

@@ -109,15 +109,20 @@ class Endpoint : public EndpointBase {
   }
 
   void on_data(io::SocketId id, std::byte* data, std::size_t len) {
-    // Any byte, a ClientHello's included, ends the first-byte stage of the handshake.
-    if (conn(id).phase == kServerHandshake) conn(id).flags |= kHeardFrom;
+    Conn& c = conn(id);  // stable: conns_ never reallocates (reserved up front)
+    // Any byte, a ClientHello's or a PROXY header's included, ends the first-byte stage of
+    // the handshake.
+    if (c.phase == kServerHandshake || c.phase == kProxyHeader) c.flags |= kHeardFrom;
     busy(id, [&] {
-      if (tls::Session* s = tls_session(id)) {
-        tls_receive(id, *s, data, len,
-                    [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+      if (c.phase != kProxyHeader) {
+        receive(id, data, len);
         return;
       }
-      on_plaintext(id, data, len);
+      // The header precedes TLS; what follows it in the same read is the client's first
+      // bytes (a proxy forwards them as they come), lost if not handed on now.
+      ProxyRest rest = proxy_header(id, data, len);
+      if (rest.len && c.phase == kServerHandshake) receive(id, rest.data, rest.len);
+      if (rest.held) reactor_.pool().release(rest.held);
     });
   }
 
@@ -128,7 +133,7 @@ class Endpoint : public EndpointBase {
     Conn& c = conn(id);
     if (c.phase == kUpgradePending)
       ++counters_.upgrade_abandoned;
-    else if (c.phase != kServerHandshake)
+    else if (c.phase != kServerHandshake && c.phase != kProxyHeader)
       ++counters_.abnormal_closes;
     end(id, protocol::close_code::kAbnormal,
         err ? std::strerror(err) : "closed without a Close frame",
@@ -163,6 +168,7 @@ class Endpoint : public EndpointBase {
         refuse(id, 503, "upgrade decision timed out", "Retry-After: 5\r\n");
         reset(id);
         return;
+      case kProxyHeader:
       case kServerHandshake:
         handshake_deadline(id);
         return;
@@ -197,7 +203,14 @@ class Endpoint : public EndpointBase {
       io::SocketId id = reactor_.id_at(i);
       if (i >= conns_.size() || !reactor_.accepts_output(id)) continue;
       Phase p = conns_[i].phase;
+<<<<<<< HEAD
       if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
+=======
+      if (p == kOpen)
+        close(id, protocol::close_code::kGoingAway, "server shutting down");
+      else if (p == kProxyHeader || p == kServerHandshake || p == kClientHandshake ||
+               p == kUpgradePending)
+>>>>>>> proxy
         end(id, protocol::close_code::kGoingAway, "server shutting down", Ending::kAbort);
     }
     drain(window);
@@ -205,6 +218,16 @@ class Endpoint : public EndpointBase {
   }
 
  private:
+  // The connection's bytes as they arrive: through TLS when it speaks TLS.
+  void receive(io::SocketId id, std::byte* data, std::size_t len) {
+    if (tls::Session* s = tls_session(id)) {
+      tls_receive(id, *s, data, len,
+                  [&](std::byte* plain, std::size_t n) { on_plaintext(id, plain, n); });
+      return;
+    }
+    on_plaintext(id, data, len);
+  }
+
   // Every connection's application state starts fresh (ConnState{}) with the connection.
   void track(io::SocketId id) {
     if constexpr (HasConnState<App>) {
@@ -233,6 +256,7 @@ class Endpoint : public EndpointBase {
       case kCloseSent:
         frames(id, c, data, len);
         break;
+      case kProxyHeader:  // on_data reads the header itself
       case kIdle:
       case kDone:
         break;

@@ -8,6 +8,7 @@
 
 #include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
+#include "engine/protocol/proxy_header.hpp"
 #include "engine/protocol/unmask.hpp"
 
 namespace wsedge::ws {
@@ -331,14 +332,60 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
 void EndpointBase::begin_server_handshake(io::SocketId id) {
   std::uint32_t fb = cfg_.first_byte_timeout_ms;
   bool first_byte_stage = fb && fb < cfg_.handshake_timeout_ms;
-  // Without a first-byte stage the handshake deadline is the timer's only meaning.
-  start(id, kServerHandshake, first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
+  unsigned listener = reactor_.listener(id);
+  bool proxied = listener < proxy_listeners_.size() && proxy_listeners_[listener];
+  // Without a first-byte stage the handshake deadline is the timer's only meaning. Behind a
+  // proxy the same deadlines cover its header: a proxy that connects and says nothing holds
+  // a slot no longer than a client would.
+  start(id, proxied ? kProxyHeader : kServerHandshake,
+        first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
         first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  // Counted now, the connection would count against the proxy's address: every client
+  // behind it would share one per-address limit.
+  if (!proxied) begin_stream(id);
+}
+
+void EndpointBase::begin_stream(io::SocketId id) {
   if (ips_) {
     if (ip_of_.size() <= id.idx) ip_of_.resize(id.idx + 1);
     ip_of_[id.idx] = ips_->acquire(reactor_.peer(id), reactor_.now_ms());
   }
   start_tls(id);
+}
+
+EndpointBase::ProxyRest EndpointBase::proxy_header(io::SocketId id, std::byte* data,
+                                                   std::size_t len) {
+  Conn& c = conns_[id.idx];
+  std::byte* base = data;
+  std::size_t have = len;
+  if (c.handshake) {
+    // Bounded: the parser refuses a header past kMaxProxyV2 bytes before asking for more.
+    c.handshake = reactor_.pool().append(c.handshake, data, len);
+    base = c.handshake->data();
+    have = c.handshake->len;
+  }
+  protocol::ProxyResult r = protocol::parse_proxy_header({base, have});
+  switch (r.kind) {
+    case protocol::ProxyParse::kIncomplete:
+      if (!c.handshake) c.handshake = reactor_.pool().append(nullptr, data, len);
+      return {};
+    case protocol::ProxyParse::kError:
+      // Nothing to answer: whether the client expected TLS or HTTP is unknown.
+      ++counters_.proxy_header_errors;
+      end(id, protocol::close_code::kAbnormal, r.error, Ending::kAbort);
+      return {};
+    case protocol::ProxyParse::kDone:
+      break;
+  }
+  ++counters_.proxy_headers;
+  if (!r.local) reactor_.set_peer(id, io::PeerAddress{r.ip, r.port});
+  c.phase = kServerHandshake;
+  // The upgrade request assembles in a handshake buffer of its own: the rest may lie in this
+  // one, which the caller gives back once the rest is read.
+  ProxyRest rest{base + r.consumed, have - r.consumed, c.handshake};
+  c.handshake = nullptr;
+  begin_stream(id);
+  return rest;
 }
 
 void EndpointBase::handshake_deadline(io::SocketId id) {

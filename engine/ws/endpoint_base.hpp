@@ -75,6 +75,16 @@ class EndpointBase {
     if (plain_listeners_.size() <= listener) plain_listeners_.resize(listener + 1);
     plain_listeners_[listener] = true;
   }
+  // Connections accepted on `listener` come through a proxy (HAProxy, a cloud load balancer)
+  // and start with its PROXY protocol header (v1 or v2), before TLS: the client's address it
+  // names replaces the proxy's (Reactor::set_peer) for per-address limits, logs and the
+  // application. A connection without a valid header is closed. Only for listeners that
+  // every connection reaches through the proxy: anyone who can connect directly could name
+  // any address.
+  void set_listener_proxy(unsigned listener) {
+    if (proxy_listeners_.size() <= listener) proxy_listeners_.resize(listener + 1);
+    proxy_listeners_[listener] = true;
+  }
 
   // Serve TLS on connections accepted from now on; established ones keep the context they
   // started with. Null serves plain ws://. Reactor thread only.
@@ -105,6 +115,7 @@ class EndpointBase {
  protected:
   enum Phase : std::uint8_t {
     kIdle,             // slot unused
+    kProxyHeader,      // on a PROXY protocol listener: waiting for the proxy's header
     kServerHandshake,  // waiting for the client's upgrade request
     kClientHandshake,  // waiting for the server's 101
     kUpgradePending,   // on_upgrade deferred its decision; the request waits in `handshake`
@@ -216,8 +227,23 @@ class EndpointBase {
   void arm_keepalive(io::SocketId id);
   // --- Deadlines and abuse limits (limits.hpp). Each feature's per-connection state lives in
   // a table of its own, sized only when the feature is configured (docs/ARCHITECTURE.md). ---
-  // An accepted connection: the first-byte (or handshake) deadline, its address counted, TLS.
+  // An accepted connection: the first-byte (or handshake) deadline, its address counted, TLS;
+  // on a PROXY protocol listener the last two wait for the header (proxy_header()).
   void begin_server_handshake(io::SocketId id);
+  // Once the client's address is known: counted against the per-address limits, then TLS.
+  void begin_stream(io::SocketId id);
+  // What follows a PROXY header in the bytes received so far: the client's own stream, to go
+  // through TLS or the upgrade as any connection's first bytes. It may lie in `held`, the
+  // pooled buffer the header was assembled in, which the caller releases after using it.
+  struct ProxyRest {
+    std::byte* data = nullptr;
+    std::size_t len = 0;
+    memory::Buffer* held = nullptr;
+  };
+  // Bytes of a connection in kProxyHeader. A whole header sets the peer address, moves the
+  // connection to kServerHandshake and calls begin_stream(); a malformed one (or none: a
+  // ClientHello, a GET) ends it, counted. Until then the bytes wait in the handshake buffer.
+  ProxyRest proxy_header(io::SocketId id, std::byte* data, std::size_t len);
   // The server handshake's timer: no first byte (dropped), the first-byte stage over (the
   // rest of the handshake deadline), or the handshake deadline.
   void handshake_deadline(io::SocketId id);
@@ -258,6 +284,7 @@ class EndpointBase {
   EndpointCounters counters_;
   std::vector<Conn> conns_;                        // indexed like the reactor's slots
   std::vector<bool> plain_listeners_;              // by listener index: no TLS there
+  std::vector<bool> proxy_listeners_;              // by listener index: PROXY header first
   protocol::AssemblyBudget assembly_;              // bytes of this core's unfinished messages
   protocol::MessageReader* delivering_ = nullptr;  // whose message on_message is handling
   std::uint64_t mask_state_;                       // xorshift state for client masking keys

@@ -156,7 +156,37 @@ def acl_seeds():
         write("acl_file_fuzz", name, text.encode())
 
 
+# proxy_header_fuzz: what the proxy sent, then the split point (2 bytes).
+PROXY_V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
+
+
+def proxy(name, header, split, after=b"GET / HTTP/1.1\r\n"):
+    write("proxy_header_fuzz", name, header + after + struct.pack("<H", split))
+
+
+def proxy_v2(cmd, fam, body):
+    return PROXY_V2_SIG + bytes([0x20 | cmd, fam]) + struct.pack(">H", len(body)) + body
+
+
+def proxy_seeds():
+    inet = bytes([203, 0, 113, 7, 192, 0, 2, 1]) + struct.pack(">HH", 5555, 443)
+    inet6 = (bytes.fromhex("20010db8000000000000000000000007") +
+             bytes.fromhex("20010db8000000000000000000000001") + struct.pack(">HH", 1234, 443))
+    proxy("v1_tcp4", b"PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\n", split=20)
+    proxy("v1_tcp6", b"PROXY TCP6 2001:db8::7 2001:db8::1 1234 443\r\n", split=40)
+    proxy("v1_unknown", b"PROXY UNKNOWN\r\n", split=3, after=b"\x16\x03\x01")
+    proxy("v1_bad_port", b"PROXY TCP4 203.0.113.7 192.0.2.1 65536 443\r\n", split=50)
+    proxy("v2_inet", proxy_v2(1, 0x11, inet), split=13)
+    proxy("v2_inet6_tlvs", proxy_v2(1, 0x21, inet6 + b"\x01\x00\x02h2\x02\x00\x0bexample.com"),
+          split=30)
+    proxy("v2_local", proxy_v2(0, 0x00, b""), split=16, after=b"\x16\x03\x01\x00\x05")
+    proxy("v2_unix", proxy_v2(1, 0x31, bytes(216)), split=100)
+    proxy("v2_tlv_overrun", proxy_v2(1, 0x11, inet + b"\x01\x00\x09h2"), split=16)
+    proxy("no_header_get", b"", split=1)
+
+
 def main():
+    proxy_seeds()
     upgrade("valid", request(), split=40)
     upgrade("query_protocols_origin",
             request("/chat?room=1&x=%20", "Origin: https://example.com\r\n"

@@ -714,6 +714,45 @@ TEST(EngineApi, EachListenerKeepsItsSchemeAndConnectionsKnowTheirPeer) {
   EXPECT_GE(ep.counters().tls_errors, 1u);
 }
 
+TEST(EngineApi, AProxyListenerTakesThePeerFromTheHeaderAndKeepsTheBytesAfterIt) {
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();  // references, all three
+  unsigned index = 0;
+  std::uint16_t port = listen_on(reactor, &index);
+  ep.set_listener_proxy(index);
+  RawClient direct(port);  // no header: closed without an answer
+  direct.send(kUpgrade);
+  RawClient proxied(port);
+  const std::string header = "PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\n";
+  io::PeerAddress peer;
+  app.opened = [&](Connection c) {
+    peer = c.peer();
+    c.close();
+  };
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  std::string direct_got, proxied_got;
+  std::thread t([&] {
+    direct_got = direct.read(5000);
+    // The header a byte at a time, its last byte in one write with the upgrade request: the
+    // request must not be lost with the header's buffer.
+    for (std::size_t i = 0; i + 1 < header.size(); ++i) {
+      proxied.send(header.substr(i, 1));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    proxied.send(std::string(1, header.back()).append(kUpgrade));
+    proxied_got = proxied.read(
+        5000, [](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+    ::shutdown(proxied.fd, SHUT_RDWR);
+  });
+  reactor.run(ep);
+  t.join();
+  EXPECT_EQ(direct_got, "");
+  EXPECT_EQ(proxied_got.rfind("HTTP/1.1 101 ", 0), 0u) << proxied_got;
+  EXPECT_EQ(peer.to_string(), "203.0.113.7:5555");
+  EXPECT_EQ(ep.counters().proxy_headers, 1u);
+  EXPECT_EQ(ep.counters().proxy_header_errors, 1u);
+}
+
 }  // namespace
 }  // namespace wsedge
 

@@ -203,14 +203,8 @@ class Endpoint : public EndpointBase {
       io::SocketId id = reactor_.id_at(i);
       if (i >= conns_.size() || !reactor_.accepts_output(id)) continue;
       Phase p = conns_[i].phase;
-<<<<<<< HEAD
-      if (p == kServerHandshake || p == kClientHandshake || p == kUpgradePending)
-=======
-      if (p == kOpen)
-        close(id, protocol::close_code::kGoingAway, "server shutting down");
-      else if (p == kProxyHeader || p == kServerHandshake || p == kClientHandshake ||
-               p == kUpgradePending)
->>>>>>> proxy
+      if (p == kProxyHeader || p == kServerHandshake || p == kClientHandshake ||
+          p == kUpgradePending)
         end(id, protocol::close_code::kGoingAway, "server shutting down", Ending::kAbort);
     }
     drain(window);

@@ -1,9 +1,50 @@
 #pragma once
 // Per-core WebSocket counters: written by the owning core only, readable from any thread
 // (engine/counter.hpp), described once in kEndpointMetrics for logs and metrics alike.
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string_view>
+
 #include "engine/counter.hpp"
 
 namespace wsedge::ws {
+
+// Closes of connections the application saw open, by close code and by who sent the first
+// Close (or dropped the connection). A small fixed set of codes: a label per code a peer may
+// send would let one client grow a scrape without bound.
+struct CloseCounters {
+  enum Side : std::uint8_t { kPeer, kServer, kSides };
+  static constexpr std::size_t kSlots = 18;  // 1000..1015, then 4000-4999, then anything else
+  static std::size_t slot(std::uint16_t code) {
+    if (code >= 1000 && code <= 1015) return code - 1000u;
+    return code >= 4000 && code <= 4999 ? 16 : 17;
+  }
+  static std::string_view label(std::size_t slot) {
+    static constexpr std::string_view kLabels[kSlots] = {
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008",
+        "1009", "1010", "1011", "1012", "1013", "1014", "1015", "4xxx", "other"};
+    return kLabels[slot];
+  }
+  Counter by[kSides][kSlots];
+};
+
+// Accept to 101, per core, in fixed buckets: what a scrape turns into a latency histogram.
+struct HandshakeHistogram {
+  // Upper bounds in microseconds; a last bucket counts what is above them.
+  static constexpr std::uint32_t kBoundsUs[] = {250,    500,     1000,    2500,    5000,
+                                                10000,  25000,   50000,   100000,  250000,
+                                                500000, 1000000, 2500000, 5000000, 10000000};
+  static constexpr std::size_t kBuckets = std::size(kBoundsUs) + 1;
+  void record(std::uint32_t us) {
+    std::size_t i = 0;
+    while (i < std::size(kBoundsUs) && us > kBoundsUs[i]) ++i;
+    ++buckets[i];
+    sum_us += us;
+  }
+  Counter buckets[kBuckets];  // not cumulative
+  Counter sum_us;
+};
 
 struct EndpointCounters {
   Counter handshakes;          // upgrades answered 101 (server) or accepted (client)
@@ -37,6 +78,9 @@ struct EndpointCounters {
   Counter msg_rate_closes;      // 1008: message rate exceeded
   Counter byte_rate_closes;     // 1008: byte rate exceeded
   Counter origin_refused;       // 403: Origin not allowed
+  // Not in kEndpointMetrics (labelled families, exported by ops/metrics_registry.cpp):
+  CloseCounters closes;
+  HandshakeHistogram handshake_time;
 };
 
 inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {

@@ -397,7 +397,10 @@ class Endpoint : public EndpointBase {
         case ReadEvent::kClose: {
           ++counters_.closes_in;
           // Answer an unsolicited Close with the same code (§5.5.1); ours was already sent.
-          if (c.phase == kOpen) send_close(id, r.code, {});
+          if (c.phase == kOpen) {
+            c.flags |= kPeerClose;
+            send_close(id, r.code, {});
+          }
           std::string_view reason(reinterpret_cast<const char*>(r.payload.data()),
                                   r.payload.size());
           end(id, r.code, reason, Ending::kGraceful);

@@ -133,6 +133,14 @@ void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view 
   Conn& c = conns_[id.idx];
   bool known = c.phase == kOpen || c.phase == kCloseSent || (c.flags & kClient);
   if (c.phase == kDone || c.phase == kIdle) return;
+  // Who ended it: the peer when its Close came first or its TCP went away while open; the
+  // server for every close it started (errors, limits, shutdown) and after its own Close.
+  if (known) {
+    bool peer =
+        c.phase == kOpen && ((c.flags & kPeerClose) || code == protocol::close_code::kAbnormal);
+    ++counters_.closes
+          .by[peer ? CloseCounters::kPeer : CloseCounters::kServer][CloseCounters::slot(code)];
+  }
   c.phase = kDone;
   if (known) on_close_hook_(this, id, code, reason);
 }
@@ -320,6 +328,7 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   emit(id, out, n);
   ++counters_.handshakes;
   Conn& c = conns_[id.idx];
+  counters_.handshake_time.record(now_us() - c.accepted_us);
   c.phase = kOpen;
   c.rsv = d.rsv;
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.
@@ -331,8 +340,9 @@ void EndpointBase::begin_server_handshake(io::SocketId id) {
   std::uint32_t fb = cfg_.first_byte_timeout_ms;
   bool first_byte_stage = fb && fb < cfg_.handshake_timeout_ms;
   // Without a first-byte stage the handshake deadline is the timer's only meaning.
-  start(id, kServerHandshake, first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
-        first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  Conn& c = start(id, kServerHandshake, first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
+                  first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  c.accepted_us = now_us();
   if (ips_) {
     if (ip_of_.size() <= id.idx) ip_of_.resize(id.idx + 1);
     ip_of_[id.idx] = ips_->acquire(reactor_.peer(id), reactor_.now_ms());

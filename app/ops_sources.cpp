@@ -57,6 +57,17 @@ void collect_auth(const void* p, ops::Exposition& out, const ops::Label& core) {
     out.add("wsedge_auth_verifications_total", kVerifyHelp, FamilyType::kCounter,
             {core, {"result", auth::metric_name(static_cast<auth::TokenError>(r))}}, c.refused[r]);
   }
+  for (std::size_t alg = 0; alg < auth::AuthCounters::kAlgs; ++alg) {
+    for (std::size_t bad = 0; bad < 2; ++bad)
+      out.add("wsedge_auth_tokens_by_alg_total",
+              "tokens whose key was found, by the key's algorithm and result (ok, or refused "
+              "after it: bad signature, expired, ...)",
+              FamilyType::kCounter,
+              {core,
+               {"alg", auth::alg_name(static_cast<auth::Alg>(alg))},
+               {"result", bad ? "refused" : "ok"}},
+              c.by_alg[alg][bad]);
+  }
   out.add("wsedge_upgrades_refused_total", kRefusedHelp, FamilyType::kCounter,
           {core, {"reason", "auth"}}, refused);
   out.add("wsedge_upgrades_refused_total", kRefusedHelp, FamilyType::kCounter,

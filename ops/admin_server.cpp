@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <exception>
 #include <system_error>
 #include <vector>
 
@@ -31,6 +32,8 @@ const char* reason_phrase(int status) {
       return "Method Not Allowed";
     case 431:
       return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
     case 503:
       return "Service Unavailable";
     default:
@@ -181,7 +184,14 @@ void AdminServer::run() {
         } else {
           c.in.append(buf, static_cast<std::size_t>(n));
           if (c.in.find("\r\n\r\n") != std::string::npos) {
-            c.out = render(answer_admin(c.in, registry_));
+            try {
+              c.out = render(answer_admin(c.in, registry_));
+            } catch (const std::exception& e) {
+              // A metrics table's bug (a name the format refuses) or no memory: this scrape
+              // fails, the admin port and the cores go on.
+              LOG_ERROR("msg=\"admin request failed\" error=\"%s\"", e.what());
+              c.out = render(error(500, "internal error"));
+            }
           } else if (c.in.size() > kAdminMaxHeader) {
             c.out = render(error(431, "request head over 8 KiB"));
           }

@@ -57,6 +57,8 @@ struct EndpointCounters {
   Counter pages_served;  // plain GETs answered with a static page
   Counter messages_in;
   Counter messages_out;
+  Counter payload_bytes_in;   // message payloads, unmasked (the reactor counts wire bytes)
+  Counter payload_bytes_out;  // message payloads sent or queued (control frames not included)
   Counter pings_in;
   Counter pings_sent;
   Counter closes_in;         // Close frames received with a valid code
@@ -104,6 +106,10 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      &EndpointCounters::messages_in},
     {"messages_sent_total", "WebSocket messages sent", MetricType::kCounter,
      &EndpointCounters::messages_out},
+    {"received_payload_bytes_total", "payload bytes of WebSocket messages received",
+     MetricType::kCounter, &EndpointCounters::payload_bytes_in},
+    {"sent_payload_bytes_total", "payload bytes of WebSocket messages sent", MetricType::kCounter,
+     &EndpointCounters::payload_bytes_out},
     {"pings_received_total", "pings received", MetricType::kCounter, &EndpointCounters::pings_in},
     {"pings_sent_total", "keep-alive pings sent", MetricType::kCounter,
      &EndpointCounters::pings_sent},

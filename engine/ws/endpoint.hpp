@@ -380,6 +380,7 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            counters_.payload_bytes_in += r.payload.size();
             if (!charge_message(id, r.payload.size())) return;
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.

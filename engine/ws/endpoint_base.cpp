@@ -172,11 +172,12 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
   if ((rsv & ~c.rsv) || (control && (!fin || payload.size() > protocol::kMaxControlPayload)))
     return SendResult::kInvalid;
   write_frame(id, c.flags & kClient, op, payload, fin, rsv);
-  return sent(id);
+  return sent(id, payload.size());
 }
 
-SendResult EndpointBase::sent(io::SocketId id) {
+SendResult EndpointBase::sent(io::SocketId id, std::size_t payload) {
   ++counters_.messages_out;
+  counters_.payload_bytes_out += payload;
   if (reactor_.queued(id) > cfg_.max_outbound) {
     // The peer is not reading: closing beats holding unbounded memory for it.
     ++counters_.backlog_exceeded;
@@ -225,7 +226,7 @@ SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
   } else {
     reactor_.write_shared(id, frame);
   }
-  return sent(id);
+  return sent(id, len - protocol::frame_header_size(bytes));
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {

@@ -214,7 +214,7 @@ class EndpointBase {
   // WebSocket); then closes.
   void answer_plain_get(io::SocketId id, std::string_view target);
   // send()'s epilogue: counts the message, closes a peer past max_outbound, reports backpressure.
-  SendResult sent(io::SocketId id);
+  SendResult sent(io::SocketId id, std::size_t payload);
   void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
   // Counts a protocol failure by the close code it earns (and the budget's apart).
   void count_failure(const protocol::ReadResult& r);

@@ -123,7 +123,10 @@ class Metrics(unittest.TestCase):
             self.assertEqual(total(after, "wsedge_handshakes_total"), 1)
             self.assertEqual(total(after, "wsedge_messages_received_total"), 2)
             self.assertEqual(total(after, "wsedge_messages_sent_total"), 2)
-            self.assertGreater(total(after, "wsedge_received_bytes_total"), 1000)
+            # Payload bytes exactly ("hello" and 1000 zeros), wire bytes with headers and masks.
+            self.assertEqual(total(after, "wsedge_received_payload_bytes_total"), 1005)
+            self.assertEqual(total(after, "wsedge_sent_payload_bytes_total"), 1005)
+            self.assertGreater(total(after, "wsedge_received_bytes_total"), 1005)
             self.assertGreater(total(after, "wsedge_sent_bytes_total"), 1000)
             self.assertEqual(total(after, "wsedge_closes_total", code="1000", side="client"), 1)
             self.assertEqual(total(after, "wsedge_closes_total", side="server"), 0)
@@ -182,6 +185,11 @@ class Metrics(unittest.TestCase):
                                        result="bad_signature"), 1)
                 self.assertEqual(total(s, "wsedge_auth_verifications_total", result="missing"), 1)
                 self.assertEqual(total(s, "wsedge_upgrades_refused_total", reason="auth"), 2)
+                self.assertEqual(total(s, "wsedge_auth_tokens_by_alg_total", alg="HS256",
+                                       result="ok"), 1)
+                self.assertEqual(total(s, "wsedge_auth_tokens_by_alg_total", alg="HS256",
+                                       result="refused"), 1)
+                self.assertEqual(total(s, "wsedge_auth_tokens_by_alg_total", alg="ES256"), 0)
                 self.assertEqual(total(s, "wsedge_bridge_backend_up",
                                        endpoint="inproc://wsedge-default"), 2)  # one per core
                 self.assertGreaterEqual(total(s, "wsedge_bridge_messages_total", direction="up",

@@ -73,10 +73,7 @@ AdminResponse answer_admin(std::string_view head, const MetricsRegistry& registr
   bool known = path == "/metrics" || path == "/healthz" || path == "/readyz";
   if (!known) return error(404, "not found: /metrics, /healthz, /readyz");
   bool is_head = method == "HEAD";
-  if (method != "GET" && !is_head) {
-    AdminResponse r = error(405, "method not allowed: GET or HEAD");
-    return r;
-  }
+  if (method != "GET" && !is_head) return error(405, "method not allowed: GET or HEAD");
   AdminResponse r;
   r.head = is_head;
   if (path == "/metrics") {

@@ -171,6 +171,7 @@ void add_route(Flags& f, bridge::Route r) {
 
 constexpr const char* kTlsListen = "0.0.0.0:8443";
 constexpr const char* kPlainListen = "127.0.0.1:9001";
+constexpr const char* kAdminListen = "127.0.0.1:9090";
 
 // The certificate/key pair a --tls-cert or --tls-key fills: the first one still missing it.
 tls::CertKey& tls_pair(Flags& f, bool cert) {
@@ -584,6 +585,19 @@ const std::vector<Spec>& specs() {
        [](const Flags&) { return std::string("none: everything allowed"); },
        [](Flags& f, std::string_view v) { f.auth.acl_file = v; }},
       // --- operations: metrics and the admin port ---
+      {"--admin", "HOST:PORT",
+       "admin port (plain HTTP: /metrics, /healthz, /readyz; docs/OPERATIONS.md §1); 'off' "
+       "disables it; port 0 picks a free one",
+       [](const Flags&) { return std::string(kAdminListen) + " (skipped if in use)"; },
+       [](Flags& f, std::string_view v) {
+         f.admin.enabled = v != "off";
+         if (f.admin.enabled) f.admin.address = io::parse_address(v);
+         f.admin.address_given = true;
+       }},
+      {"--ready-needs-backends", nullptr,
+       "bridge: /readyz answers 503 while some route has no backend up on some core",
+       [](const Flags&) { return std::string("off"); },
+       [](Flags& f, std::string_view) { f.ready_needs_backends = true; }},
       // --- operations: logs ---
       // --- operations: config file ---
       // --- operations: drain ---
@@ -615,6 +629,7 @@ const std::vector<Spec>& specs() {
 Flags defaults() {
   Flags f;
   f.server.listen = {io::parse_address(kTlsListen)};
+  f.admin.address = io::parse_address(kAdminListen);
   f.server.cores = server_detail::online_cpus();
   f.server.reactor.linger_ms = f.server.endpoint.close_timeout_ms;
   return f;

@@ -5,6 +5,7 @@
 #include "auth/gate.hpp"
 #include "bridge/options.hpp"
 #include "engine/server.hpp"
+#include "ops/admin_server.hpp"
 
 namespace wsedge::app {
 
@@ -13,6 +14,8 @@ struct Flags {
   bool echo = false;  // --app echo: the built-in echo instead of the bridge
   bridge::Options bridge;
   auth::Options auth;
+  ops::AdminOptions admin;
+  bool ready_needs_backends = false;  // /readyz 503 while a route has no backend up
   bool auth_mode_given = false;
   bool forward_headers_given = false;
   bool listen_given = false;

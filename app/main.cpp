@@ -6,6 +6,8 @@
 #include <exception>
 #include <memory>
 #include <stdexcept>
+#include <system_error>
+#include <type_traits>
 #include <zmq.hpp>
 
 #include "bridge/edge.hpp"
@@ -14,6 +16,8 @@
 #include "engine/log.hpp"
 #include "engine/protocol/unmask.hpp"
 #include "flags.hpp"
+#include "ops/admin_server.hpp"
+#include "ops_sources.hpp"
 #include "static/demo_page.hpp"
 #include "systemd.hpp"
 
@@ -58,21 +62,61 @@ void complete_bridge_options(app::Flags& flags) {
 constexpr const char* kEmbeddedRouter = "inproc://wsedge-default";
 constexpr const char* kEmbeddedPublish = "inproc://wsedge-default-pub";
 
-void print_listening(const app::Flags& flags, const io::Address& a) {
+// The admin port and what it reads: every core's counters and the readiness state.
+struct Ops {
+  ops::Health health;
+  ops::MetricsRegistry registry{health};
+  std::unique_ptr<ops::AdminServer> admin;
+  std::size_t listening_printed = 0;
+
+  explicit Ops(const app::Flags& flags) : health{flags.server.cores, flags.ready_needs_backends} {
+    if (!flags.admin.enabled) return;
+    try {
+      admin = std::make_unique<ops::AdminServer>(flags.admin.address, registry);
+    } catch (const std::system_error& e) {
+      // Only the default may be skipped: a second wsedge on the host (or one replacing this
+      // one) must still start; an address asked for must bind or stop the server.
+      if (flags.admin.address_given || e.code() != std::errc::address_in_use) throw;
+      LOG_WARN("msg=\"admin port off: its default address is in use (see --admin)\" address=%s",
+               flags.admin.address.to_string().c_str());
+      return;
+    }
+    admin->start();
+  }
+
+  // serve()'s core hook: each core's counters are scraped between its up and its down.
+  template <class App>
+  void on_core(unsigned core, const ws::Endpoint<App>& endpoint, const App& app, bool up) {
+    if (!up) {
+      registry.remove(core);
+    } else if constexpr (std::is_same_v<App, bridge::Edge>) {
+      registry.add(core, app::bridge_sources(endpoint, app));
+    } else {
+      registry.add(core, {&endpoint.reactor().counters(), &endpoint.counters()});
+    }
+  }
+  auto core_hook() {
+    return [this](unsigned core, const auto& endpoint, const auto& app, bool up) {
+      on_core(core, endpoint, app, up);
+    };
+  }
+};
+
+void print_listening(const app::Flags& flags, Ops& ops, const io::Address& a) {
   // Tests and scripts read this line to learn the port behind ":0": one per --listen, in the
   // order given, so the first line stays the first address.
   std::printf("listening on %s://%s cores=%u\n", flags.server.plain ? "ws" : "wss",
               a.to_string().c_str(), flags.server.cores);
+  // After the last listening line, so whoever reads only the first one is not disturbed.
+  if (++ops.listening_printed == flags.server.listen.size() && ops.admin)
+    std::printf("admin on http://%s\n", ops.admin->address().to_string().c_str());
   std::fflush(stdout);
   LOG_INFO("msg=\"listening\" address=%s cores=%u kernel=%s mask=%s", a.to_string().c_str(),
            flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());
 }
 
-void serve_bridge(app::Flags& flags) {
+void serve_bridge(app::Flags& flags, Ops& ops) {
   bridge::Options& b = flags.bridge;
-  // Before any thread starts (libzmq's, the embedded backend's): a thread created with SIGTERM
-  // unblocked takes it with the default action and kills the process without a drain.
-  server_detail::block_stop_signals();
   // libzmq's I/O threads carry TCP to backends for every core (inproc needs none): one per four
   // cores, unpinned, so they run wherever the reactors leave room rather than taking one's CPU.
   zmq::context_t ctx(static_cast<int>(std::max(1u, flags.server.cores / 4)));
@@ -91,7 +135,7 @@ void serve_bridge(app::Flags& flags) {
   serve<bridge::Edge>(
       flags.server,
       [&](unsigned core) { return bridge::Edge(ctx, b, flags.auth, core, flags.server.cores); },
-      [&](const io::Address& a) { print_listening(flags, a); });
+      [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook());
 }
 
 }  // namespace
@@ -116,12 +160,22 @@ int main(int argc, char** argv) {
   tune_allocator();
   app::install_systemd_hooks(flags.server);
   try {
+    // Before any thread starts (the admin port's, libzmq's, the embedded backend's): a thread
+    // created with SIGTERM unblocked takes it with the default action and kills the process
+    // without a drain.
+    server_detail::block_stop_signals();
+    Ops ops(flags);
+    // /readyz answers 503 the moment a drain begins, before any core has closed anything.
+    flags.server.hooks.stopping = [&ops, notify = flags.server.hooks.stopping] {
+      ops.health.set_draining();
+      if (notify) notify();
+    };
     if (flags.echo)
       serve<app::EchoApp>(
           flags.server, [](unsigned) { return app::EchoApp{}; },
-          [&](const io::Address& a) { print_listening(flags, a); });
+          [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook());
     else
-      serve_bridge(flags);
+      serve_bridge(flags, ops);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wsedge: %s\n", e.what());
     return 1;

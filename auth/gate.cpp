@@ -43,6 +43,8 @@ Gate::Admission Gate::admit(const protocol::UpgradeRequest& req, std::string_vie
   a.from = t.from;
   if (t.from != TokenFrom::kNone) {
     TokenError e = verify(t.token, keys_, opts_.verify, now, claims);
+    if (claims.alg)
+      ++counters_.by_alg[static_cast<std::size_t>(*claims.alg)][e != TokenError::kNone];
     if (e != TokenError::kNone) return refuse(e, a);
     id.user = claims.sub;
     id.token_roles = claims.roles;

@@ -49,6 +49,10 @@ struct AuthCounters {
   Counter refreshes;           // in-band tokens accepted
   Counter reloads;             // SIGHUP reloads of keys and ACL that took
   Counter reload_failures;     // ... that were refused (the old keys and ACL stay)
+  // Tokens whose key was found, by its algorithm: [alg][0] verified, [alg][1] refused after it
+  // (bad signature, expired, ...). Exported with labels (app/ops_sources.cpp), not in the log.
+  static constexpr std::size_t kAlgs = static_cast<std::size_t>(Alg::kEdDSA) + 1;
+  Counter by_alg[kAlgs][2];
 };
 
 // Calls fn(name, help, type, value) for every auth counter, with the per-reason refusals named

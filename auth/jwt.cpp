@@ -239,6 +239,7 @@ std::string_view metric_name(TokenError e) {
 
 TokenError verify(std::string_view token, const KeySet& keys, const VerifyOptions& opts,
                   std::int64_t now, Claims& out) {
+  out = Claims{};
   if (token.size() > opts.max_token) return TokenError::kTooLarge;
   std::size_t dot1 = token.find('.');
   std::size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
@@ -248,6 +249,7 @@ TokenError verify(std::string_view token, const KeySet& keys, const VerifyOption
   const Key* key = nullptr;
   if (TokenError e = check_header(token.substr(0, dot1), keys, key); e != TokenError::kNone)
     return e;
+  out.alg = key->alg;
   std::string sig;
   if (!base64url_decode(token.substr(dot2 + 1), sig)) return TokenError::kMalformed;
   // The signing input is the two encoded parts as sent (RFC 7515 §5.2 step 8).
@@ -257,7 +259,6 @@ TokenError verify(std::string_view token, const KeySet& keys, const VerifyOption
     ERR_clear_error();
     return TokenError::kBadSignature;
   }
-  out = Claims{};
   return check_claims(token.substr(dot1 + 1, dot2 - dot1 - 1), opts, now, out);
 }
 

@@ -4,6 +4,7 @@
 // anything in the payload is read, and only with the algorithm the key is pinned to.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,9 @@ struct Claims {
   std::vector<std::string> roles;     // at most 64, each 1-128 bytes of [A-Za-z0-9_.:-]
   std::vector<std::string> channels;  // at most 64, each 1-255 bytes, no control characters
   std::string info;                   // the raw JSON text of `info` (at most 4096 bytes)
+  // The algorithm of the key the token named, once one was found (whatever the outcome after
+  // it: a bad signature or an expired token has one too); for the metrics by algorithm.
+  std::optional<Alg> alg;
 };
 
 enum class TokenError : std::uint8_t {

@@ -1,9 +1,35 @@
 #pragma once
 // Per-core bridge counters (engine/counter.hpp): written by the owning core, named once for the
 // exit log and the metrics endpoint alike.
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string_view>
+
 #include "engine/counter.hpp"
 
 namespace wsedge::bridge {
+
+// Bridge messages by type (bridge/protocol.hpp's Type, docs/BRIDGE-PROTOCOL.md): the known types
+// and one slot for anything else, so a label set a backend cannot grow.
+struct TypeCounters {
+  static constexpr std::uint8_t kTypes[] = {0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14,
+                                            0x20, 0x21, 0x81, 0x82, 0x83, 0x84, 0x85,
+                                            0x86, 0x87, 0x88, 0x89, 0x8A};
+  static constexpr std::string_view kNames[] = {
+      "hello",          "beat",        "open",    "message",          "close",    "snapshot",
+      "client_publish", "ack",         "error",   "welcome",          "send",     "close_command",
+      "subscribe",      "unsubscribe", "publish", "snapshot_request", "received", "acl",
+      "expires",        "other"};
+  static_assert(std::size(kNames) == std::size(kTypes) + 1);
+  static std::size_t slot(std::uint8_t type) {
+    std::size_t i = 0;
+    while (i < std::size(kTypes) && kTypes[i] != type) ++i;
+    return i;
+  }
+  void count(std::uint8_t type) { ++by[slot(type)]; }
+  Counter by[std::size(kNames)];
+};
 
 struct BridgeCounters {
   Counter events_up;        // OPEN, MESSAGE, CLOSE handed to ZeroMQ (resends included)
@@ -26,6 +52,10 @@ struct BridgeCounters {
   Counter publish_gaps;     // publishes lost between publisher and this core (seq jumps)
   Counter control_dropped;  // ACK/ERROR/BEAT not sent: backend full
   Counter subscriptions;    // gauge: (connection, channel) pairs
+  Counter routes_down;      // gauge: routes with no backend up (--ready-needs-backends)
+  // Not in kBridgeMetrics (labelled families, app/ops_sources.cpp exports them):
+  TypeCounters sent;      // to backends (up)
+  TypeCounters received;  // from backends (down), PUBLISH included
 };
 
 inline constexpr MetricInfo<BridgeCounters> kBridgeMetrics[] = {
@@ -69,6 +99,8 @@ inline constexpr MetricInfo<BridgeCounters> kBridgeMetrics[] = {
      MetricType::kCounter, &BridgeCounters::control_dropped},
     {"bridge_subscriptions", "subscriptions of connections to channels", MetricType::kGauge,
      &BridgeCounters::subscriptions},
+    {"bridge_routes_down", "routes with no backend up on this core", MetricType::kGauge,
+     &BridgeCounters::routes_down},
 };
 
 }  // namespace wsedge::bridge

@@ -52,6 +52,7 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
     }
   }
   dirty_.assign(links_.size(), false);
+  count_routes_down();
   sub_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::sub);
   // Heartbeats too: a publisher or broker that dies without a FIN would otherwise leave every
   // core subscribed to nothing, losing publishes with no gap to count.
@@ -415,6 +416,7 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   read_u64(find_meta(meta, "instance", found), instance);
   bool fresh = l.welcomed(instance);
   ++counters_.backend_ups;
+  count_routes_down();
   LOG_INFO("msg=\"backend up\" core=%u endpoint=%s resend=%zu", core_, l.endpoint().c_str(),
            l.window().size());
   if (fresh) {
@@ -450,11 +452,18 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   }
 }
 
+void Edge::count_routes_down() {
+  std::uint64_t down = 0;
+  for (std::size_t r = 0; r < routes_.size(); ++r) down += !route_up(static_cast<std::uint16_t>(r));
+  counters_.routes_down.set(down);
+}
+
 void Edge::link_down(std::uint16_t li) {
   Link& l = *links_[li];
   if (l.state() == Link::State::kDown) return;
   l.down();
   ++counters_.backend_downs;
+  count_routes_down();
   LOG_WARN("msg=\"backend down\" core=%u endpoint=%s unacknowledged=%zu", core_,
            l.endpoint().c_str(), l.window().size());
   bool any_up = false;
@@ -590,6 +599,7 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
     return;
   }
   ++counters_.commands;
+  counters_.received.count(static_cast<std::uint8_t>(h.type));
   bool ok = true;
   switch (h.type) {
     case Type::kWelcome:
@@ -901,6 +911,7 @@ void Edge::handle_publish(Frames& m) {
     return;
   }
   ++counters_.publishes;
+  counters_.received.count(static_cast<std::uint8_t>(Type::kPublish));
   Channels::Channel* ch = channels_.find(channel);
   if (!ch) return;  // the last subscriber left while it was on its way
   std::uint64_t seq = 0;

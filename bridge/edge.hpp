@@ -54,6 +54,12 @@ class Edge {
   void on_draining(std::uint32_t window_ms);
 
   const BridgeCounters& counters() const { return counters_; }
+  // fn(endpoint, up gauge) for each backend link, any thread once on_start has run: the links
+  // and their endpoints do not change after it, and the gauge is a Counter.
+  template <class Fn>
+  void for_each_link(Fn&& fn) const {
+    for (const auto& l : links_) fn(l->endpoint(), l->up_gauge());
+  }
   // Null when auth is off and there is no ACL.
   const auth::AuthCounters* auth_counters() const { return gate_ ? &gate_->counters() : nullptr; }
   // This core's id for a connection (what backends address it by).
@@ -92,6 +98,8 @@ class Edge {
   void handle_publish(Frames& m);
   void welcome(std::uint16_t li, std::span<const std::byte> meta);
   void link_down(std::uint16_t li);
+  // After a link went up or down: the routes_down gauge readiness reads.
+  void count_routes_down();
   void fail_over(std::uint16_t li);
   void resume(std::uint16_t li);
   void release_paused(std::uint16_t li);

@@ -89,6 +89,7 @@ bool Link::send_event(Event& e) {
   int n = 2;
   if (e.type == Type::kMessage || e.type == Type::kClientPublish) out[n++].copy(e.payload);
   if (!send_frames(sock_, out, n)) return false;
+  counters_.sent.count(static_cast<std::uint8_t>(e.type));
   ++counters_.events_up;
   if (e.sent_before) ++counters_.events_resent;
   e.sent_before = true;
@@ -119,7 +120,10 @@ bool Link::flush() {
 
 bool Link::send_control(Frames& m) {
   if (state_ == State::kDown) return false;
-  return send_frames(sock_, m.f, m.n);
+  if (!send_frames(sock_, m.f, m.n)) return false;
+  // The type is byte 3 of the header frame (protocol.cpp encode_header), which we wrote.
+  if (m.f[0].size() > 3) counters_.sent.count(static_cast<const std::uint8_t*>(m.f[0].data())[3]);
+  return true;
 }
 
 void Link::connected(const std::string& node_name, const ConnId& core_id, unsigned cores) {
@@ -147,6 +151,7 @@ bool Link::send_hello() {
   m[0].copy(hello_[0]);
   m[1].copy(hello_[1]);
   if (!send_frames(sock_, m, 2)) return false;
+  counters_.sent.count(static_cast<std::uint8_t>(Type::kHello));
   hello_pending_ = false;
   return true;
 }
@@ -156,6 +161,7 @@ bool Link::welcomed(std::uint64_t instance) {
   instance_ = instance;
   known_instance_ = true;
   state_ = State::kUp;
+  up_gauge_.set(1);
   sent_ = 0;
   counted_ = 0;
   blocked_ = false;
@@ -176,6 +182,7 @@ void Link::counted(std::uint64_t count) {
 
 void Link::down() {
   state_ = State::kDown;
+  up_gauge_.set(0);
   hello_pending_ = false;
   sent_ = 0;
   blocked_ = false;

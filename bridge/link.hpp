@@ -96,6 +96,8 @@ class Link {
   zmq::socket_t& monitor() { return monitor_; }
   const std::string& endpoint() const { return endpoint_; }
   State state() const { return state_; }
+  // 1 while up (WELCOME received), else 0: a gauge the metrics exporter reads from its thread.
+  const Counter& up_gauge() const { return up_gauge_; }
   bool inproc() const { return inproc_; }
 
   // Takes an event; it leaves with the turn's others at flush(). False when the client that
@@ -152,6 +154,7 @@ class Link {
   std::string endpoint_;
   bool inproc_;
   State state_ = State::kDown;
+  Counter up_gauge_;
   bool blocked_ = false;  // the last send met EAGAIN
   std::uint64_t instance_ = 0;
   zmq::message_t hello_[2];  // the last HELLO, kept until it has gone

@@ -73,14 +73,22 @@ void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
+// on_core(core, endpoint, app, up) for serve(): a core says it serves (up, after on_start and
+// its listeners) and that it is about to go (down, before its endpoint and app are destroyed,
+// also when it fails): the admin port registers the core's counters between the two.
+struct NoCoreHook {
+  template <class Endpoint, class App>
+  void operator()(unsigned, const Endpoint&, const App&, bool) const {}
+};
+
 // make_app(core_index) returns the App for one core; on_listening sees each address, in order,
 // once its port is known. The App's optional on_start(Endpoint<App>&) runs on the core's thread
 // before the first connection (open backend sockets, watch their fds, set timers); its optional
 // on_stop() runs there after the last connection is gone, before the core's reactor is
 // destroyed. Blocks until stopped; throws what a core threw.
-template <class App, class MakeApp>
+template <class App, class MakeApp, class OnCore = NoCoreHook>
 void serve(ServerOptions opts, MakeApp make_app,
-           std::function<void(const io::Address&)> on_listening = {}) {
+           std::function<void(const io::Address&)> on_listening = {}, OnCore on_core = {}) {
   using namespace server_detail;
   io::probe_kernel_features();
   raise_fd_limit();
@@ -114,6 +122,15 @@ void serve(ServerOptions opts, MakeApp make_app,
           if (k < opts.proxy_protocol.size() && opts.proxy_protocol[k])
             endpoint.set_listener_proxy(index);
         }
+        // Down before what it registered goes, whichever way this scope is left.
+        struct Registered {
+          OnCore& hook;
+          unsigned core;
+          const ws::Endpoint<App>& endpoint;
+          const App& app;
+          ~Registered() { hook(core, endpoint, app, false); }
+        } registered{on_core, i, endpoint, app};
+        on_core(i, endpoint, app, true);
         {
           std::lock_guard<std::mutex> lock(mu);
           reactors[i] = &reactor;

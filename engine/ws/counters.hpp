@@ -1,9 +1,50 @@
 #pragma once
 // Per-core WebSocket counters: written by the owning core only, readable from any thread
 // (engine/counter.hpp), described once in kEndpointMetrics for logs and metrics alike.
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <string_view>
+
 #include "engine/counter.hpp"
 
 namespace wsedge::ws {
+
+// Closes of connections the application saw open, by close code and by who sent the first
+// Close (or dropped the connection). A small fixed set of codes: a label per code a peer may
+// send would let one client grow a scrape without bound.
+struct CloseCounters {
+  enum Side : std::uint8_t { kPeer, kServer, kSides };
+  static constexpr std::size_t kSlots = 18;  // 1000..1015, then 4000-4999, then anything else
+  static std::size_t slot(std::uint16_t code) {
+    if (code >= 1000 && code <= 1015) return code - 1000u;
+    return code >= 4000 && code <= 4999 ? 16 : 17;
+  }
+  static std::string_view label(std::size_t slot) {
+    static constexpr std::string_view kLabels[kSlots] = {
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008",
+        "1009", "1010", "1011", "1012", "1013", "1014", "1015", "4xxx", "other"};
+    return kLabels[slot];
+  }
+  Counter by[kSides][kSlots];
+};
+
+// Accept to 101, per core, in fixed buckets: what a scrape turns into a latency histogram.
+struct HandshakeHistogram {
+  // Upper bounds in microseconds; a last bucket counts what is above them.
+  static constexpr std::uint32_t kBoundsUs[] = {250,    500,     1000,    2500,    5000,
+                                                10000,  25000,   50000,   100000,  250000,
+                                                500000, 1000000, 2500000, 5000000, 10000000};
+  static constexpr std::size_t kBuckets = std::size(kBoundsUs) + 1;
+  void record(std::uint32_t us) {
+    std::size_t i = 0;
+    while (i < std::size(kBoundsUs) && us > kBoundsUs[i]) ++i;
+    ++buckets[i];
+    sum_us += us;
+  }
+  Counter buckets[kBuckets];  // not cumulative
+  Counter sum_us;
+};
 
 struct EndpointCounters {
   Counter handshakes;          // upgrades answered 101 (server) or accepted (client)
@@ -16,6 +57,8 @@ struct EndpointCounters {
   Counter pages_served;  // plain GETs answered with a static page
   Counter messages_in;
   Counter messages_out;
+  Counter payload_bytes_in;   // message payloads, unmasked (the reactor counts wire bytes)
+  Counter payload_bytes_out;  // message payloads sent or queued (control frames not included)
   Counter pings_in;
   Counter pings_sent;
   Counter closes_in;         // Close frames received with a valid code
@@ -39,6 +82,9 @@ struct EndpointCounters {
   Counter origin_refused;       // 403: Origin not allowed
   Counter proxy_headers;        // PROXY protocol headers accepted (LOCAL and UNKNOWN included)
   Counter proxy_header_errors;  // closed: a malformed PROXY header, or none where one is due
+  // Not in kEndpointMetrics (labelled families, exported by ops/metrics_registry.cpp):
+  CloseCounters closes;
+  HandshakeHistogram handshake_time;
 };
 
 inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
@@ -62,6 +108,10 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      &EndpointCounters::messages_in},
     {"messages_sent_total", "WebSocket messages sent", MetricType::kCounter,
      &EndpointCounters::messages_out},
+    {"received_payload_bytes_total", "payload bytes of WebSocket messages received",
+     MetricType::kCounter, &EndpointCounters::payload_bytes_in},
+    {"sent_payload_bytes_total", "payload bytes of WebSocket messages sent", MetricType::kCounter,
+     &EndpointCounters::payload_bytes_out},
     {"pings_received_total", "pings received", MetricType::kCounter, &EndpointCounters::pings_in},
     {"pings_sent_total", "keep-alive pings sent", MetricType::kCounter,
      &EndpointCounters::pings_sent},

@@ -409,6 +409,7 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            counters_.payload_bytes_in += r.payload.size();
             if (!charge_message(id, r.payload.size())) return;
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.
@@ -426,7 +427,10 @@ class Endpoint : public EndpointBase {
         case ReadEvent::kClose: {
           ++counters_.closes_in;
           // Answer an unsolicited Close with the same code (§5.5.1); ours was already sent.
-          if (c.phase == kOpen) send_close(id, r.code, {});
+          if (c.phase == kOpen) {
+            c.flags |= kPeerClose;
+            send_close(id, r.code, {});
+          }
           std::string_view reason(reinterpret_cast<const char*>(r.payload.data()),
                                   r.payload.size());
           end(id, r.code, reason, Ending::kGraceful);

@@ -134,6 +134,14 @@ void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view 
   Conn& c = conns_[id.idx];
   bool known = c.phase == kOpen || c.phase == kCloseSent || (c.flags & kClient);
   if (c.phase == kDone || c.phase == kIdle) return;
+  // Who ended it: the peer when its Close came first or its TCP went away while open; the
+  // server for every close it started (errors, limits, shutdown) and after its own Close.
+  if (known) {
+    bool peer =
+        c.phase == kOpen && ((c.flags & kPeerClose) || code == protocol::close_code::kAbnormal);
+    ++counters_.closes
+          .by[peer ? CloseCounters::kPeer : CloseCounters::kServer][CloseCounters::slot(code)];
+  }
   c.phase = kDone;
   if (known) on_close_hook_(this, id, code, reason);
 }
@@ -165,11 +173,12 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
   if ((rsv & ~c.rsv) || (control && (!fin || payload.size() > protocol::kMaxControlPayload)))
     return SendResult::kInvalid;
   write_frame(id, c.flags & kClient, op, payload, fin, rsv);
-  return sent(id);
+  return sent(id, payload.size());
 }
 
-SendResult EndpointBase::sent(io::SocketId id) {
+SendResult EndpointBase::sent(io::SocketId id, std::size_t payload) {
   ++counters_.messages_out;
+  counters_.payload_bytes_out += payload;
   if (reactor_.queued(id) > cfg_.max_outbound) {
     // The peer is not reading: closing beats holding unbounded memory for it.
     ++counters_.backlog_exceeded;
@@ -218,7 +227,7 @@ SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
   } else {
     reactor_.write_shared(id, frame);
   }
-  return sent(id);
+  return sent(id, len - protocol::frame_header_size(bytes));
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
@@ -321,6 +330,7 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   emit(id, out, n);
   ++counters_.handshakes;
   Conn& c = conns_[id.idx];
+  counters_.handshake_time.record(now_us() - c.accepted_us);
   c.phase = kOpen;
   c.rsv = d.rsv;
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.
@@ -337,9 +347,10 @@ void EndpointBase::begin_server_handshake(io::SocketId id) {
   // Without a first-byte stage the handshake deadline is the timer's only meaning. Behind a
   // proxy the same deadlines cover its header: a proxy that connects and says nothing holds
   // a slot no longer than a client would.
-  start(id, proxied ? kProxyHeader : kServerHandshake,
-        first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
-        first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  Conn& c = start(id, proxied ? kProxyHeader : kServerHandshake,
+                  first_byte_stage ? 0 : kHeardFrom | kHandshakeRest,
+                  first_byte_stage ? fb : cfg_.handshake_timeout_ms);
+  c.accepted_us = now_us();
   // Counted now, the connection would count against the proxy's address: every client
   // behind it would share one per-address limit.
   if (!proxied) begin_stream(id);

@@ -19,10 +19,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
-from wsedge_server import host_port, start_server  # noqa: E402
+from wsedge_server import admin_url, host_port, start_server  # noqa: E402
 from raw_ws import REQUEST, check, frame, results  # noqa: E402
 
 
@@ -72,6 +74,14 @@ def refused(addr):
         return True
 
 
+def ready_status(admin):
+    try:
+        with urllib.request.urlopen(admin + "/readyz", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def wait_exit(proc, timeout):
     try:
         proc.wait(timeout=timeout)
@@ -95,10 +105,13 @@ def test_spread(binary):
         threads = [threading.Thread(target=reader, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
+        admin = admin_url(proc)
+        check("drain: /readyz answers 200 before", ready_status(admin) == 200)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         check("drain: no new connections once SIGTERM came", refused(addr))
+        check("drain: /readyz answers 503 while draining", ready_status(admin) == 503)
         check("drain: the process still runs while clients remain", proc.poll() is None)
         for t in threads:
             t.join()

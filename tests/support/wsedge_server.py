@@ -19,7 +19,10 @@ def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
     under (e.g. prlimit with its options). app: "echo" (what the engine suites test) or
     "bridge" (then flags name the backends)."""
     mode = ["--tls-cert", tls[0], "--tls-key", tls[1]] if tls else ["--plain"]
-    args = [*prefix, binary, "--listen", "127.0.0.1:0", "--app", app, *mode, *flags]
+    # An admin port of its own (port 0) unless the test picks one: servers of parallel tests
+    # must not meet on the default 127.0.0.1:9090. admin_url(proc) reads its address.
+    admin = [] if "--admin" in flags else ["--admin", "127.0.0.1:0"]
+    args = [*prefix, binary, "--listen", "127.0.0.1:0", "--app", app, *mode, *admin, *flags]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("listening on "):
@@ -41,6 +44,15 @@ def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
         proc.log = proc.stderr.read()  # the per-core counters logged at exit, for tests to read
         if proc.returncode != 0:
             raise RuntimeError(f"server exited with {proc.returncode}: {proc.log}")
+
+
+def admin_url(proc):
+    """The admin port's http://HOST:PORT, from the line after the listening line(s): call it
+    once, after reading the listening lines the test needs."""
+    for line in proc.stdout:
+        if line.startswith("admin on "):
+            return line.split()[2]
+    raise RuntimeError("server printed no admin address")
 
 
 def host_port(url):

@@ -81,7 +81,7 @@ void pin_to_cpu(unsigned index) {
 }
 
 void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
-                   bool& stopping) {
+                   bool& stopping, const std::function<bool()>& on_sighup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -108,7 +108,9 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
       continue;
     }
     if (sig != SIGHUP) break;
-    if (!opts.plain) {
+    if (on_sighup) {
+      if (!on_sighup()) continue;  // refused (logged there): no core reloads anything
+    } else if (!opts.plain) {
       try {
         tls::Context::load(opts.tls);
         LOG_INFO("msg=\"reloading TLS certificates\"");

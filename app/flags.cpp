@@ -603,9 +603,9 @@ const std::vector<Spec>& specs() {
       // --- operations: logs ---
       // --- operations: config file ---
       {"--config", "FILE",
-       "a TOML config file: every flag but these two, by its name without '--' "
-       "(docs/OPERATIONS.md, section 3); flags given here replace the file's values; SIGHUP "
-       "reads it again",
+       "a TOML config file: any flag but --config, --check-config, --help and --version, by its "
+       "name without '--' (docs/OPERATIONS.md, section 3); flags given here replace the file's "
+       "values; SIGHUP reads it again",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) { f.config_file = v; }, kCommandLineOnly},
       {"--check-config", nullptr,
@@ -636,7 +636,7 @@ Flags defaults() {
 namespace {
 
 // One value for a flag, from the command line or the config file: both feed the same loop
-// (apply), so a file and the flags can never disagree on what a value means.
+// (apply_settings), so a file and the flags can never disagree on what a value means.
 struct Setting {
   const Spec* spec;
   std::string value;  // empty for a switch
@@ -686,7 +686,9 @@ class ConfigReader {
  public:
   explicit ConfigReader(const std::string& path) : path_(path) {}
 
-  std::vector<Setting> read() {
+  // The file's settings, and in `errors` what is wrong with the rest (parsing stops at a
+  // syntax error; anything else is reported for every key that has it).
+  std::vector<Setting> read(std::string& errors) {
     toml::table doc;
     try {
       doc = toml::parse(text(), path_);
@@ -694,12 +696,8 @@ class ConfigReader {
       throw std::invalid_argument(at(e.source()).append(e.description()));
     }
     walk(doc, "");
-    if (!errors_.empty()) {
-      std::stable_sort(errors_.begin(), errors_.end());
-      std::string all;
-      for (const auto& e : errors_) all.append(all.empty() ? "" : "\n").append(e.second);
-      throw std::invalid_argument(all);
-    }
+    std::stable_sort(errors_.begin(), errors_.end());
+    for (const auto& e : errors_) errors.append(errors.empty() ? "" : "\n").append(e.second);
     std::stable_sort(out_.begin(), out_.end(), [](const Setting& a, const Setting& b) {
       return std::pair{a.line, a.column} < std::pair{b.line, b.column};
     });
@@ -753,10 +751,16 @@ class ConfigReader {
         continue;
       }
       if (spec->kind == kOnce) {
-        auto [it, fresh] = once_.try_emplace(spec, at(k.source()));
+        // Tables are walked by name, not in file order: the later of the two is the error.
+        auto [it, fresh] = once_.try_emplace(spec, k.source());
         if (!fresh) {
-          fail(k.source(), key,
-               "given twice (first at " + it->second.substr(0, it->second.size() - 2) + ")");
+          const toml::source_region* first = &it->second;
+          const toml::source_region* again = &k.source();
+          if (std::pair{again->begin.line, again->begin.column} <
+              std::pair{first->begin.line, first->begin.column})
+            std::swap(first, again);
+          std::string was = at(*first);
+          fail(*again, key, "given twice (first at " + was.substr(0, was.size() - 2) + ")");
           continue;
         }
       }
@@ -794,14 +798,13 @@ class ConfigReader {
   const std::string& path_;
   std::vector<Setting> out_;
   std::vector<std::pair<std::pair<std::uint32_t, std::uint32_t>, std::string>> errors_;
-  std::unordered_map<const Spec*, std::string> once_;  // where each kOnce flag was given
+  std::unordered_map<const Spec*, toml::source_region> once_;  // where each kOnce flag was given
 };
 
-// Applies every setting in order through its Spec::set: all of a file's errors are reported
-// together, each with its FILE:LINE:COLUMN and key.
-Flags apply(const std::vector<Setting>& settings) {
+// Applies every setting in order through its Spec::set. Every error is reported, after those
+// already in `errors`, together: a file's each with its FILE:LINE:COLUMN and key.
+Flags apply_settings(const std::vector<Setting>& settings, std::string errors) {
   Flags f = defaults();
-  std::string errors;
   for (const Setting& s : settings) {
     try {
       s.spec->set(f, s.value);
@@ -823,6 +826,7 @@ Flags parse_flags(int argc, char** argv) {
 Flags parse_flags(std::span<const std::string> args) {
   std::vector<Setting> given = from_args(args);
   std::vector<Setting> all;
+  std::string errors;
   auto named = [&](std::string_view name) {
     auto it = std::find_if(given.rbegin(), given.rend(),
                            [&](const Setting& s) { return name == s.spec->name; });
@@ -830,12 +834,12 @@ Flags parse_flags(std::span<const std::string> args) {
   };
   const Setting* config = named("--config");
   if (config && !named("--help") && !named("--version")) {
-    all = ConfigReader(config->value).read();
+    all = ConfigReader(config->value).read(errors);
     // A flag on the command line replaces every value the file gave it.
     std::erase_if(all, [&](const Setting& s) { return named(s.spec->name) != nullptr; });
   }
   all.insert(all.end(), given.begin(), given.end());
-  Flags f = apply(all);
+  Flags f = apply_settings(all, std::move(errors));
   if (!f.listen_given && f.server.plain) f.server.listen = {io::parse_address(kPlainListen)};
   if (f.help || f.version) return f;
   if (f.server.plain && !f.server.tls.certs.empty())
@@ -971,7 +975,8 @@ std::string usage() {
       "       wsedge --plain [flags]\n"
       "A WebSocket edge server on io_uring that bridges clients to backends over ZeroMQ\n"
       "(docs/BRIDGE-PROTOCOL.md); with no --backend it serves an embedded chat.\n"
-      "SIGHUP reloads the certificates, auth keys and ACL; SIGTERM drains and stops.\n\n";
+      "SIGHUP reloads the config file, certificates, auth keys and ACL; SIGTERM drains and "
+      "stops.\n\n";
   for (const Spec& s : specs()) {
     std::string left = std::string("  ") + s.name + (s.arg ? std::string(" ") + s.arg : "");
     if (left.size() < 28)

@@ -92,8 +92,10 @@ class Reloader {
       for (const std::string& k : app::restart_keys(next, started_))
         restart.append(restart.empty() ? "" : ",").append(k);
       if (!restart.empty())
-        LOG_WARN("msg=\"config changes that need a restart; the running values stay\" keys=\"%s\"",
-                 restart.c_str());
+        LOG_WARN(
+            "msg=\"config changes ignored: each needs a restart; the running values stay\" "
+            "keys=\"%s\"",
+            restart.c_str());
       live_.publish(snapshot);
       // --- operations: a reloaded log level is applied here (this thread) ---
       LOG_INFO("msg=\"configuration reloaded\" file=\"%s\"", snapshot->config_file.c_str());

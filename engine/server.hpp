@@ -121,8 +121,9 @@ void serve(ServerOptions opts, MakeApp make_app,
   if (on_sighup) {
     reload = [&] {
       std::shared_ptr<const ServerOptions> next = on_sighup();
-      if (next) live.publish(std::move(next));
-      return next != nullptr;
+      if (!next) return false;
+      live.publish(std::move(next));
+      return true;
     };
   }
   wait_for_stop(opts, reactors, mu, stopping, reload);

@@ -681,7 +681,7 @@ std::vector<Setting> from_args(std::span<const std::string> args) {
 // Reads a config file into settings. The one mapping rule: a key's path, its tables' names and
 // its own joined with '-', is the flag's name without "--" ([auth] hs256-secret-file and
 // auth.hs256-secret-file are --auth-hs256-secret-file). Every error found is reported, each
-// with FILE:LINE:COLUMN and the key, in one exception.
+// with FILE:LINE:COLUMN and the key; a syntax error alone throws at once.
 class ConfigReader {
  public:
   explicit ConfigReader(const std::string& path) : path_(path) {}
@@ -817,11 +817,6 @@ Flags apply_settings(const std::vector<Setting>& settings, std::string errors) {
 }
 
 }  // namespace
-
-Flags parse_flags(int argc, char** argv) {
-  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
-  return parse_flags(args);
-}
 
 Flags parse_flags(std::span<const std::string> args) {
   std::vector<Setting> given = from_args(args);

@@ -31,7 +31,6 @@ struct Flags {
 // std::invalid_argument with every error found, one a line; a file's errors start with
 // FILE:LINE:COLUMN: KEY.
 Flags parse_flags(std::span<const std::string> args);
-Flags parse_flags(int argc, char** argv);
 std::string usage();
 
 // Loads, and drops, what a start loads from the files `f` names: TLS certificates and keys,

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <exception>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>

@@ -1,8 +1,9 @@
 """The config file of the real binary (docs/OPERATIONS.md section 3): a server started from a file
 alone; flags that replace the file's values; --check-config on good and bad files (exit codes,
 FILE:LINE:COLUMN in the message), the shipped example included; SIGHUP reloads that change a
-limit live, a bad file refused with the old limits still applied, and a change of `cores` named
-as needing a restart while the rest of the reload applies.
+limit live, a bad file refused with the old limits still applied, a change of `cores` named
+as needing a restart while the rest of the reload applies, and certificates the file names
+reloaded with it.
 
 usage: config_test.py PATH_TO_WSEDGE EXAMPLE_CONFIG
 """
@@ -11,6 +12,7 @@ import os
 import re
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -252,6 +254,46 @@ def reloads(binary, tmp):
         check("stops cleanly after the reloads", srv.stop() == 0, srv.log[-3:])
 
 
+def tls_reload(binary, tmp):
+    """Certificates named by the file reload with it: a new file name takes for new connections;
+    one that does not load is refused and the old certificate keeps serving."""
+    old = make_cert(tmp, "localhost")
+    os.makedirs(os.path.join(tmp, "new"), exist_ok=True)
+    new = make_cert(os.path.join(tmp, "new"), "localhost")
+    path = os.path.join(tmp, "tls.toml")
+
+    def config(cert, key):
+        write(path, f'listen = ["127.0.0.1:0"]\napp = "echo"\ncores = 1\n[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+
+    def trusts(url, ca):
+        ctx = ssl.create_default_context(cafile=ca)
+
+        async def go():
+            try:
+                async with websockets.connect(url, ssl=ctx) as ws:
+                    return await send_on(ws, 10) == "echo"
+            except ssl.SSLError:
+                return False
+        return run(go())
+
+    config(*old)
+    srv = Wsedge(binary, "--config", path)
+    try:
+        url = srv.url
+        check("wss from the file's certificate", trusts(url, old[0]) and not trusts(url, new[0]))
+        config(*new)
+        line = srv.reload("TLS certificates reloaded")
+        check("a new certificate file in the config reloads", line is not None, srv.log[-5:])
+        check("... and new connections get it", trusts(url, new[0]) and not trusts(url, old[0]))
+        config(os.path.join(tmp, "gone.crt"), new[1])
+        line = srv.reload("reload refused")
+        check("a certificate that does not load: the reload is refused", line is not None and "gone.crt" in line,
+              line or srv.log[-5:])
+        check("... and the running certificate keeps serving", trusts(url, new[0]))
+    finally:
+        check("stops cleanly after the TLS reloads", srv.stop() == 0, srv.log[-3:])
+
+
 def main(argv):
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -262,6 +304,7 @@ def main(argv):
         command_line_overrides(binary, tmp)
         check_config(binary, tmp, example)
         reloads(binary, tmp)
+        tls_reload(binary, tmp)
     failed = RESULTS.count(False)
     print(f"{len(RESULTS) - failed}/{len(RESULTS)} checks passed")
     return 1 if failed else 0

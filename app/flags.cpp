@@ -1,13 +1,21 @@
 #include "flags.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace wsedge::app {
@@ -26,12 +34,21 @@ std::uint64_t number(std::string_view flag, std::string_view v, std::uint64_t lo
   return n;
 }
 
+// How often a flag may be given. A config file says a repeatable flag's values as an array; a
+// flag that takes one value given an array there is an error, not "the last one wins".
+enum Kind : std::uint8_t {
+  kOnce,             // on the command line a later value replaces an earlier one
+  kRepeatable,       // every value counts
+  kCommandLineOnly,  // about the config file or the program, never in a config file
+};
+
 struct Spec {
   const char* name;
   const char* arg;  // null for a switch
   const char* help;
   std::function<std::string(const Flags&)> show_default;
   std::function<void(Flags&, std::string_view)> set;
+  Kind kind = kOnce;
 };
 
 template <class T>
@@ -212,7 +229,8 @@ const std::vector<Spec>& specs() {
          }
          f.server.listen.push_back(addr);
          f.server.proxy_protocol.push_back(!option.empty());
-       }},
+       },
+       kRepeatable},
       {"--reuse-port", nullptr,
        "serve a port another wsedge already serves, sharing its connections (zero-downtime "
        "replacement: start the new one, then SIGTERM the old); without it a served port is "
@@ -221,10 +239,12 @@ const std::vector<Spec>& specs() {
        [](Flags& f, std::string_view) { f.server.reuse_port = true; }},
       {"--tls-cert", "FILE", "PEM certificate chain; repeat with --tls-key for several names (SNI)",
        [](const Flags&) { return std::string("none"); },
-       [](Flags& f, std::string_view v) { tls_pair(f, true).cert_file = std::string(v); }},
+       [](Flags& f, std::string_view v) { tls_pair(f, true).cert_file = std::string(v); },
+       kRepeatable},
       {"--tls-key", "FILE", "PEM private key for the --tls-cert in the same position",
        [](const Flags&) { return std::string("none"); },
-       [](Flags& f, std::string_view v) { tls_pair(f, false).key_file = std::string(v); }},
+       [](Flags& f, std::string_view v) { tls_pair(f, false).key_file = std::string(v); },
+       kRepeatable},
       {"--tls-ticket-rotation", "SECONDS", "lifetime of a session-ticket key",
        [](const Flags& f) { return str(f.server.ticket_rotation_s); },
        [](Flags& f, std::string_view v) {
@@ -385,7 +405,8 @@ const std::vector<Spec>& specs() {
            throw std::invalid_argument("--allowed-origin: SCHEME://HOST[:PORT], got '" +
                                        std::string(v) + "'");
          f.server.endpoint.allowed_origins.emplace_back(v);
-       }},
+       },
+       kRepeatable},
       {"--ping-interval", "MS",
        "idle time before a ping; no answer within another interval closes; 0 = off",
        [](const Flags& f) { return str(f.server.endpoint.ping_interval_ms); },
@@ -424,11 +445,12 @@ const std::vector<Spec>& specs() {
            throw std::invalid_argument("--route: expected PATH=ENDPOINT, got '" + std::string(v) +
                                        "'");
          add_route(f, parse_route("--route", v.substr(0, eq), v.substr(eq + 1)));
-       }},
+       },
+       kRepeatable},
       {"--publish", "ENDPOINT",
        "a PUB (or broker XPUB) endpoint channel publishes come from; repeatable",
        [](const Flags&) { return std::string("the embedded chat's, without --backend/--route"); },
-       [](Flags& f, std::string_view v) { f.bridge.publish.emplace_back(v); }},
+       [](Flags& f, std::string_view v) { f.bridge.publish.emplace_back(v); }, kRepeatable},
       {"--node-name", "NAME", "this node's name in backends' routing ids (NAME/CORE)",
        [](const Flags&) { return std::string("the host name"); },
        [](Flags& f, std::string_view v) {
@@ -449,7 +471,8 @@ const std::vector<Spec>& specs() {
          std::string h(v);
          for (char& ch : h) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
          f.bridge.forward_headers.push_back(h);
-       }},
+       },
+       kRepeatable},
       {"--output-budget", "BYTES",
        "output queued to one client past which the route's slow policy applies",
        [](const Flags& f) { return str(f.bridge.output_budget); },
@@ -517,28 +540,32 @@ const std::vector<Spec>& specs() {
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) {
          f.auth.keys.secret_files.emplace_back(auth::Alg::kHS256, std::string(v));
-       }},
+       },
+       kRepeatable},
       {"--auth-hs384-secret-file", "FILE", "HS384 secret (>= 48 bytes)",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) {
          f.auth.keys.secret_files.emplace_back(auth::Alg::kHS384, std::string(v));
-       }},
+       },
+       kRepeatable},
       {"--auth-hs512-secret-file", "FILE", "HS512 secret (>= 64 bytes)",
        [](const Flags&) { return std::string("none"); },
        [](Flags& f, std::string_view v) {
          f.auth.keys.secret_files.emplace_back(auth::Alg::kHS512, std::string(v));
-       }},
+       },
+       kRepeatable},
       {"--auth-public-key", "FILE[;alg=PS256]",
        "PEM public key, repeatable: EC P-256/P-384 (ES256/384), Ed25519 (EdDSA), RSA (RS256, "
        "or PS256 when named); kid: the file's stem",
        [](const Flags&) { return std::string("none"); },
-       [](Flags& f, std::string_view v) { f.auth.keys.public_key_files.emplace_back(v); }},
+       [](Flags& f, std::string_view v) { f.auth.keys.public_key_files.emplace_back(v); },
+       kRepeatable},
       {"--auth-jwks", "FILE", "a JWK set (RFC 7517) of verification keys, chosen by kid",
        [](const Flags&) { return std::string("none"); },
-       [](Flags& f, std::string_view v) { f.auth.keys.jwks_files.emplace_back(v); }},
+       [](Flags& f, std::string_view v) { f.auth.keys.jwks_files.emplace_back(v); }, kRepeatable},
       {"--auth-audience", "AUD", "accepted `aud` (repeatable); tokens must name one of them",
        [](const Flags&) { return std::string("not checked"); },
-       [](Flags& f, std::string_view v) { f.auth.verify.audiences.emplace_back(v); }},
+       [](Flags& f, std::string_view v) { f.auth.verify.audiences.emplace_back(v); }, kRepeatable},
       {"--auth-issuer", "ISS", "required `iss`",
        [](const Flags&) { return std::string("not checked"); },
        [](Flags& f, std::string_view v) { f.auth.verify.issuer = v; }},
@@ -600,6 +627,17 @@ const std::vector<Spec>& specs() {
        [](Flags& f, std::string_view) { f.ready_needs_backends = true; }},
       // --- operations: logs ---
       // --- operations: config file ---
+      {"--config", "FILE",
+       "a TOML config file: any flag but --config, --check-config, --help and --version, by its "
+       "name without '--' (docs/OPERATIONS.md, section 3); flags given here replace the file's "
+       "values; SIGHUP reads it again",
+       [](const Flags&) { return std::string("none"); },
+       [](Flags& f, std::string_view v) { f.config_file = v; }, kCommandLineOnly},
+      {"--check-config", nullptr,
+       "check the flags and the config file and load the files they name (certificates, keys, "
+       "the ACL), print 'config ok' and exit 0; or print what is wrong and exit 2",
+       [](const Flags&) { return std::string(); },
+       [](Flags& f, std::string_view) { f.check_config = true; }, kCommandLineOnly},
       // --- operations: drain ---
       {"--drain-timeout", "MS",
        "SIGTERM: stop accepting, then close every client with 1001 spread evenly over this "
@@ -619,9 +657,9 @@ const std::vector<Spec>& specs() {
        },
        [](Flags& f, std::string_view) { f.proxy_protocol = true; }},
       {"--help", nullptr, "print this help", [](const Flags&) { return std::string(); },
-       [](Flags& f, std::string_view) { f.help = true; }},
+       [](Flags& f, std::string_view) { f.help = true; }, kCommandLineOnly},
       {"--version", nullptr, "print the version", [](const Flags&) { return std::string(); },
-       [](Flags& f, std::string_view) { f.version = true; }},
+       [](Flags& f, std::string_view) { f.version = true; }, kCommandLineOnly},
   };
   return s;
 }
@@ -637,10 +675,30 @@ Flags defaults() {
 
 }  // namespace
 
-Flags parse_flags(int argc, char** argv) {
-  Flags f = defaults();
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
+namespace {
+
+// One value for a flag, from the command line or the config file: both feed the same loop
+// (apply_settings), so a file and the flags can never disagree on what a value means.
+struct Setting {
+  const Spec* spec;
+  std::string value;  // empty for a switch
+  std::string where;  // "FILE:LINE:COLUMN: KEY: " for a file's value; empty for the command line
+  // The file's position, to apply its values in the order written (toml++ iterates a table
+  // by key).
+  std::uint32_t line = 0, column = 0;
+};
+
+const Spec* find_spec(std::string_view name) {
+  for (const Spec& s : specs()) {
+    if (name == s.name) return &s;
+  }
+  return nullptr;
+}
+
+std::vector<Setting> from_args(std::span<const std::string> args) {
+  std::vector<Setting> out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view a = args[i];
     std::string_view value;
     bool inline_value = false;
     if (auto eq = a.find('='); eq != std::string_view::npos && a.starts_with("--")) {
@@ -648,21 +706,177 @@ Flags parse_flags(int argc, char** argv) {
       a = a.substr(0, eq);
       inline_value = true;
     }
-    const Spec* spec = nullptr;
-    for (const Spec& s : specs()) {
-      if (a == s.name) spec = &s;
-    }
-    if (!spec)
-      throw std::invalid_argument("unknown flag '" + std::string(argv[i]) + "' (see --help)");
+    const Spec* spec = find_spec(a);
+    if (!spec) throw std::invalid_argument("unknown flag '" + args[i] + "' (see --help)");
     if (spec->arg && !inline_value) {
-      if (i + 1 >= argc)
+      if (i + 1 >= args.size())
         throw std::invalid_argument(std::string(spec->name) + ": missing " + spec->arg);
-      value = argv[++i];
+      value = args[++i];
     } else if (!spec->arg && inline_value) {
       throw std::invalid_argument(std::string(spec->name) + " takes no value");
     }
-    spec->set(f, value);
+    out.push_back({spec, std::string(value), {}});
   }
+  return out;
+}
+
+// Reads a config file into settings. The one mapping rule: a key's path, its tables' names and
+// its own joined with '-', is the flag's name without "--" ([auth] hs256-secret-file and
+// auth.hs256-secret-file are --auth-hs256-secret-file). Every error found is reported, each
+// with FILE:LINE:COLUMN and the key; a syntax error alone throws at once.
+class ConfigReader {
+ public:
+  explicit ConfigReader(const std::string& path) : path_(path) {}
+
+  // The file's settings, and in `errors` what is wrong with the rest (parsing stops at a
+  // syntax error; anything else is reported for every key that has it).
+  std::vector<Setting> read(std::string& errors) {
+    toml::table doc;
+    try {
+      doc = toml::parse(text(), path_);
+    } catch (const toml::parse_error& e) {
+      throw std::invalid_argument(at(e.source()).append(e.description()));
+    }
+    walk(doc, "");
+    std::stable_sort(errors_.begin(), errors_.end());
+    for (const auto& e : errors_) errors.append(errors.empty() ? "" : "\n").append(e.second);
+    std::stable_sort(out_.begin(), out_.end(), [](const Setting& a, const Setting& b) {
+      return std::pair{a.line, a.column} < std::pair{b.line, b.column};
+    });
+    return std::move(out_);
+  }
+
+ private:
+  std::string text() const {
+    // stdio, as the ACL file: an ifstream on a directory "opens" and reads as empty, which is
+    // a valid config that says nothing.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path_.c_str(), "rb"),
+                                                      &std::fclose);
+    std::string text;
+    if (f) {
+      char buf[4096];
+      for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f.get())) > 0;) text.append(buf, n);
+    }
+    if (!f || std::ferror(f.get()))
+      throw std::invalid_argument(
+          std::string(path_).append(": cannot read: ").append(std::strerror(errno)));
+    return text;
+  }
+
+  std::string at(const toml::source_region& r) const {
+    return std::string(path_)
+        .append(":")
+        .append(std::to_string(r.begin.line))
+        .append(":")
+        .append(std::to_string(r.begin.column))
+        .append(": ");
+  }
+
+  void fail(const toml::source_region& r, const std::string& key, std::string_view what) {
+    errors_.emplace_back(std::pair{r.begin.line, r.begin.column},
+                         at(r).append(key).append(": ").append(what));
+  }
+
+  void walk(const toml::table& t, const std::string& prefix) {
+    for (auto&& [k, node] : t) {
+      std::string key =
+          prefix.empty() ? std::string(k.str()) : std::string(prefix).append("-").append(k.str());
+      if (const toml::table* sub = node.as_table()) {
+        walk(*sub, key);
+        continue;
+      }
+      const Spec* spec = find_spec(std::string("--").append(key));
+      if (!spec || spec->kind == kCommandLineOnly) {
+        fail(k.source(), key,
+             spec ? "only on the command line"
+                  : "unknown key: no flag --" + key + " (see wsedge --help)");
+        continue;
+      }
+      if (spec->kind == kOnce) {
+        // Tables are walked by name, not in file order: the later of the two is the error.
+        auto [it, fresh] = once_.try_emplace(spec, k.source());
+        if (!fresh) {
+          const toml::source_region* first = &it->second;
+          const toml::source_region* again = &k.source();
+          if (std::pair{again->begin.line, again->begin.column} <
+              std::pair{first->begin.line, first->begin.column})
+            std::swap(first, again);
+          std::string was = at(*first);
+          fail(*again, key, "given twice (first at " + was.substr(0, was.size() - 2) + ")");
+          continue;
+        }
+      }
+      const toml::array* list = node.as_array();
+      if (!list) {
+        value(*spec, key, node);
+      } else if (spec->kind != kRepeatable) {
+        fail(node.source(), key, "takes one value, not an array");
+      } else {
+        for (const toml::node& e : *list) value(*spec, key, e);
+      }
+    }
+  }
+
+  // A string or an integer for a flag with a value; true or false for a switch (false: as if
+  // not given, so a file can spell out the default).
+  void value(const Spec& spec, const std::string& key, const toml::node& n) {
+    const toml::source_region& r = n.source();
+    Setting s{&spec, {}, at(r).append(key).append(": "), r.begin.line, r.begin.column};
+    if (!spec.arg) {
+      if (!n.is_boolean()) return fail(r, key, "a switch: true or false");
+      if (n.as_boolean()->get()) out_.push_back(std::move(s));
+      return;
+    }
+    if (const toml::value<std::string>* v = n.as_string())
+      s.value = v->get();
+    else if (const toml::value<std::int64_t>* i = n.as_integer())
+      s.value = std::to_string(i->get());
+    else
+      return fail(r, key,
+                  std::string("expected a string or an integer (").append(spec.arg).append(")"));
+    out_.push_back(std::move(s));
+  }
+
+  const std::string& path_;
+  std::vector<Setting> out_;
+  std::vector<std::pair<std::pair<std::uint32_t, std::uint32_t>, std::string>> errors_;
+  std::unordered_map<const Spec*, toml::source_region> once_;  // where each kOnce flag was given
+};
+
+// Applies every setting in order through its Spec::set. Every error is reported, after those
+// already in `errors`, together: a file's each with its FILE:LINE:COLUMN and key.
+Flags apply_settings(const std::vector<Setting>& settings, std::string errors) {
+  Flags f = defaults();
+  for (const Setting& s : settings) {
+    try {
+      s.spec->set(f, s.value);
+    } catch (const std::exception& e) {
+      errors.append(errors.empty() ? "" : "\n").append(s.where).append(e.what());
+    }
+  }
+  if (!errors.empty()) throw std::invalid_argument(errors);
+  return f;
+}
+
+}  // namespace
+
+Flags parse_flags(std::span<const std::string> args) {
+  std::vector<Setting> given = from_args(args);
+  std::vector<Setting> all;
+  std::string errors;
+  auto named = [&](std::string_view name) {
+    auto it = std::find_if(given.rbegin(), given.rend(),
+                           [&](const Setting& s) { return name == s.spec->name; });
+    return it == given.rend() ? nullptr : &*it;
+  };
+  const Setting* config = named("--config");
+  if (config && !named("--help") && !named("--version")) {
+    all = ConfigReader(config->value).read(errors);
+    // A flag on the command line replaces every value the file gave it.
+    std::erase_if(all, [&](const Setting& s) { return named(s.spec->name) != nullptr; });
+  }
+  all.insert(all.end(), given.begin(), given.end());
+  Flags f = apply_settings(all, std::move(errors));
   if (!f.listen_given && f.server.plain) f.server.listen = {io::parse_address(kPlainListen)};
   if (f.proxy_protocol) f.server.proxy_protocol.assign(f.server.listen.size(), true);
   if (f.help || f.version) return f;
@@ -684,6 +898,114 @@ Flags parse_flags(int argc, char** argv) {
   return f;
 }
 
+void check_files(const Flags& f) {
+  // The cross checks again: a reload's mix of new and kept values must hold together too.
+  check_bridge(f);
+  if (!f.server.plain) tls::Context::load(f.server.tls);
+  if (f.auth.enabled()) auth::Gate check(f.auth);
+}
+
+std::vector<std::string> restart_keys(const Flags& next, const Flags& running) {
+  using Same = bool (*)(const Flags&, const Flags&);
+  static const std::pair<const char*, Same> fixed[] = {
+      {"listen",
+       [](const Flags& a, const Flags& b) {
+         return std::equal(a.server.listen.begin(), a.server.listen.end(), b.server.listen.begin(),
+                           b.server.listen.end(), [](const io::Address& x, const io::Address& y) {
+                             return x.to_string() == y.to_string();
+                           });
+       }},
+      {"reuse-port",
+       [](const Flags& a, const Flags& b) { return a.server.reuse_port == b.server.reuse_port; }},
+      {"plain", [](const Flags& a, const Flags& b) { return a.server.plain == b.server.plain; }},
+      {"cores", [](const Flags& a, const Flags& b) { return a.server.cores == b.server.cores; }},
+      {"tls-ticket-rotation",
+       [](const Flags& a, const Flags& b) {
+         return a.server.ticket_rotation_s == b.server.ticket_rotation_s;
+       }},
+      {"buf-count",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.buf_count == b.server.reactor.buf_count;
+       }},
+      {"buf-size",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.buf_size == b.server.reactor.buf_size;
+       }},
+      {"ring-entries",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.ring_entries == b.server.reactor.ring_entries;
+       }},
+      {"max-connections",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.max_connections == b.server.reactor.max_connections;
+       }},
+      {"backlog",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.backlog == b.server.reactor.backlog;
+       }},
+      {"app", [](const Flags& a, const Flags& b) { return a.echo == b.echo; }},
+      {"route/backend",
+       [](const Flags& a, const Flags& b) { return a.bridge.routes == b.bridge.routes; }},
+      {"publish",
+       [](const Flags& a, const Flags& b) { return a.bridge.publish == b.bridge.publish; }},
+      {"node-name",
+       [](const Flags& a, const Flags& b) { return a.bridge.node_name == b.bridge.node_name; }},
+      {"forward-header",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.forward_headers == b.bridge.forward_headers;
+       }},
+      {"output-budget",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.output_budget == b.bridge.output_budget;
+       }},
+      {"backend-grace",
+       [](const Flags& a, const Flags& b) { return a.bridge.grace_ms == b.bridge.grace_ms; }},
+      {"backend-close-spread",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.close_spread_ms == b.bridge.close_spread_ms;
+       }},
+      {"backend-hwm", [](const Flags& a, const Flags& b) { return a.bridge.hwm == b.bridge.hwm; }},
+      {"backend-window",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.window_events == b.bridge.window_events;
+       }},
+      {"beat-interval",
+       [](const Flags& a, const Flags& b) { return a.bridge.beat_ms == b.bridge.beat_ms; }},
+      {"backend-curve-key",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.curve.public_key == b.bridge.curve.public_key &&
+                a.bridge.curve.secret_key == b.bridge.curve.secret_key;
+       }},
+      {"backend-curve-server-key",
+       [](const Flags& a, const Flags& b) {
+         return a.bridge.curve.server_key == b.bridge.curve.server_key;
+       }},
+      // Each core builds its Gate, or none, at its start: switching auth and the ACL from
+      // both off to either on (or back) is a restart; within "on", everything reloads.
+      {"auth/acl (on or off)",
+       [](const Flags& a, const Flags& b) { return a.auth.enabled() == b.auth.enabled(); }},
+      // --- operations: keys other parts add that need a restart ---
+  };
+  std::vector<std::string> changed;
+  for (const auto& [key, same] : fixed) {
+    if (!same(next, running)) changed.emplace_back(key);
+  }
+  return changed;
+}
+
+Flags reloadable(const Flags& running, const Flags& next) {
+  Flags out = running;
+  if (!running.server.plain && !next.server.plain) out.server.tls = next.server.tls;
+  // The pages are the application's (the embedded chat's), not configuration.
+  std::vector<ws::StaticPage> pages = std::move(out.server.endpoint.pages);
+  out.server.endpoint = next.server.endpoint;
+  out.server.endpoint.pages = std::move(pages);
+  if (running.auth.enabled() == next.auth.enabled()) out.auth = next.auth;
+  // --- operations: the log level reloads here (out.<level> = next.<level>) once a --log-level
+  // flag exists; main applies it on the main thread when the reload is published ---
+  return out;
+}
+
 std::string usage() {
   Flags d = defaults();
   std::string out =
@@ -691,7 +1013,8 @@ std::string usage() {
       "       wsedge --plain [flags]\n"
       "A WebSocket edge server on io_uring that bridges clients to backends over ZeroMQ\n"
       "(docs/BRIDGE-PROTOCOL.md); with no --backend it serves an embedded chat.\n"
-      "SIGHUP reloads the certificates, auth keys and ACL; SIGTERM drains and stops.\n\n";
+      "SIGHUP reloads the config file, certificates, auth keys and ACL; SIGTERM drains and "
+      "stops.\n\n";
   for (const Spec& s : specs()) {
     std::string left = std::string("  ") + s.name + (s.arg ? std::string(" ") + s.arg : "");
     if (left.size() < 28)

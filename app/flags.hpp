@@ -1,6 +1,9 @@
 #pragma once
-// Command-line flags of the wsedge binary.
+// Command-line flags of the wsedge binary, and the config file that can say all of them
+// (docs/OPERATIONS.md, section 3).
+#include <span>
 #include <string>
+#include <vector>
 
 #include "auth/gate.hpp"
 #include "bridge/options.hpp"
@@ -21,12 +24,32 @@ struct Flags {
   bool listen_given = false;
   bool first_byte_given = false;  // a default first-byte timeout over the handshake's is off
   bool proxy_protocol = false;    // --proxy-protocol: on every listener, the default's too
+  std::string config_file;        // --config; empty: none
+  bool check_config = false;
   bool help = false;
   bool version = false;
 };
 
-// Throws std::invalid_argument with a one-line message for unknown or malformed flags.
-Flags parse_flags(int argc, char** argv);
+// The flags (without the program name), over the values of the --config file if one is given:
+// a flag on the command line replaces every value the file gave it. Throws
+// std::invalid_argument with every error found, one a line; a file's errors start with
+// FILE:LINE:COLUMN: KEY.
+Flags parse_flags(std::span<const std::string> args);
 std::string usage();
+
+// Loads, and drops, what a start loads from the files `f` names: TLS certificates and keys,
+// auth keys, the ACL. Throws what is wrong, naming the file (--check-config, and a reload
+// before anything of it is published).
+void check_files(const Flags& f);
+
+// The config keys whose values differ between `next` and `running` but take a restart to
+// change (listeners, cores, buffer sizes, routes and backends, turning auth or the ACL on or
+// off, ...), by their names in the config file.
+std::vector<std::string> restart_keys(const Flags& next, const Flags& running);
+
+// `running` with what a reload changes taken from `next`: the endpoint's limits and timeouts,
+// the TLS certificates, the auth options (keys, audience, issuer, leeway, token sources, the
+// ACL file) when auth or the ACL stays on or off. The rest (restart_keys) stays as it runs.
+Flags reloadable(const Flags& running, const Flags& next);
 
 }  // namespace wsedge::app

@@ -5,9 +5,12 @@
 #include <ctime>
 #include <exception>
 #include <memory>
+#include <span>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <type_traits>
+#include <vector>
 #include <zmq.hpp>
 
 #include "bridge/edge.hpp"
@@ -115,7 +118,63 @@ void print_listening(const app::Flags& flags, Ops& ops, const io::Address& a) {
            flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());
 }
 
-void serve_bridge(app::Flags& flags, Ops& ops) {
+// SIGHUP, as serve()'s on_sighup on the main thread: the command line parsed again (so the
+// config file is read again under the same flags), everything a start would load checked, and
+// only then one snapshot published, which each core takes in its on_reload. Anything wrong and
+// nothing changes: the error is logged with its FILE:LINE:COLUMN.
+class Reloader {
+ public:
+  // `started`: the flags as parsed at start (restart_keys compares with them, so a change that
+  // needs a restart is named at every reload until one); `running`: completed for serving.
+  Reloader(std::span<const std::string> args, const app::Flags& started, const app::Flags& running)
+      : args_(args.begin(), args.end()),
+        started_(started),
+        live_(std::make_shared<const app::Flags>(running)) {}
+
+  std::shared_ptr<const ServerOptions> operator()() {
+    try {
+      app::Flags next = app::parse_flags(args_);
+      std::shared_ptr<const app::Flags> running = live_.get();
+      auto snapshot = std::make_shared<const app::Flags>(app::reloadable(*running, next));
+      app::check_files(*snapshot);
+      std::string restart;
+      for (const std::string& k : app::restart_keys(next, started_))
+        restart.append(restart.empty() ? "" : ",").append(k);
+      if (!restart.empty())
+        LOG_WARN(
+            "msg=\"config changes ignored: each needs a restart; the running values stay\" "
+            "keys=\"%s\"",
+            restart.c_str());
+      live_.publish(snapshot);
+      // --- operations: a reloaded log level is applied here (this thread) ---
+      LOG_INFO("msg=\"configuration reloaded\" file=\"%s\"", snapshot->config_file.c_str());
+      // The engine's part of the same snapshot: it lives as long as any part of it is held.
+      return {snapshot, &snapshot->server};
+    } catch (const std::exception& e) {
+      std::string error = e.what();
+      std::replace(error.begin(), error.end(), '\n', ';');  // one log line for every error
+      LOG_ERROR("msg=\"reload refused; the running configuration stays\" error=\"%s\"",
+                error.c_str());
+      return nullptr;
+    }
+  }
+
+  // Each core's Edge takes its auth options from the snapshot the engine's came from.
+  bridge::Edge::AuthSource auth_source() {
+    return [this] {
+      std::shared_ptr<const app::Flags> f = live_.get();
+      return std::shared_ptr<const auth::Options>(f, &f->auth);
+    };
+  }
+
+ private:
+  std::vector<std::string> args_;
+  app::Flags started_;
+  Published<app::Flags> live_;
+};
+
+void serve_bridge(app::Flags& flags, Ops& ops, std::span<const std::string> args) {
+  const app::Flags started = flags;
   bridge::Options& b = flags.bridge;
   // libzmq's I/O threads carry TCP to backends for every core (inproc needs none): one per four
   // cores, unpinned, so they run wherever the reactors leave room rather than taking one's CPU.
@@ -132,10 +191,14 @@ void serve_bridge(app::Flags& flags, Ops& ops) {
   // Keys and the ACL are loaded here once, before any core starts, so a bad file stops the
   // server with its error instead of each core failing alone.
   if (flags.auth.enabled()) auth::Gate check(flags.auth);
+  Reloader reload(args, started, flags);
   serve<bridge::Edge>(
       flags.server,
-      [&](unsigned core) { return bridge::Edge(ctx, b, flags.auth, core, flags.server.cores); },
-      [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook());
+      [&](unsigned core) {
+        return bridge::Edge(ctx, b, flags.auth, core, flags.server.cores, reload.auth_source());
+      },
+      [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook(),
+      [&] { return reload(); });
 }
 
 }  // namespace
@@ -143,8 +206,14 @@ void serve_bridge(app::Flags& flags, Ops& ops) {
 int main(int argc, char** argv) {
   using namespace wsedge;
   app::Flags flags;
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    flags = app::parse_flags(argc, argv);
+    flags = app::parse_flags(args);
+    if (flags.check_config && !flags.help && !flags.version) {
+      app::check_files(flags);
+      std::puts("config ok");
+      return 0;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wsedge: %s\n", e.what());
     return 2;
@@ -170,12 +239,15 @@ int main(int argc, char** argv) {
       ops.health.set_draining();
       if (notify) notify();
     };
-    if (flags.echo)
+    if (flags.echo) {
+      Reloader reload(args, flags, flags);
       serve<app::EchoApp>(
           flags.server, [](unsigned) { return app::EchoApp{}; },
-          [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook());
-    else
-      serve_bridge(flags, ops);
+          [&](const io::Address& a) { print_listening(flags, ops, a); }, ops.core_hook(),
+          [&] { return reload(); });
+    } else {
+      serve_bridge(flags, ops, args);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "wsedge: %s\n", e.what());
     return 1;

@@ -99,17 +99,17 @@ TokenError Gate::refresh(Identity& id, std::string_view token, std::int64_t now)
   return e;
 }
 
-void Gate::reload() {
+void Gate::reload(const Options& next) {
   try {
-    KeySet keys = KeySet::load(opts_.keys);
+    KeySet keys = KeySet::load(next.keys);
     AclModel model;
-    std::shared_ptr<const Acl> acl = load_acl(opts_.acl_file, model);
-    // Both loaded: only now does either replace what serves.
+    std::shared_ptr<const Acl> acl = load_acl(next.acl_file, model);
+    // Both loaded: only now does either replace what serves. An ACL file dropped from the
+    // configuration drops the ACL: everything is allowed again, as at a start without one.
+    opts_ = next;
     keys_ = std::move(keys);
-    if (acl) {
-      model_ = std::move(model);
-      install(std::move(acl));
-    }
+    model_ = std::move(model);
+    install(std::move(acl));
     ++counters_.reloads;
     LOG_INFO("msg=\"auth keys and ACL reloaded\" keys=%zu", keys_.size());
   } catch (const std::exception& e) {

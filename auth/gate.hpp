@@ -108,9 +108,12 @@ class Gate {
   // the connection's. kBadClaims when the user differs.
   TokenError refresh(Identity& id, std::string_view token, std::int64_t now);
 
-  // SIGHUP: loads keys and the ACL file again. All or nothing: on any failure the old ones stay
-  // (logged, counted). Runs on this core's thread.
-  void reload();
+  // SIGHUP: loads keys and the ACL file `next` names (the same files again, or a reloaded
+  // configuration's), and takes next's verification, token sources and anonymous role. All or
+  // nothing: on any failure the old options, keys and ACL stay (logged, counted). Runs on
+  // this core's thread. `next.mode` is taken too; whether the Gate exists at all
+  // (Options::enabled) is the application's, decided at its start.
+  void reload(const Options& next);
   // A live ACL change; false (nothing changed, `error` says why) when it does not apply or
   // compile. The caller re-checks its connections when true.
   bool change(const AclChange& c, std::string& error);
@@ -125,7 +128,7 @@ class Gate {
   void principal(Identity& id);
   Admission refuse(TokenError e, Admission a);
 
-  const Options& opts_;
+  Options opts_;  // a copy: a reload replaces it while the caller's may be gone
   std::array<std::string, static_cast<std::size_t>(TokenError::kCount)> challenges_;
   KeySet keys_;
   AclModel model_;

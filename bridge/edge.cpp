@@ -24,8 +24,14 @@ std::span<const std::byte> bytes_of(const zmq::message_t& m) {
 }  // namespace
 
 Edge::Edge(zmq::context_t& ctx, const Options& opts, const auth::Options& auth, unsigned core,
-           unsigned cores)
-    : ctx_(ctx), opts_(opts), core_(core), cores_(cores), scratch_(16 << 10), auth_opts_(auth) {}
+           unsigned cores, AuthSource auth_source)
+    : ctx_(ctx),
+      opts_(opts),
+      core_(core),
+      cores_(cores),
+      scratch_(16 << 10),
+      auth_opts_(auth),
+      auth_source_(std::move(auth_source)) {}
 
 void Edge::on_start(ws::Endpoint<Edge>& ep) {
   ep_ = &ep;

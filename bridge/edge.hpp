@@ -6,6 +6,7 @@
 // ZeroMQ's file descriptors are watched by the core's reactor, never blocked on.
 #include <zmq.hpp>
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -33,10 +34,13 @@ class Edge {
     std::uint32_t dropped = 0;  // channel messages dropped for it since it was last told
   };
 
+  // Where on_reload() takes the auth options to switch to (a reloaded configuration).
+  using AuthSource = std::function<std::shared_ptr<const auth::Options>()>;
   // `auth`: who may connect and what they may do (docs/AUTH.md); with auth off and no ACL the
-  // edge keeps no identity and pays nothing for it.
+  // edge keeps no identity and pays nothing for it. Without `auth_source`, a reload loads the
+  // files `auth` names again.
   Edge(zmq::context_t& ctx, const Options& opts, const auth::Options& auth, unsigned core,
-       unsigned cores);
+       unsigned cores, AuthSource auth_source = {});
   Edge(const Edge&) = delete;
   Edge& operator=(const Edge&) = delete;
 
@@ -193,6 +197,7 @@ class Edge {
   BridgeCounters counters_;
 
   const auth::Options& auth_opts_;
+  AuthSource auth_source_;
   std::unique_ptr<auth::Gate> gate_;  // null: no auth and no ACL
   // By slot, only while gate_: who each connection is (set at its upgrade).
   std::vector<std::unique_ptr<auth::Identity>> identities_;

@@ -259,7 +259,8 @@ void Edge::expiry_timer(void* self_ptr, io::Reactor& r) {
 
 void Edge::on_reload() {
   if (!gate_) return;
-  gate_->reload();
+  // One snapshot for the whole reload: the options are taken once, then loaded all or nothing.
+  gate_->reload(auth_source_ ? *auth_source_() : gate_->options());
   recheck();
 }
 

@@ -30,6 +30,8 @@ struct Route {
   std::vector<std::string> protocols;
   // Its clients' `wsedge:` text messages are commands to the edge (docs/AUTH.md §6).
   bool control = false;
+
+  bool operator==(const Route&) const = default;  // a reload tells a changed route (a restart)
 };
 
 struct CurveKeys {

@@ -100,7 +100,7 @@ void pin_to_cpu(unsigned index) {
 }
 
 void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
-                   StopState& stop) {
+                   StopState& stop, const std::function<bool()>& on_sighup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -154,7 +154,12 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     if (sig < 0) continue;
     if (sig != SIGHUP) break;
     if (opts.hooks.reloading) opts.hooks.reloading();
-    if (!opts.plain) {
+    if (on_sighup) {
+      if (!on_sighup()) {  // refused (logged there): no core reloads anything
+        if (opts.hooks.reloaded) opts.hooks.reloaded();
+        continue;
+      }
+    } else if (!opts.plain) {
       try {
         tls::Context::load(opts.tls);
         LOG_INFO("msg=\"reloading TLS certificates\"");

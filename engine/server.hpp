@@ -14,6 +14,7 @@
 #include "engine/io/address.hpp"
 #include "engine/io/reactor.hpp"
 #include "engine/log.hpp"
+#include "engine/published.hpp"
 #include "engine/ws/endpoint.hpp"
 #include "tls/context.hpp"
 
@@ -56,16 +57,17 @@ void block_stop_signals();
 // another process serves, unless opts.reuse_port.
 std::vector<std::vector<int>> open_listeners(ServerOptions& opts);
 void pin_to_cpu(unsigned index);
-// Serves signals until a stop: SIGHUP reloads TLS certificates (checked here first, so a bad
-// one is refused before any core sees it), and ticket keys rotate on schedule.
 // What the main thread decided, under the cores' mutex: a core that starts after the stop
 // signal stops at once, with the same drain window.
 struct StopState {
   bool stopping = false;
   std::uint32_t drain_ms = 0;
 };
+// Serves signals until a stop: SIGHUP reloads (see serve()'s on_sighup), and ticket keys rotate
+// on schedule. Without on_sighup, TLS certificates are checked here first, so a bad one is
+// refused before any core sees it.
 void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactors, std::mutex& mu,
-                   StopState& stop);
+                   StopState& stop, const std::function<bool()>& on_sighup = {});
 // After the first stop: further signals shorten the drain (SIGTERM, SIGINT) or end the process
 // (a second SIGINT), until `done`.
 void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
@@ -86,9 +88,18 @@ struct NoCoreHook {
 // before the first connection (open backend sockets, watch their fds, set timers); its optional
 // on_stop() runs there after the last connection is gone, before the core's reactor is
 // destroyed. Blocks until stopped; throws what a core threw.
+//
+// on_sighup runs on the main thread at each SIGHUP: it checks everything a reload would load
+// and returns the options to serve from now on, or null to refuse the reload (no core hears of
+// it, nothing changes). The options are published whole; each core takes them in its
+// on_reload, on its own thread: the TLS certificates they name and their endpoint config
+// (EndpointBase::reconfigure); the App's on_reload then takes what it reloads. Listeners,
+// cores and the reactor's sizes are the start's: on_sighup keeps them. Without on_sighup a
+// SIGHUP reloads the same certificate files.
 template <class App, class MakeApp, class OnCore = NoCoreHook>
 void serve(ServerOptions opts, MakeApp make_app,
-           std::function<void(const io::Address&)> on_listening = {}, OnCore on_core = {}) {
+           std::function<void(const io::Address&)> on_listening = {}, OnCore on_core = {},
+           std::function<std::shared_ptr<const ServerOptions>()> on_sighup = {}) {
   using namespace server_detail;
   io::probe_kernel_features();
   raise_fd_limit();
@@ -103,6 +114,7 @@ void serve(ServerOptions opts, MakeApp make_app,
   StopState stop;
   std::vector<io::Reactor*> reactors(opts.cores, nullptr);
   std::exception_ptr error;
+  Published<ServerOptions> live(std::make_shared<const ServerOptions>(opts));
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < opts.cores; ++i) {
     threads.emplace_back([&, i] {
@@ -114,8 +126,9 @@ void serve(ServerOptions opts, MakeApp make_app,
         if (!opts.plain) {
           // Each core loads its own SSL_CTX from the files: nothing TLS is shared between cores.
           endpoint.set_tls(tls::Context::load(opts.tls));
-          endpoint.set_tls_loader([&opts] { return tls::Context::load(opts.tls); });
+          endpoint.set_tls_loader([&live] { return tls::Context::load(live.get()->tls); });
         }
+        if (on_sighup) endpoint.set_config_loader([&live] { return live.get()->endpoint; });
         if constexpr (requires { app.on_start(endpoint); }) app.on_start(endpoint);
         for (std::size_t k = 0; k < listeners[i].size(); ++k) {
           unsigned index = reactor.listen(listeners[i][k]);
@@ -157,7 +170,16 @@ void serve(ServerOptions opts, MakeApp make_app,
       if (others_run) kill(getpid(), SIGTERM);
     });
   }
-  wait_for_stop(opts, reactors, mu, stop);
+  std::function<bool()> reload;
+  if (on_sighup) {
+    reload = [&] {
+      std::shared_ptr<const ServerOptions> next = on_sighup();
+      if (!next) return false;
+      live.publish(std::move(next));
+      return true;
+    };
+  }
+  wait_for_stop(opts, reactors, mu, stop, reload);
   std::atomic<bool> done{false};
   std::thread signals([&] { watch_second_signal(reactors, mu, done); });
   for (auto& t : threads) t.join();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 
 #include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
@@ -29,12 +30,48 @@ EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;
-  msg_limit_ = {cfg.max_msg_rate, cfg.msg_burst ? cfg.msg_burst : cfg.max_msg_rate};
-  byte_limit_ = {cfg.max_byte_rate, cfg.byte_burst ? cfg.byte_burst : cfg.max_byte_rate};
-  if (cfg.max_conns_per_ip || cfg.handshake_rate_per_ip) {
-    std::uint64_t rate = cfg.handshake_rate_per_ip;
-    ips_ = std::make_unique<IpTable>(
-        RateLimit{rate, cfg.handshake_burst_per_ip ? cfg.handshake_burst_per_ip : 2 * rate});
+  derive_limits();
+}
+
+void EndpointBase::reconfigure(const EndpointConfig& cfg) {
+  cfg_ = cfg;
+  assembly_.limit = cfg.max_assembly_bytes;  // what is held stays; new needs meet the new limit
+  derive_limits();
+}
+
+void EndpointBase::derive_limits() {
+  std::uint64_t now = reactor_.now_ms();
+  RateLimit msg{cfg_.max_msg_rate, cfg_.msg_burst ? cfg_.msg_burst : cfg_.max_msg_rate};
+  RateLimit bytes{cfg_.max_byte_rate, cfg_.byte_burst ? cfg_.byte_burst : cfg_.max_byte_rate};
+  for (auto [limit, next, buckets] :
+       {std::tuple{&msg_limit_, msg, &msg_buckets_}, {&byte_limit_, bytes, &byte_buckets_}}) {
+    if (limit->rate == next.rate && limit->burst == next.burst) continue;
+    *limit = next;
+    // within_rates() indexes the buckets by slot: a rate turned on over open connections
+    // needs one for every slot in use, or it reads past the table.
+    buckets->assign(next.rate ? conns_.size() : 0, TokenBucket{});
+    for (TokenBucket& b : *buckets) b.fill(next, now);
+  }
+  std::uint64_t hs = cfg_.handshake_rate_per_ip;
+  RateLimit handshakes{hs, cfg_.handshake_burst_per_ip ? cfg_.handshake_burst_per_ip : 2 * hs};
+  if (cfg_.max_conns_per_ip || hs) {
+    if (ips_)
+      ips_->set_limit(handshakes);
+    else
+      ips_ = std::make_unique<IpTable>(handshakes);
+  } else if (ips_) {
+    // reset() releases through ip_of_: nothing may point into the table once it is gone.
+    ip_of_.clear();
+    ips_.reset();
+    if (ip_sweep_.armed) reactor_.cancel(ip_sweep_.timer);
+    ip_sweep_.armed = false;
+  }
+  if (cfg_.min_recv_rate) {
+    // track_incomplete() indexes incomplete_pos_ by slot for every connection.
+    if (incomplete_pos_.size() < conns_.size()) incomplete_pos_.resize(conns_.size(), kUnwatched);
+  } else {
+    for (const Incomplete& w : incomplete_) incomplete_pos_[w.idx] = kUnwatched;
+    incomplete_.clear();
   }
 }
 
@@ -688,13 +725,19 @@ void EndpointBase::on_flush() {
 }
 
 void EndpointBase::on_reload() {
-  if (!tls_loader_) return;
-  try {
-    set_tls(tls_loader_());
-    LOG_INFO("msg=\"TLS certificates reloaded\" core=%u", reactor_.core());
-  } catch (const std::exception& e) {
-    LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" core=%u error=\"%s\"",
-              reactor_.core(), e.what());
+  if (tls_loader_) {
+    try {
+      set_tls(tls_loader_());
+      LOG_INFO("msg=\"TLS certificates reloaded\" core=%u", reactor_.core());
+    } catch (const std::exception& e) {
+      LOG_ERROR(
+          "msg=\"TLS reload refused; the old certificates keep serving\" core=%u error=\"%s\"",
+          reactor_.core(), e.what());
+    }
+  }
+  if (config_loader_) {
+    reconfigure(config_loader_());
+    LOG_INFO("msg=\"endpoint configuration reloaded\" core=%u", reactor_.core());
   }
 }
 

@@ -94,10 +94,28 @@ class EndpointBase {
   void set_tls_loader(std::function<std::shared_ptr<tls::Context>()> loader) {
     tls_loader_ = std::move(loader);
   }
+  // How on_reload() gets the configuration to switch to (SIGHUP: a reloaded config file);
+  // unset, the configuration stays.
+  void set_config_loader(std::function<EndpointConfig()> loader) {
+    config_loader_ = std::move(loader);
+  }
+  // SIGHUP, on the core's thread: a new TLS context (set_tls_loader), then the configuration
+  // (set_config_loader) through reconfigure().
   void on_reload();
   // Closes every open connection with 1001, spread evenly over window_ms from now: the k-th
   // of N at k * window_ms / N. Again with 0 (or once the window has passed): the rest at once.
   void drain(std::uint32_t window_ms);
+  // Switches to `cfg` and re-derives everything derived from it, safe with connections open.
+  // Every connection, open ones included, sees from its next event on: max_message,
+  // max_fragments, max_assembly_bytes, max_header_bytes, max_outbound, allowed_origins (next
+  // upgrade), the message and byte rates (a rate that changes gives every connection a full
+  // bucket of the new burst), min_recv_rate (turned on, it watches what is incomplete from
+  // its next read), ping_interval_ms (from the next keep-alive arming), close_timeout_ms (the
+  // next close). Only new connections: the handshake and first-byte deadlines (a running timer
+  // keeps its time), and the per-address table: one a reload creates counts connections
+  // accepted from then on; one a reload drops forgets every address at once; a changed
+  // handshake rate keeps each address's bucket level. `pages` are replaced whole.
+  void reconfigure(const EndpointConfig& cfg);
   // Client role over TLS: connections from connect() use `ctx` (no ownership taken). With
   // `resume`, each new connection offers the session of the last completed handshake.
   void set_client_tls(SSL_CTX* ctx, bool resume) {
@@ -270,6 +288,9 @@ class EndpointBase {
   void unwatch(std::uint32_t idx);
   // Closes the listed connections whose request or frame arrives below min_recv_rate.
   void check_recv_rates();
+  // The state derived from cfg_ (rates, per-address table, receive-rate watch list), brought
+  // in line with it: at construction, and by reconfigure() over what connections already use.
+  void derive_limits();
   static void sweep_slow(void* self, io::Reactor& r);
   static void sweep_ips(void* self, io::Reactor& r);
 
@@ -299,6 +320,7 @@ class EndpointBase {
   std::uint64_t mask_state_;                       // xorshift state for client masking keys
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
+  std::function<EndpointConfig()> config_loader_;
   std::vector<TlsConn> tls_conns_;        // indexed like conns_, only when serving TLS
   std::vector<std::uint32_t> tls_dirty_;  // slots with staged plaintext or pending records
   std::vector<std::byte> tls_plain_;      // decrypted bytes of one record at a time

@@ -61,6 +61,8 @@ class IpTable {
   };
 
   explicit IpTable(RateLimit handshakes) : limit_(handshakes) {}
+  // A new handshake rate (a reload): each address's bucket keeps its level and refills at it.
+  void set_limit(RateLimit handshakes) { limit_ = handshakes; }
   // Counts a connection from `peer`: its entry, created with a full bucket if new. The pointer
   // stays valid until release() of its last connection (node-based map).
   Entry* acquire(const io::PeerAddress& peer, std::uint64_t now_ms);

@@ -574,6 +574,34 @@ const std::vector<Spec>& specs() {
        [](Flags& f, std::string_view v) { f.auth.acl_file = v; }},
       // --- operations: metrics and the admin port ---
       // --- operations: logs ---
+      {"--log-level", "LEVEL",
+       "error, warn, info or debug: lines above it are not written (docs/OPERATIONS.md §2)",
+       [](const Flags& f) { return std::string(log::level_name(f.log_level)); },
+       [](Flags& f, std::string_view v) {
+         if (!log::parse_level(v, f.log_level))
+           throw std::invalid_argument(
+               std::string("--log-level: error, warn, info or debug, not '").append(v).append("'"));
+       }},
+      {"--log-format", "FORMAT", "json (one object a line) or logfmt",
+       [](const Flags& f) {
+         return std::string(f.log_format == log::Format::kJson ? "json" : "logfmt");
+       },
+       [](Flags& f, std::string_view v) {
+         if (!log::parse_format(v, f.log_format))
+           throw std::invalid_argument(
+               std::string("--log-format: json or logfmt, not '").append(v).append("'"));
+       }},
+      {"--access-log", nullptr,
+       "a line (event \"access\") per finished WebSocket connection, whatever --log-level says",
+       [](const Flags& f) { return std::string(f.server.endpoint.access_log ? "on" : "off"); },
+       [](Flags& f, std::string_view) { f.server.endpoint.access_log = true; }},
+      {"--access-log-rate", "N",
+       "access lines a second per core at most; the next one counts those suppressed",
+       [](const Flags& f) { return str(f.server.endpoint.access_log_rate); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.access_log_rate =
+             static_cast<std::uint32_t>(number("--access-log-rate", v, 1, 1000000));
+       }},
       // --- operations: config file ---
       // --- operations: drain ---
       // --- operations: PROXY protocol ---

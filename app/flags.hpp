@@ -17,6 +17,8 @@ struct Flags {
   bool forward_headers_given = false;
   bool listen_given = false;
   bool first_byte_given = false;  // a default first-byte timeout over the handshake's is off
+  log::Level log_level = log::Level::kInfo;  // applied by main(); a reload may change it
+  log::Format log_format = log::Format::kJson;
   bool help = false;
   bool version = false;
 };

@@ -63,8 +63,8 @@ void print_listening(const app::Flags& flags, const io::Address& a) {
   std::printf("listening on %s://%s cores=%u\n", flags.server.plain ? "ws" : "wss",
               a.to_string().c_str(), flags.server.cores);
   std::fflush(stdout);
-  LOG_INFO("msg=\"listening\" address=%s cores=%u kernel=%s mask=%s", a.to_string().c_str(),
-           flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());
+  LOG_INFO("listening", log::kv("address", a.to_string()), log::kv("cores", flags.server.cores),
+           log::kv("kernel", io::kernel_release()), log::kv("mask", protocol::mask_isa()));
 }
 
 void serve_bridge(app::Flags& flags) {
@@ -113,6 +113,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   tune_allocator();
+  log::set_level(flags.log_level);
+  log::set_format(flags.log_format);
   try {
     if (flags.echo)
       serve<app::EchoApp>(

@@ -102,8 +102,8 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
       try {
         tls::ticket_keys().rotate();  // tickets issued from now on use a new key
       } catch (const std::exception& e) {
-        LOG_ERROR("msg=\"ticket key rotation failed; the current key stays\" error=\"%s\"",
-                  e.what());
+        LOG_ERROR("ticket_rotation_failed", log::kv("error", e.what()),
+                  log::kv("detail", "the current key stays"));
       }
       continue;
     }
@@ -111,17 +111,17 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     if (!opts.plain) {
       try {
         tls::Context::load(opts.tls);
-        LOG_INFO("msg=\"reloading TLS certificates\"");
+        LOG_INFO("tls_reloading");
       } catch (const std::exception& e) {
-        LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" error=\"%s\"",
-                  e.what());
+        LOG_ERROR("tls_reload_refused", log::kv("error", e.what()),
+                  log::kv("detail", "the old certificates keep serving"));
       }
     }
     // Every core, plain or not: applications reload too (auth keys, the ACL), each core its
     // own, all or nothing; a core's TLS loader refuses certificates that failed here as well.
     each(&io::Reactor::request_reload);
   }
-  LOG_INFO("msg=\"stopping\" signal=%d", sig);
+  LOG_INFO("stopping", log::kv("signal", sig));
   {
     std::lock_guard<std::mutex> lock(mu);
     stopping = true;
@@ -139,10 +139,10 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
 
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {
   // Every counter, named as the metrics tables name them, so a log and a scrape compare.
-  std::string line = "msg=\"core stopped\" core=" + std::to_string(r.core());
-  append_metrics<io::ReactorCounters>(line, io::kReactorMetrics, r.counters());
-  append_metrics<ws::EndpointCounters>(line, ws::kEndpointMetrics, c);
-  LOG_INFO("%s", line.c_str());
+  std::vector<log::Field> fields;
+  append_metric_fields<io::ReactorCounters>(fields, io::kReactorMetrics, r.counters());
+  append_metric_fields<ws::EndpointCounters>(fields, ws::kEndpointMetrics, c);
+  if (log::enabled(log::Level::kInfo)) log::emit(log::Level::kInfo, "core_stopped", fields);
 }
 
 }  // namespace wsedge::server_detail

@@ -68,6 +68,12 @@ class Endpoint : public EndpointBase {
       auto* ep = static_cast<Endpoint*>(self);
       ep->finish_deferred_upgrade(id, ep->conn(id), d);
     };
+    if constexpr (requires(App & a, Connection c, log::Fields & f) { a.access_fields(c, f); }) {
+      access_hook_ = [](EndpointBase* self, io::SocketId id, log::Fields& f) {
+        auto* ep = static_cast<Endpoint*>(self);
+        ep->app_.access_fields(Connection{ep, id}, f);
+      };
+    }
     if constexpr (HasConnState<App>) {
       reset_hook_ = [](EndpointBase* self, std::uint32_t idx) {
         static_cast<Endpoint*>(self)->states_[idx] = State{};
@@ -312,7 +318,10 @@ class Endpoint : public EndpointBase {
     }
     if (d.rsv && !kTakesRsv) {
       // Its on_message could not tell transformed messages (nor validate their UTF-8).
-      LOG_ERROR("msg=\"extension accepted by an application without on_message(..., rsv)\"");
+      LOG_ERROR("extension_without_rsv_handler",
+                log::kv("detail",
+                        "an extension was accepted by an application without "
+                        "on_message(..., rsv)"));
       refuse(id, 500, "extension not supported");
       return;
     }
@@ -380,6 +389,10 @@ class Endpoint : public EndpointBase {
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
             ++counters_.messages_in;
+            if (ConnStats* s = stats(id)) {
+              ++s->messages_in;
+              s->bytes_in += r.payload.size();
+            }
             if (!charge_message(id, r.payload.size())) return;
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.
@@ -397,7 +410,10 @@ class Endpoint : public EndpointBase {
         case ReadEvent::kClose: {
           ++counters_.closes_in;
           // Answer an unsolicited Close with the same code (§5.5.1); ours was already sent.
-          if (c.phase == kOpen) send_close(id, r.code, {});
+          if (c.phase == kOpen) {
+            if (ConnStats* s = stats(id)) s->peer_closed = true;
+            send_close(id, r.code, {});
+          }
           std::string_view reason(reinterpret_cast<const char*>(r.payload.data()),
                                   r.payload.size());
           end(id, r.code, reason, Ending::kGraceful);

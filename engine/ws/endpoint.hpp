@@ -21,6 +21,9 @@
 //       run() returns): frames sent here leave in the same turn. For work that batches a
 //       turn's events: re-checking a foreign fd after the turn's sends (ZeroMQ's ZMQ_FD is
 //       edge-triggered), coalescing what many messages produced into one frame
+//   void access_fields(Connection, log::Fields&);  with EndpointConfig::access_log, as a
+//       server connection ends (before on_close): the application's fields of its `access`
+//       line (the bridge: route, user); never a token or a query string
 //
 // Payload views are valid during the call only. on_close comes exactly once for each
 // connection that was opened, and for each client connection, opened or not.
@@ -318,10 +321,10 @@ class Endpoint : public EndpointBase {
     }
     if (d.rsv && !kTakesRsv) {
       // Its on_message could not tell transformed messages (nor validate their UTF-8).
-      LOG_ERROR("extension_without_rsv_handler",
-                log::kv("detail",
-                        "an extension was accepted by an application without "
-                        "on_message(..., rsv)"));
+      LOG_ERROR_LIMITED(1, "extension_without_rsv_handler",
+                        log::kv("detail",
+                                "an extension was accepted by an application without "
+                                "on_message(..., rsv)"));
       refuse(id, 500, "extension not supported");
       return;
     }

@@ -295,8 +295,8 @@ void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_vie
   char out[protocol::kMaxResponseFixed + 128 + kMaxAnswerExtras];
   std::size_t n = protocol::write_http_error(out, sizeof out, status, reason, headers);
   if (n == 0) {
-    LOG_WARN("refusal_headers_too_long", log::kv("bytes", headers.size()),
-             log::kv("detail", "sent without them"));
+    LOG_WARN_LIMITED(1, "refusal_headers_too_long", log::kv("bytes", headers.size()),
+                     log::kv("detail", "sent without them"));
     n = protocol::write_http_error(out, sizeof out, status, reason);
   }
   ++counters_.handshake_rejected;
@@ -335,7 +335,7 @@ void EndpointBase::answer_plain_get(io::SocketId id, std::string_view target) {
   std::size_t n =
       protocol::write_page_head(head, sizeof head, page->content_type, page->body.size());
   if (n == 0) {
-    LOG_ERROR("page_content_type_too_long", log::kv("path", path));
+    LOG_ERROR_LIMITED(1, "page_content_type_too_long", log::kv("path", path));
     refuse(id, 500, "page misconfigured");
     return;
   }
@@ -355,8 +355,8 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   if (n == 0) {
     // An answer that does not fit is the application's bug; the client must not get a 101
     // without the extension or protocol it was promised.
-    LOG_ERROR("upgrade_answer_too_long",
-              log::kv("bytes", d.protocol.size() + d.extensions.size() + d.headers.size()));
+    LOG_ERROR_LIMITED(1, "upgrade_answer_too_long",
+                      log::kv("bytes", d.protocol.size() + d.extensions.size() + d.headers.size()));
     refuse(id, 500, "upgrade answer too long");
     return;
   }

@@ -626,6 +626,34 @@ const std::vector<Spec>& specs() {
        [](const Flags&) { return std::string("off"); },
        [](Flags& f, std::string_view) { f.ready_needs_backends = true; }},
       // --- operations: logs ---
+      {"--log-level", "LEVEL",
+       "error, warn, info or debug: lines above it are not written (docs/OPERATIONS.md §2)",
+       [](const Flags& f) { return std::string(log::level_name(f.log_level)); },
+       [](Flags& f, std::string_view v) {
+         if (!log::parse_level(v, f.log_level))
+           throw std::invalid_argument(
+               std::string("--log-level: error, warn, info or debug, not '").append(v).append("'"));
+       }},
+      {"--log-format", "FORMAT", "json (one object a line) or logfmt",
+       [](const Flags& f) {
+         return std::string(f.log_format == log::Format::kJson ? "json" : "logfmt");
+       },
+       [](Flags& f, std::string_view v) {
+         if (!log::parse_format(v, f.log_format))
+           throw std::invalid_argument(
+               std::string("--log-format: json or logfmt, not '").append(v).append("'"));
+       }},
+      {"--access-log", nullptr,
+       "a line (event \"access\") per finished WebSocket connection, whatever --log-level says",
+       [](const Flags& f) { return std::string(f.server.endpoint.access_log ? "on" : "off"); },
+       [](Flags& f, std::string_view) { f.server.endpoint.access_log = true; }},
+      {"--access-log-rate", "N",
+       "access lines a second per core at most; the next one counts those suppressed",
+       [](const Flags& f) { return str(f.server.endpoint.access_log_rate); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.access_log_rate =
+             static_cast<std::uint32_t>(number("--access-log-rate", v, 1, 1000000));
+       }},
       // --- operations: config file ---
       {"--config", "FILE",
        "a TOML config file: any flag but --config, --check-config, --help and --version, by its "
@@ -984,7 +1012,21 @@ std::vector<std::string> restart_keys(const Flags& next, const Flags& running) {
       // both off to either on (or back) is a restart; within "on", everything reloads.
       {"auth/acl (on or off)",
        [](const Flags& a, const Flags& b) { return a.auth.enabled() == b.auth.enabled(); }},
-      // --- operations: keys other parts add that need a restart ---
+      {"drain-timeout",
+       [](const Flags& a, const Flags& b) { return a.server.drain_ms == b.server.drain_ms; }},
+      {"proxy-protocol",
+       [](const Flags& a, const Flags& b) {
+         return a.server.proxy_protocol == b.server.proxy_protocol;
+       }},
+      {"admin",
+       [](const Flags& a, const Flags& b) {
+         return a.admin.enabled == b.admin.enabled &&
+                a.admin.address.to_string() == b.admin.address.to_string();
+       }},
+      {"ready-needs-backends",
+       [](const Flags& a, const Flags& b) {
+         return a.ready_needs_backends == b.ready_needs_backends;
+       }},
   };
   std::vector<std::string> changed;
   for (const auto& [key, same] : fixed) {
@@ -1001,8 +1043,9 @@ Flags reloadable(const Flags& running, const Flags& next) {
   out.server.endpoint = next.server.endpoint;
   out.server.endpoint.pages = std::move(pages);
   if (running.auth.enabled() == next.auth.enabled()) out.auth = next.auth;
-  // --- operations: the log level reloads here (out.<level> = next.<level>) once a --log-level
-  // flag exists; main applies it on the main thread when the reload is published ---
+  // Applied by main on the main thread when the reload is published.
+  out.log_level = next.log_level;
+  out.log_format = next.log_format;
   return out;
 }
 

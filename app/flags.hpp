@@ -26,6 +26,8 @@ struct Flags {
   bool proxy_protocol = false;    // --proxy-protocol: on every listener, the default's too
   std::string config_file;        // --config; empty: none
   bool check_config = false;
+  log::Level log_level = log::Level::kInfo;  // applied by main(); a reload may change it
+  log::Format log_format = log::Format::kJson;
   bool help = false;
   bool version = false;
 };

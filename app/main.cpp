@@ -80,8 +80,8 @@ struct Ops {
       // Only the default may be skipped: a second wsedge on the host (or one replacing this
       // one) must still start; an address asked for must bind or stop the server.
       if (flags.admin.address_given || e.code() != std::errc::address_in_use) throw;
-      LOG_WARN("msg=\"admin port off: its default address is in use (see --admin)\" address=%s",
-               flags.admin.address.to_string().c_str());
+      LOG_WARN("admin_port_off", log::kv("address", flags.admin.address.to_string()),
+               log::kv("detail", "its default address is in use (see --admin)"));
       return;
     }
     admin->start();
@@ -114,8 +114,8 @@ void print_listening(const app::Flags& flags, Ops& ops, const io::Address& a) {
   if (++ops.listening_printed == flags.server.listen.size() && ops.admin)
     std::printf("admin on http://%s\n", ops.admin->address().to_string().c_str());
   std::fflush(stdout);
-  LOG_INFO("msg=\"listening\" address=%s cores=%u kernel=%s mask=%s", a.to_string().c_str(),
-           flags.server.cores, io::kernel_release().c_str(), protocol::mask_isa());
+  LOG_INFO("listening", log::kv("address", a.to_string()), log::kv("cores", flags.server.cores),
+           log::kv("kernel", io::kernel_release()), log::kv("mask", protocol::mask_isa()));
 }
 
 // SIGHUP, as serve()'s on_sighup on the main thread: the command line parsed again (so the
@@ -141,20 +141,19 @@ class Reloader {
       for (const std::string& k : app::restart_keys(next, started_))
         restart.append(restart.empty() ? "" : ",").append(k);
       if (!restart.empty())
-        LOG_WARN(
-            "msg=\"config changes ignored: each needs a restart; the running values stay\" "
-            "keys=\"%s\"",
-            restart.c_str());
+        LOG_WARN("config_needs_restart", log::kv("keys", restart),
+                 log::kv("detail", "each needs a restart; the running values stay"));
       live_.publish(snapshot);
-      // --- operations: a reloaded log level is applied here (this thread) ---
-      LOG_INFO("msg=\"configuration reloaded\" file=\"%s\"", snapshot->config_file.c_str());
+      log::set_level(snapshot->log_level);
+      log::set_format(snapshot->log_format);
+      LOG_INFO("configuration_reloaded", log::kv("file", snapshot->config_file));
       // The engine's part of the same snapshot: it lives as long as any part of it is held.
       return {snapshot, &snapshot->server};
     } catch (const std::exception& e) {
       std::string error = e.what();
       std::replace(error.begin(), error.end(), '\n', ';');  // one log line for every error
-      LOG_ERROR("msg=\"reload refused; the running configuration stays\" error=\"%s\"",
-                error.c_str());
+      LOG_ERROR("reload_refused", log::kv("error", error),
+                log::kv("detail", "the running configuration stays"));
       return nullptr;
     }
   }
@@ -228,6 +227,8 @@ int main(int argc, char** argv) {
   }
   tune_allocator();
   app::install_systemd_hooks(flags.server);
+  log::set_level(flags.log_level);
+  log::set_format(flags.log_format);
   try {
     // Before any thread starts (the admin port's, libzmq's, the embedded backend's): a thread
     // created with SIGTERM unblocked takes it with the default action and kills the process

@@ -20,8 +20,7 @@ void install_systemd_hooks(ServerOptions& opts) {
     // poll, which is how often it looks.
     opts.hooks.alive_ms = static_cast<std::uint32_t>(usec / 2000 < 100 ? 100 : usec / 2000);
     opts.hooks.alive = [] { sd_notify(0, "WATCHDOG=1"); };
-    LOG_INFO("msg=\"systemd watchdog on\" period_ms=%llu",
-             static_cast<unsigned long long>(usec / 1000));
+    LOG_INFO("systemd_watchdog", log::kv("period_ms", usec / 1000));
   }
 }
 

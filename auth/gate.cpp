@@ -111,10 +111,11 @@ void Gate::reload(const Options& next) {
     model_ = std::move(model);
     install(std::move(acl));
     ++counters_.reloads;
-    LOG_INFO("msg=\"auth keys and ACL reloaded\" keys=%zu", keys_.size());
+    LOG_INFO("auth_reloaded", log::kv("keys", keys_.size()));
   } catch (const std::exception& e) {
     ++counters_.reload_failures;
-    LOG_ERROR("msg=\"auth reload refused; the previous keys and ACL stay\" error=\"%s\"", e.what());
+    LOG_ERROR("auth_reload_refused", log::kv("error", e.what()),
+              log::kv("detail", "the previous keys and ACL stay"));
   }
 }
 

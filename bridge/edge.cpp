@@ -105,8 +105,8 @@ void Edge::on_start(ws::Endpoint<Edge>& ep) {
     pump_link(li);
   }
   pump_sub();
-  LOG_INFO("msg=\"bridge started\" core=%u routes=%zu backends=%zu publish=%zu", core_,
-           routes_.size(), links_.size(), opts_.publish.size());
+  LOG_INFO("bridge_started", log::kv("routes", routes_.size()), log::kv("backends", links_.size()),
+           log::kv("publish", opts_.publish.size()));
 }
 
 void Edge::on_stop() {
@@ -121,15 +121,18 @@ void Edge::on_stop() {
   if (gap_timer_ != io::TimerId{}) reactor_->cancel(gap_timer_);
   if (expiry_timer_ != io::TimerId{}) reactor_->cancel(expiry_timer_);
   for (auto& w : watches_) reactor_->unwatch(w.get());
-  std::string line = "msg=\"bridge stopped\" core=" + std::to_string(core_);
-  append_metrics<BridgeCounters>(line, kBridgeMetrics, counters_);
+  std::vector<log::Field> fields;
+  append_metric_fields<BridgeCounters>(fields, kBridgeMetrics, counters_);
+  // Some auth names are built for the call: kept here, since the fields only view them.
+  std::vector<std::pair<std::string, std::uint64_t>> auth;
   if (gate_) {
-    auth::for_each_auth_metric(
-        gate_->counters(), [&](const char* name, const char*, MetricType, std::uint64_t v) {
-          line.append(" ").append(name).append("=").append(std::to_string(v));
-        });
+    auth::for_each_auth_metric(gate_->counters(),
+                               [&](const char* name, const char*, MetricType, std::uint64_t v) {
+                                 auth.emplace_back(name, v);
+                               });
   }
-  LOG_INFO("%s", line.c_str());
+  for (const auto& [name, v] : auth) fields.push_back(log::kv(name, v));
+  if (log::enabled(log::Level::kInfo)) log::emit(log::Level::kInfo, "bridge_stopped", fields);
   links_.clear();
   sub_.reset();
 }
@@ -142,8 +145,8 @@ void Edge::on_ready(io::FdWatch* w, io::Reactor&, int revents) {
   if (revents < 0) {
     // The reactor does not re-arm a failed watch: from now on the periodic check reads every
     // socket, so a core is slower to hear its backends, never deaf to them.
-    LOG_ERROR("msg=\"watching a ZeroMQ socket failed; polling it every 100 ms\" core=%u error=%d",
-              self->core_, -revents);
+    LOG_ERROR("zmq_watch_failed", log::kv("error", -revents),
+              log::kv("detail", "polling it every 100 ms"));
     self->watch_failed_ = true;
     return;
   }
@@ -166,8 +169,7 @@ void Edge::pump_link(std::uint16_t li) {
     bool oversized = false;
     while (Link::receive(l.socket(), m, oversized)) {
       if (oversized) {
-        ++counters_.bad_messages;
-        answer(li, Type::kError, {}, {}, "bad-frame", "too many frames");
+        refuse_message(li, {}, {}, "bad-frame", "too many frames");
         continue;
       }
       handle_backend(li, m);
@@ -191,7 +193,7 @@ void Edge::pump_monitor(std::uint16_t li) {
     std::uint16_t event;
     std::memcpy(&event, m.f[0].data(), sizeof event);  // native byte order (zmq_socket_monitor)
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-      LOG_INFO("msg=\"backend connected\" core=%u endpoint=%s", core_, l.endpoint().c_str());
+      LOG_INFO("backend_connected", log::kv("endpoint", l.endpoint()));
       l.connected(opts_.node_name, conn_id({0, 0}), cores_);
       dirty_[li] = true;
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
@@ -414,8 +416,8 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   bool found = false;
   std::span<const std::byte> v = find_meta(meta, "version", found);
   if (!found || v.size() != 1 || v[0] != std::byte{kVersion}) {
-    LOG_ERROR("msg=\"backend chose a version we did not offer; treated as down\" endpoint=%s",
-              l.endpoint().c_str());
+    LOG_ERROR("backend_bad_version", log::kv("endpoint", l.endpoint()),
+              log::kv("detail", "a version we did not offer; treated as down"));
     return;
   }
   std::uint64_t instance = 0;
@@ -423,8 +425,7 @@ void Edge::welcome(std::uint16_t li, std::span<const std::byte> meta) {
   bool fresh = l.welcomed(instance);
   ++counters_.backend_ups;
   count_routes_down();
-  LOG_INFO("msg=\"backend up\" core=%u endpoint=%s resend=%zu", core_, l.endpoint().c_str(),
-           l.window().size());
+  LOG_INFO("backend_up", log::kv("endpoint", l.endpoint()), log::kv("resend", l.window().size()));
   if (fresh) {
     // A backend that forgot everything hears each connection routed to it before any event,
     // except those whose own OPEN is among what goes again.
@@ -470,8 +471,8 @@ void Edge::link_down(std::uint16_t li) {
   l.down();
   ++counters_.backend_downs;
   count_routes_down();
-  LOG_WARN("msg=\"backend down\" core=%u endpoint=%s unacknowledged=%zu", core_,
-           l.endpoint().c_str(), l.window().size());
+  LOG_WARN("backend_down", log::kv("endpoint", l.endpoint()),
+           log::kv("unacknowledged", l.window().size()));
   bool any_up = false;
   for (std::uint16_t r : link_routes_[li]) {
     // Hold: clients stay, each paused at its next message; the grace period, counted from
@@ -536,8 +537,8 @@ void Edge::start_closing(std::uint16_t route) {
   for_each_conn([&](ws::Connection c, ConnState& st) {
     if (st.route == route) rs.closing.push_back(c.id());
   });
-  LOG_WARN("msg=\"no backend came back; closing clients\" core=%u route=%s clients=%zu", core_,
-           opts_.routes[route].path.c_str(), rs.closing.size());
+  LOG_WARN("route_down_closing", log::kv("route", opts_.routes[route].path),
+           log::kv("clients", rs.closing.size()));
   std::size_t ticks = std::max<std::size_t>(1, opts_.close_spread_ms / kSpreadTickMs);
   rs.closing_per_tick = (rs.closing.size() + ticks - 1) / ticks;
   spread_timer(&rs, *reactor_);
@@ -592,16 +593,14 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
   Header h;
   HeaderError he = m.n >= 2 ? decode_header(bytes_of(m.f[0]), h) : HeaderError::kShort;
   if (he != HeaderError::kOk) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, {}, {}, error_code(he), "malformed message");
+    refuse_message(li, {}, {}, error_code(he), "malformed message");
     return;
   }
   std::span<const std::byte> meta = bytes_of(m.f[1]);
   bool found = false;
   std::span<const std::byte> seq = find_meta(meta, "seq", found);
   if (!valid_meta(meta)) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, {}, "bad-meta", "meta frame does not parse");
+    refuse_message(li, h.id, {}, "bad-meta", "meta frame does not parse");
     return;
   }
   ++counters_.commands;
@@ -624,8 +623,7 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
     }
     case Type::kSend: {
       if (m.n < 3) {
-        ++counters_.bad_messages;
-        answer(li, Type::kError, h.id, seq, "bad-frame", "SEND without its payload frame");
+        refuse_message(li, h.id, seq, "bad-frame", "SEND without its payload frame");
         return;
       }
       SendOutcome o = command_send(h, meta, bytes_of(m.f[2]), li);
@@ -664,8 +662,7 @@ void Edge::handle_backend(std::uint16_t li, Frames& m) {
       ok = command_expires(h, meta);
       break;
     default:
-      ++counters_.bad_messages;
-      answer(li, Type::kError, h.id, seq, "unknown-type", "not a command this edge takes");
+      refuse_message(li, h.id, seq, "unknown-type", "not a command this edge takes");
       return;
   }
   if (!ok) ++counters_.gone;
@@ -685,8 +682,7 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
   // Clients must fail a connection on bad text (RFC 6455 §8.1): refuse it here instead.
   if (op == protocol::Opcode::kText &&
       !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, seq, "bad-frame", "text is not UTF-8");
+    refuse_message(li, h.id, seq, "bad-frame", "text is not UTF-8");
     return SendOutcome::kRefused;
   }
   std::span<const std::byte> ids = find_meta(meta, "ids", found);
@@ -702,15 +698,13 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
     return SendOutcome::kDone;
   }
   if (ids.empty() || ids.size() % kConnIdSize != 0 || ids.size() / kConnIdSize > 128) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, seq, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
+    refuse_message(li, h.id, seq, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
     return SendOutcome::kRefused;
   }
   // One frame for all of them: each client's queue holds a reference, not a copy.
   memory::Buffer* frame = ep_->prepare_frame(op, payload);
   if (!frame) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, seq, "bad-frame", "payload too large");
+    refuse_message(li, h.id, seq, "bad-frame", "payload too large");
     return SendOutcome::kRefused;
   }
   for (std::size_t off = 0; off < ids.size(); off += kConnIdSize) {
@@ -744,8 +738,7 @@ Edge::SendOutcome Edge::command_subscribe(const Header& h, std::span<const std::
                  ++count;
                });
   if (!valid || !found) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, seq, "bad-meta", "channels: names of 1-255 bytes, no NUL");
+    refuse_message(li, h.id, seq, "bad-meta", "channels: names of 1-255 bytes, no NUL");
     return SendOutcome::kRefused;
   }
   ws::Connection c = resolve(h.id);
@@ -803,6 +796,19 @@ void Edge::answer(std::uint16_t li, Type type, const ConnId& id, std::span<const
   m.n = 2;
   if (!links_[li]->send_control(m)) ++counters_.control_dropped;
   dirty_[li] = true;
+}
+
+void Edge::bad_message(std::string_view from, std::string_view code, std::string_view reason) {
+  ++counters_.bad_messages;
+  LOG_WARN_LIMITED(10, "backend_bad_message", log::kv("from", from), log::kv("code", code),
+                   log::kv("reason", reason),
+                   log::kv("bad_messages", counters_.bad_messages.get()));
+}
+
+void Edge::refuse_message(std::uint16_t li, const ConnId& id, std::span<const std::byte> seq,
+                          std::string_view code, std::string_view reason) {
+  bad_message(links_[li]->endpoint(), code, reason);
+  answer(li, Type::kError, id, seq, code, reason);
 }
 
 void Edge::send_snapshot(std::uint16_t li, std::span<const std::byte> seq) {
@@ -883,7 +889,7 @@ void Edge::on_draining(std::uint32_t window_ms) {
   drain_ms_ = window_ms;
   reactor_->cancel(beat_timer_);
   beat();
-  LOG_INFO("msg=\"draining\" core=%u connections=%u window_ms=%u", core_, open_count_, window_ms);
+  LOG_INFO("draining", log::kv("connections", open_count_), log::kv("window_ms", window_ms));
 }
 
 // --- Channels ---
@@ -894,7 +900,7 @@ void Edge::pump_sub() {
   bool oversized = false;
   while (Link::receive(*sub_, m, oversized)) {
     if (oversized || m.n != 4) {
-      ++counters_.bad_messages;
+      bad_message("publish", "bad-frame", "not 4 frames");
       continue;
     }
     handle_publish(m);
@@ -906,14 +912,14 @@ void Edge::handle_publish(Frames& m) {
   std::span<const std::byte> meta = bytes_of(m.f[2]);
   if (decode_header(bytes_of(m.f[1]), h) != HeaderError::kOk || h.type != Type::kPublish ||
       !valid_meta(meta)) {
-    ++counters_.bad_messages;
+    bad_message("publish", "bad-meta", "header or meta does not parse");
     return;
   }
   bool found = false;
   std::string_view channel = as_text(find_meta(meta, "channel", found));
   std::span<const std::byte> topic = bytes_of(m.f[0]);
   if (topic.size() != channel.size() + 1 || as_text(topic.first(channel.size())) != channel) {
-    ++counters_.bad_messages;
+    bad_message("publish", "bad-frame", "topic is not the channel");
     return;
   }
   ++counters_.publishes;
@@ -928,13 +934,13 @@ void Edge::handle_publish(Frames& m) {
   auto op = h.flags & flag::kBinary ? protocol::Opcode::kBinary : protocol::Opcode::kText;
   if (op == protocol::Opcode::kText &&
       !protocol::Utf8Validator::valid(payload.data(), payload.size())) {
-    ++counters_.bad_messages;
+    bad_message("publish", "bad-frame", "text is not UTF-8");
     return;
   }
   // Framed once; every subscriber's queue holds the same buffer.
   memory::Buffer* frame = ep_->prepare_frame(op, payload);
   if (!frame) {
-    ++counters_.bad_messages;
+    bad_message("publish", "bad-frame", "payload too large");
     return;
   }
   for (std::size_t i = 0; i < ch->subs.size(); ++i) deliver(ch->subs[i].id, frame);

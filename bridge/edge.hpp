@@ -56,6 +56,9 @@ class Edge {
   void on_reload();
   // The server is stopping: every backend is told at once (BEAT with `draining`).
   void on_draining(std::uint32_t window_ms);
+  // The access log's fields (--access-log): the route as configured (never the request's
+  // target, whose query may carry a token) and, with auth, the token's sub.
+  void access_fields(ws::Connection c, log::Fields& f);
 
   const BridgeCounters& counters() const { return counters_; }
   // fn(endpoint, up gauge) for each backend link, any thread once on_start has run: the links
@@ -122,6 +125,11 @@ class Edge {
                                 std::uint16_t li, std::span<const std::byte> seq);
   void answer(std::uint16_t li, Type type, const ConnId& id, std::span<const std::byte> seq,
               std::string_view code = {}, std::string_view reason = {});
+  // A backend message the edge cannot take: counted, logged (rate-limited: a broken backend
+  // repeats its mistake for every message) and, on a link, answered with ERROR.
+  void bad_message(std::string_view from, std::string_view code, std::string_view reason = {});
+  void refuse_message(std::uint16_t li, const ConnId& id, std::span<const std::byte> seq,
+                      std::string_view code, std::string_view reason);
   void send_snapshot(std::uint16_t li, std::span<const std::byte> seq);
   void beat();
   static void beat_timer(void* self, io::Reactor&);

@@ -90,6 +90,12 @@ void Edge::start_identity(ws::Connection c) {
   if (auth::Identity* id = identity(c.id())) watch_expiry(c.id(), *id);
 }
 
+void Edge::access_fields(ws::Connection c, log::Fields& f) {
+  if (ConnState* st = ep_->state(c)) f.add(log::kv("route", opts_.routes[st->route].path));
+  if (auth::Identity* id = identity(c.id()); id && !id->user.empty())
+    f.add(log::kv("user", id->user));
+}
+
 auth::Identity* Edge::identity(io::SocketId id) {
   if (!gate_ || id.idx >= identities_.size() || !ep_->is_current(id)) return nullptr;
   return identities_[id.idx].get();
@@ -189,8 +195,7 @@ void Edge::command_acl(std::uint16_t li, const Header& h, std::span<const std::b
   if (!read_names(meta, "roles", change.roles) || !read_names(meta, "parents", change.parents) ||
       !read_names(meta, "resources", change.resources) ||
       !read_names(meta, "permissions", change.permissions)) {
-    ++counters_.bad_messages;
-    answer(li, Type::kError, h.id, seq, "bad-meta", "lists: names of 1-255 bytes");
+    refuse_message(li, h.id, seq, "bad-meta", "lists: names of 1-255 bytes");
     return;
   }
   std::string error = "no ACL is configured (--acl)";

@@ -161,7 +161,7 @@ struct EmbeddedBackend::Server {
         tick();
       } catch (const std::exception& e) {
         if (const auto* z = dynamic_cast<const zmq::error_t*>(&e); z && z->num() == EINTR) continue;
-        LOG_ERROR("msg=\"embedded backend\" error=\"%s\"", e.what());
+        LOG_ERROR("embedded_backend_error", log::kv("error", e.what()));
       }
     }
   }

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cstdint>
 #include <span>
-#include <string>
+#include <vector>
+
+#include "engine/log.hpp"
 
 namespace wsedge {
 
@@ -56,15 +58,12 @@ void for_each_metric(std::span<const MetricInfo<Struct>> table, const Struct& s,
   for (const MetricInfo<Struct>& m : table) fn(m, (s.*m.field).get());
 }
 
-// Appends " name=value" for every row: the exit summaries print every counter by the name a
-// scrape gives it.
+// Appends a field per row: the exit summaries log every counter by the name a scrape gives it.
 template <class Struct>
-void append_metrics(std::string& line, std::span<const MetricInfo<Struct>> table, const Struct& s) {
-  for_each_metric(table, s, [&line](const MetricInfo<Struct>& info, std::uint64_t value) {
-    line += ' ';
-    line += info.name;
-    line += '=';
-    line += std::to_string(value);
+void append_metric_fields(std::vector<log::Field>& out, std::span<const MetricInfo<Struct>> table,
+                          const Struct& s) {
+  for_each_metric(table, s, [&out](const MetricInfo<Struct>& info, std::uint64_t value) {
+    out.push_back(log::kv(info.name, value));
   });
 }
 

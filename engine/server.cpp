@@ -52,9 +52,10 @@ void warn_unless_migrating() {
     std::fclose(f);
   }
   if (v != '1')
-    LOG_WARN(
-        "msg=\"--reuse-port without net.ipv4.tcp_migrate_req=1: connections queued on a "
-        "listener when its server stops are reset (docs/OPERATIONS.md §4)\"");
+    LOG_WARN("reuse_port_without_migration",
+             log::kv("detail",
+                     "net.ipv4.tcp_migrate_req is not 1: connections queued on a listener when its "
+                     "server stops are reset (docs/OPERATIONS.md section 4)"));
 }
 }  // namespace
 
@@ -147,8 +148,8 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
       try {
         tls::ticket_keys().rotate();  // tickets issued from now on use a new key
       } catch (const std::exception& e) {
-        LOG_ERROR("msg=\"ticket key rotation failed; the current key stays\" error=\"%s\"",
-                  e.what());
+        LOG_ERROR("ticket_rotation_failed", log::kv("error", e.what()),
+                  log::kv("detail", "the current key stays"));
       }
     }
     if (sig < 0) continue;
@@ -162,10 +163,10 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     } else if (!opts.plain) {
       try {
         tls::Context::load(opts.tls);
-        LOG_INFO("msg=\"reloading TLS certificates\"");
+        LOG_INFO("tls_reloading");
       } catch (const std::exception& e) {
-        LOG_ERROR("msg=\"TLS reload refused; the old certificates keep serving\" error=\"%s\"",
-                  e.what());
+        LOG_ERROR("tls_reload_refused", log::kv("error", e.what()),
+                  log::kv("detail", "the old certificates keep serving"));
       }
     }
     // Every core, plain or not: applications reload too (auth keys, the ACL), each core its
@@ -174,7 +175,7 @@ void wait_for_stop(const ServerOptions& opts, std::vector<io::Reactor*>& reactor
     if (opts.hooks.reloaded) opts.hooks.reloaded();
   }
   std::uint32_t window = sig == SIGTERM ? opts.drain_ms : 0;
-  LOG_INFO("msg=\"stopping\" signal=%d drain_ms=%u", sig, window);
+  LOG_INFO("stopping", log::kv("signal", sig), log::kv("drain_ms", window));
   if (opts.hooks.stopping) opts.hooks.stopping();
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -198,7 +199,7 @@ void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
     // A second SIGINT after the drain was cut short means "now".
     if (sig == SIGINT && shortened) _exit(130);
     shortened = true;
-    LOG_INFO("msg=\"closing every remaining connection now\" signal=%d", sig);
+    LOG_INFO("drain_cut_short", log::kv("signal", sig));
     std::lock_guard<std::mutex> lock(mu);
     for (io::Reactor* r : reactors) {
       if (r) r->request_stop(0);
@@ -208,10 +209,10 @@ void watch_second_signal(std::vector<io::Reactor*>& reactors, std::mutex& mu,
 
 void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c) {
   // Every counter, named as the metrics tables name them, so a log and a scrape compare.
-  std::string line = "msg=\"core stopped\" core=" + std::to_string(r.core());
-  append_metrics<io::ReactorCounters>(line, io::kReactorMetrics, r.counters());
-  append_metrics<ws::EndpointCounters>(line, ws::kEndpointMetrics, c);
-  LOG_INFO("%s", line.c_str());
+  std::vector<log::Field> fields;
+  append_metric_fields<io::ReactorCounters>(fields, io::kReactorMetrics, r.counters());
+  append_metric_fields<ws::EndpointCounters>(fields, ws::kEndpointMetrics, c);
+  if (log::enabled(log::Level::kInfo)) log::emit(log::Level::kInfo, "core_stopped", fields);
 }
 
 }  // namespace wsedge::server_detail

@@ -120,6 +120,7 @@ void serve(ServerOptions opts, MakeApp make_app,
     threads.emplace_back([&, i] {
       try {
         pin_to_cpu(i);
+        log::set_core(static_cast<int>(i));
         io::Reactor reactor(opts.reactor, i);
         App app = make_app(i);
         ws::Endpoint<App> endpoint(reactor, opts.endpoint, app);

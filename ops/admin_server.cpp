@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <system_error>
 #include <vector>
@@ -161,7 +162,7 @@ void AdminServer::run() {
       timeout = timeout < 0 ? left : std::min(timeout, left);
     }
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
-      LOG_ERROR("msg=\"admin port poll failed; admin port stopped\" errno=%d", errno);
+      LOG_ERROR("admin_port_stopped", log::kv("error", std::strerror(errno)));
       break;
     }
     if (fds[0].revents) break;
@@ -186,7 +187,7 @@ void AdminServer::run() {
             } catch (const std::exception& e) {
               // A metrics table's bug (a name the format refuses) or no memory: this scrape
               // fails, the admin port and the cores go on.
-              LOG_ERROR("msg=\"admin request failed\" error=\"%s\"", e.what());
+              LOG_ERROR("admin_request_failed", log::kv("error", e.what()));
               c.out = render(error(500, "internal error"));
             }
           } else if (c.in.size() > kAdminMaxHeader) {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -37,19 +38,19 @@ bool PeerAddress::is_v4() const {
   return std::memcmp(ip.data(), kV4Mapped, sizeof kV4Mapped) == 0;
 }
 
-std::string PeerAddress::to_string(bool with_port) const {
+std::size_t PeerAddress::format(char (&out)[kMaxText], bool with_port) const {
   char host[INET6_ADDRSTRLEN] = {};
-  char out[INET6_ADDRSTRLEN + 16];
-  if (is_v4()) {
-    inet_ntop(AF_INET, ip.data() + 12, host, sizeof host);
-    if (!with_port) return host;
-    std::snprintf(out, sizeof out, "%s:%u", host, port);
-  } else {
-    inet_ntop(AF_INET6, ip.data(), host, sizeof host);
-    if (!with_port) return host;
-    std::snprintf(out, sizeof out, "[%s]:%u", host, port);
-  }
-  return out;
+  bool v4 = is_v4();
+  inet_ntop(v4 ? AF_INET : AF_INET6, ip.data() + (v4 ? 12 : 0), host, sizeof host);
+  int n = !with_port ? std::snprintf(out, sizeof out, "%s", host)
+          : v4       ? std::snprintf(out, sizeof out, "%s:%u", host, port)
+                     : std::snprintf(out, sizeof out, "[%s]:%u", host, port);
+  return n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof out - 1);
+}
+
+std::string PeerAddress::to_string(bool with_port) const {
+  char out[kMaxText];
+  return std::string(out, format(out, with_port));
 }
 
 }  // namespace wsedge::io

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -21,6 +22,9 @@ struct PeerAddress {
   bool is_v4() const;
   // "192.0.2.1:443" or "[2001:db8::1]:443"; without the port when `with_port` is false.
   std::string to_string(bool with_port = true) const;
+  // The same into `out` without allocating (a log line per connection); returns its length.
+  static constexpr std::size_t kMaxText = 64;  // "[" INET6_ADDRSTRLEN "]:65535"
+  std::size_t format(char (&out)[kMaxText], bool with_port = true) const;
   bool operator==(const PeerAddress&) const = default;
 };
 

@@ -67,10 +67,8 @@ void Reactor::accept_failed(int err) {
   ++counters_.accept_errors;
   // EMFILE and friends repeat for every waiting connection: one line a second is enough to
   // see it, and the count says how many.
-  if (now_ms_ - accept_error_logged_ms_ < 1000 && accept_error_logged_ms_ != 0) return;
-  accept_error_logged_ms_ = now_ms_;
-  LOG_WARN("msg=\"accept failed\" core=%u error=\"%s\" accept_errors=%llu", core_,
-           std::strerror(err), static_cast<unsigned long long>(counters_.accept_errors.get()));
+  LOG_WARN_LIMITED(1, "accept_failed", log::kv("error", std::strerror(err)),
+                   log::kv("accept_errors", counters_.accept_errors.get()));
 }
 
 void Reactor::stop_listening() {

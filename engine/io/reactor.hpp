@@ -448,7 +448,6 @@ class Reactor {
   bool stopping_ = false;
   bool exit_when_idle_ = false;
   bool accept_rearm_ = false;
-  std::uint64_t accept_error_logged_ms_ = 0;
 };
 
 template <class Fill>

@@ -66,6 +66,11 @@ struct EndpointConfig {
   // Answered 200 to a plain GET of their path; any other plain GET but /healthz gets 426. A
   // few pages: looked up by a linear scan.
   std::vector<StaticPage> pages;
+  // One `access` log line per finished WebSocket connection (docs/OPERATIONS.md §2), at most
+  // access_log_rate a second per core: past it lines are counted and the next one says how
+  // many were suppressed. Off, no per-connection statistics are kept.
+  bool access_log = false;
+  std::uint32_t access_log_rate = 1000;
 };
 
 }  // namespace wsedge::ws

@@ -23,6 +23,9 @@
 //       run() returns): frames sent here leave in the same turn. For work that batches a
 //       turn's events: re-checking a foreign fd after the turn's sends (ZeroMQ's ZMQ_FD is
 //       edge-triggered), coalescing what many messages produced into one frame
+//   void access_fields(Connection, log::Fields&);  with EndpointConfig::access_log, as a
+//       server connection ends (before on_close): the application's fields of its `access`
+//       line (the bridge: route, user); never a token or a query string
 //
 // Payload views are valid during the call only. on_close comes exactly once for each
 // connection that was opened, and for each client connection, opened or not.
@@ -70,6 +73,12 @@ class Endpoint : public EndpointBase {
       auto* ep = static_cast<Endpoint*>(self);
       ep->finish_deferred_upgrade(id, ep->conn(id), d);
     };
+    if constexpr (requires(App & a, Connection c, log::Fields & f) { a.access_fields(c, f); }) {
+      access_hook_ = [](EndpointBase* self, io::SocketId id, log::Fields& f) {
+        auto* ep = static_cast<Endpoint*>(self);
+        ep->app_.access_fields(Connection{ep, id}, f);
+      };
+    }
     if constexpr (HasConnState<App>) {
       reset_hook_ = [](EndpointBase* self, std::uint32_t idx) {
         static_cast<Endpoint*>(self)->states_[idx] = State{};
@@ -340,7 +349,10 @@ class Endpoint : public EndpointBase {
     }
     if (d.rsv && !kTakesRsv) {
       // Its on_message could not tell transformed messages (nor validate their UTF-8).
-      LOG_ERROR("msg=\"extension accepted by an application without on_message(..., rsv)\"");
+      LOG_ERROR_LIMITED(1, "extension_without_rsv_handler",
+                        log::kv("detail",
+                                "an extension was accepted by an application without "
+                                "on_message(..., rsv)"));
       refuse(id, 500, "extension not supported");
       return;
     }
@@ -410,6 +422,10 @@ class Endpoint : public EndpointBase {
           if (c.phase == kOpen) {
             ++counters_.messages_in;
             counters_.payload_bytes_in += r.payload.size();
+            if (ConnStats* s = stats(id)) {
+              ++s->messages_in;
+              s->bytes_in += r.payload.size();
+            }
             if (!charge_message(id, r.payload.size())) return;
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.

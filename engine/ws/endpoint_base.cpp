@@ -30,6 +30,7 @@ EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;
+  if (cfg.access_log) stats_.reserve(reactor.config().max_connections);
   derive_limits();
 }
 
@@ -40,6 +41,12 @@ void EndpointBase::reconfigure(const EndpointConfig& cfg) {
 }
 
 void EndpointBase::derive_limits() {
+  // The access log, switched by a reload too: off drops every connection's figures (no line
+  // for them), on counts those that start from now on.
+  if (cfg_.access_log)
+    access_limit_.set_rate(cfg_.access_log_rate);
+  else
+    stats_.clear();
   std::uint64_t now = reactor_.now_ms();
   RateLimit msg{cfg_.max_msg_rate, cfg_.msg_burst ? cfg_.msg_burst : cfg_.max_msg_rate};
   RateLimit bytes{cfg_.max_byte_rate, cfg_.byte_burst ? cfg_.byte_burst : cfg_.max_byte_rate};
@@ -84,6 +91,10 @@ EndpointBase::Conn& EndpointBase::start(io::SocketId id, Phase phase, std::uint8
   c.flags = flags;
   if (timer_ms) reactor_.set_timer(id, timer_ms);
   // The side tables of configured features grow with the slots in use, like conns_.
+  if (cfg_.access_log) {
+    if (stats_.size() <= id.idx) stats_.resize(id.idx + 1);
+    stats_[id.idx] = ConnStats{reactor_.now_ms()};
+  }
   if (cfg_.min_recv_rate && incomplete_pos_.size() <= id.idx)
     incomplete_pos_.resize(id.idx + 1, kUnwatched);
   for (auto [limit, buckets] :
@@ -173,14 +184,45 @@ void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view 
   if (c.phase == kDone || c.phase == kIdle) return;
   // Who ended it: the peer when its Close came first or its TCP went away while open; the
   // server for every close it started (errors, limits, shutdown) and after its own Close.
-  if (known) {
-    bool peer =
-        c.phase == kOpen && ((c.flags & kPeerClose) || code == protocol::close_code::kAbnormal);
+  bool peer =
+      c.phase == kOpen && ((c.flags & kPeerClose) || code == protocol::close_code::kAbnormal);
+  if (known)
     ++counters_.closes
           .by[peer ? CloseCounters::kPeer : CloseCounters::kServer][CloseCounters::slot(code)];
-  }
   c.phase = kDone;
-  if (known) on_close_hook_(this, id, code, reason);
+  if (!known) return;
+  // Before on_close: the application's state (its user, its route) is still there.
+  // (A slot's figures from before a reload turned the log on are zero: no line for them.)
+  if (ConnStats* st = stats(id); st && st->start_ms && !(c.flags & kClient))
+    log_access(id, code, peer);
+  on_close_hook_(this, id, code, reason);
+}
+
+void EndpointBase::log_access(io::SocketId id, std::uint16_t code, bool by_peer) {
+  std::uint64_t suppressed = 0;
+  if (!access_limit_.allow(reactor_.now_ms(), suppressed)) return;
+  const ConnStats& s = stats_[id.idx];
+  char peer[io::PeerAddress::kMaxText];
+  log::Fields f;
+  f.add(log::kv("peer", peer_text(id, peer)));
+  // The application's: the verified user, the route (never the query: it may hold a token).
+  if (access_hook_) access_hook_(this, id, f);
+  if (!f.has("user")) f.add(log::kv("user", "-"));
+  // A 1006 is never sent: the connection ended without a closing handshake.
+  std::string_view side = code == protocol::close_code::kAbnormal ? "abnormal"
+                          : by_peer                               ? "client"
+                                                                  : "server";
+  const log::Field engine[] = {log::kv("duration_ms", reactor_.now_ms() - s.start_ms),
+                               log::kv("messages_in", s.messages_in),
+                               log::kv("messages_out", s.messages_out),
+                               log::kv("bytes_in", s.bytes_in),
+                               log::kv("bytes_out", s.bytes_out),
+                               log::kv("close_code", code),
+                               log::kv("close_side", side),
+                               log::kv("suppressed", suppressed)};
+  // Regardless of --log-level: --access-log is its switch.
+  log::emit(log::Level::kInfo, "access", f.view(),
+            std::span<const log::Field>(engine, std::size(engine) - (suppressed ? 0 : 1)));
 }
 
 void EndpointBase::end(io::SocketId id, std::uint16_t code, std::string_view reason, Ending how) {
@@ -213,9 +255,13 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
   return sent(id, payload.size());
 }
 
-SendResult EndpointBase::sent(io::SocketId id, std::size_t payload) {
+SendResult EndpointBase::sent(io::SocketId id, std::size_t payload_bytes) {
   ++counters_.messages_out;
-  counters_.payload_bytes_out += payload;
+  counters_.payload_bytes_out += payload_bytes;
+  if (ConnStats* s = stats(id)) {
+    ++s->messages_out;
+    s->bytes_out += payload_bytes;
+  }
   if (reactor_.queued(id) > cfg_.max_outbound) {
     // The peer is not reading: closing beats holding unbounded memory for it.
     ++counters_.backlog_exceeded;
@@ -298,8 +344,8 @@ void EndpointBase::refuse(io::SocketId id, std::uint16_t status, std::string_vie
   char out[protocol::kMaxResponseFixed + 128 + kMaxAnswerExtras];
   std::size_t n = protocol::write_http_error(out, sizeof out, status, reason, headers);
   if (n == 0) {
-    LOG_WARN("msg=\"refusal headers too long; sent without them\" core=%u bytes=%zu",
-             reactor_.core(), headers.size());
+    LOG_WARN_LIMITED(1, "refusal_headers_too_long", log::kv("bytes", headers.size()),
+                     log::kv("detail", "sent without them"));
     n = protocol::write_http_error(out, sizeof out, status, reason);
   }
   ++counters_.handshake_rejected;
@@ -338,8 +384,7 @@ void EndpointBase::answer_plain_get(io::SocketId id, std::string_view target) {
   std::size_t n =
       protocol::write_page_head(head, sizeof head, page->content_type, page->body.size());
   if (n == 0) {
-    LOG_ERROR("msg=\"static page content type too long\" core=%u path=%.*s", reactor_.core(),
-              static_cast<int>(path.size()), path.data());
+    LOG_ERROR_LIMITED(1, "page_content_type_too_long", log::kv("path", path));
     refuse(id, 500, "page misconfigured");
     return;
   }
@@ -359,8 +404,8 @@ void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const U
   if (n == 0) {
     // An answer that does not fit is the application's bug; the client must not get a 101
     // without the extension or protocol it was promised.
-    LOG_ERROR("msg=\"upgrade answer too long; refused\" core=%u bytes=%zu", reactor_.core(),
-              d.protocol.size() + d.extensions.size() + d.headers.size());
+    LOG_ERROR_LIMITED(1, "upgrade_answer_too_long",
+                      log::kv("bytes", d.protocol.size() + d.extensions.size() + d.headers.size()));
     refuse(id, 500, "upgrade answer too long");
     return;
   }
@@ -728,16 +773,15 @@ void EndpointBase::on_reload() {
   if (tls_loader_) {
     try {
       set_tls(tls_loader_());
-      LOG_INFO("msg=\"TLS certificates reloaded\" core=%u", reactor_.core());
+      LOG_INFO("tls_reloaded");
     } catch (const std::exception& e) {
-      LOG_ERROR(
-          "msg=\"TLS reload refused; the old certificates keep serving\" core=%u error=\"%s\"",
-          reactor_.core(), e.what());
+      LOG_ERROR("tls_reload_refused", log::kv("error", e.what()),
+                log::kv("detail", "the old certificates keep serving"));
     }
   }
   if (config_loader_) {
     reconfigure(config_loader_());
-    LOG_INFO("msg=\"endpoint configuration reloaded\" core=%u", reactor_.core());
+    LOG_INFO("endpoint_config_reloaded");
   }
 }
 

@@ -14,6 +14,7 @@
 #include "connection.hpp"
 #include "counters.hpp"
 #include "engine/io/reactor.hpp"
+#include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
@@ -181,7 +182,22 @@ class EndpointBase {
     bool dirty = false;
   };
 
+  // What the access log says of a connection, in a table of its own sized only when the access
+  // log is on: counted where messages are delivered and sent.
+  struct ConnStats {
+    std::uint64_t start_ms = 0;
+    std::uint64_t messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0;
+  };
+
   Conn& conn(io::SocketId id) { return conns_[id.idx]; }
+  // The connection's access-log statistics, or null when the access log is off.
+  ConnStats* stats(io::SocketId id) { return id.idx < stats_.size() ? &stats_[id.idx] : nullptr; }
+  // The `access` line of a server connection that ends with `code` (rate-limited).
+  void log_access(io::SocketId id, std::uint16_t code, bool by_peer);
+  // The peer's address as text in `buf`, for log lines.
+  std::string_view peer_text(io::SocketId id, char (&buf)[io::PeerAddress::kMaxText]) const {
+    return {buf, reactor_.peer(id).format(buf)};
+  }
   // The connection's TLS state, or null when it speaks plain ws.
   TlsConn* tls_conn(io::SocketId id) {
     return id.idx < tls_conns_.size() && tls_conns_[id.idx].session ? &tls_conns_[id.idx] : nullptr;
@@ -245,8 +261,9 @@ class EndpointBase {
   // Answers a plain GET: /healthz, a configured static page, or 426 (this port speaks
   // WebSocket); then closes.
   void answer_plain_get(io::SocketId id, std::string_view target);
-  // send()'s epilogue: counts the message, closes a peer past max_outbound, reports backpressure.
-  SendResult sent(io::SocketId id, std::size_t payload);
+  // send()'s epilogue: counts the message (and its payload bytes, for the access log), closes a
+  // peer past max_outbound, reports backpressure.
+  SendResult sent(io::SocketId id, std::size_t payload_bytes);
   void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
   // Counts a protocol failure by the close code it earns (and the budget's apart).
   void count_failure(const protocol::ReadResult& r);
@@ -305,6 +322,9 @@ class EndpointBase {
   // Endpoint<App> completes a deferred upgrade (on_open and frames are the application's).
   using DecideHook = void (*)(EndpointBase*, io::SocketId, const UpgradeDecision&);
   DecideHook decide_hook_ = nullptr;
+  // Endpoint<App> asks the application for its access-log fields (App::access_fields), if any.
+  using AccessHook = void (*)(EndpointBase*, io::SocketId, log::Fields&);
+  AccessHook access_hook_ = nullptr;
   // Endpoint<App> clears the application's per-connection state (App::ConnState), if any.
   using ResetHook = void (*)(EndpointBase*, std::uint32_t idx);
   ResetHook reset_hook_ = nullptr;
@@ -321,7 +341,9 @@ class EndpointBase {
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
   std::function<EndpointConfig()> config_loader_;
-  std::vector<TlsConn> tls_conns_;        // indexed like conns_, only when serving TLS
+  std::vector<TlsConn> tls_conns_;  // indexed like conns_, only when serving TLS
+  std::vector<ConnStats> stats_;    // indexed like conns_, only with the access log
+  log::RateLimiter access_limit_{0};
   std::vector<std::uint32_t> tls_dirty_;  // slots with staged plaintext or pending records
   std::vector<std::byte> tls_plain_;      // decrypted bytes of one record at a time
   SSL_CTX* client_tls_ = nullptr;
@@ -414,9 +436,14 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
     }
     if (client_resume_ && !SSL_is_server(s.ssl()) && s.handshake_done()) remember_client_session(s);
     if (r != tls::Session::Result::kOk) {
-      if (r == tls::Session::Result::kError)
+      if (r == tls::Session::Result::kError) {
         ++counters_.tls_errors;
-      else if (conns_[id.idx].phase != kServerHandshake)
+        // Scanners and broken clients fail handshakes by the thousand: a few lines a second.
+        char peer[io::PeerAddress::kMaxText];
+        LOG_WARN_LIMITED(10, "tls_error", log::kv("peer", peer_text(id, peer)),
+                         log::kv("error", s.error()), log::kv("handshake_done", s.handshake_done()),
+                         log::kv("tls_errors", counters_.tls_errors.get()));
+      } else if (conns_[id.idx].phase != kServerHandshake)
         ++counters_.abnormal_closes;
       // A close_notify is TLS's half-close (the peer may still read, RFC 8446 §6.1): what was
       // queued in answer goes out, then ours. Only a TLS error drops the output.

@@ -339,7 +339,7 @@ class AuthTest(unittest.TestCase):
         # The bad set is refused on the main thread before any core sees it (docs/OPERATIONS.md
         # section 3): logged there, and no core counts a failure.
         self.assertEqual((c["auth_reloads_total"], c["auth_reload_failures_total"]), (2, 0))
-        self.assertIn("reload refused", proc.log)
+        self.assertIn("reload_refused", proc.log)
 
     # ---- ACLs ----
 
@@ -744,7 +744,7 @@ class AuthTest(unittest.TestCase):
         # The bad set is refused on the main thread before any core sees it (docs/OPERATIONS.md
         # section 3): logged there, and no core counts a failure.
         self.assertEqual((c["auth_reloads_total"], c["auth_reload_failures_total"]), (2, 0))
-        self.assertIn("reload refused", proc.log)
+        self.assertIn("reload_refused", proc.log)
         self.assertEqual(c["acl_changes_total"], 2)
         self.assertEqual(c["acl_changes_refused_total"], 8)
 

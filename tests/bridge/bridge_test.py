@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ import zmq  # noqa: E402
 from wsedge_backend import Backend  # noqa: E402
 from wsedge_backend import protocol as p  # noqa: E402
 from wsedge_backend.keys import write_keypair  # noqa: E402
+from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, start_server  # noqa: E402
 
 BINARY = None
@@ -44,15 +44,9 @@ logging.basicConfig(level=os.environ.get("WSEDGE_TEST_LOG", "CRITICAL"))
 # ---- helpers --------------------------------------------------------------------------------
 
 def counters(log, names=r"bridge_\w+"):
-    """Sums the per-core counters of wsedge's exit log ("bridge stopped" lines) whose names
+    """Sums the per-core counters of wsedge's exit log ("bridge_stopped" lines) whose names
     match the pattern `names`."""
-    total = {}
-    for line in log.splitlines():
-        if "bridge stopped" not in line:
-            continue
-        for name, value in re.findall(rf"\b({names})=(\d+)", line):
-            total[name] = total.get(name, 0) + int(value)
-    return total
+    return sum_counters(log, names, "bridge_stopped")
 
 
 async def until(pred, timeout=WAIT, what="condition"):

@@ -8,12 +8,12 @@ counts them, and once clients leave the server accepts again.
 usage: fd_limit_test.py PATH_TO_WSEDGE
 """
 import os
-import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+from log_lines import events, sum_counters  # noqa: E402
 from wsedge_server import host_port, start_server  # noqa: E402
 from raw_ws import REQUEST, check, results  # noqa: E402
 
@@ -46,8 +46,8 @@ def main():
             recovered = upgraded(addr, timeout=1.0)
         check("the server accepts again once clients have left", recovered)
     log = proc.log
-    errors = sum(int(v) for v in re.findall(r"\baccept_errors_total=(\d+)", log))
-    warnings = log.count('msg="accept failed"')
+    errors = sum_counters(log, "accept_errors_total", "core_stopped").get("accept_errors_total", 0)
+    warnings = len(list(events(log, "accept_failed")))
     check("accept failures are counted in the exit summary", errors >= 1, log[-600:])
     check("and logged, at most about once a second", 1 <= warnings <= 3,
           f"{warnings} warnings for {errors} failures")

@@ -17,6 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, start_server  # noqa: E402
 from raw_ws import REQUEST, check, frame, results  # noqa: E402
 
@@ -145,7 +146,7 @@ def main():
         check("a message in more fragments than --max-fragments -> 1009", close_code(s) == 1009)
         s.close()
     log = proc.log
-    counted = sum(int(v) for v in re.findall(r"\bassembly_refused_total=(\d+)", log))
+    counted = sum_counters(log, "assembly_refused_total", "core_stopped").get("assembly_refused_total", 0)
     check("the refusals are counted", counted == refused, f"assembly_refused_total={counted}, refused {refused}")
     passed = sum(results)
     print(f"memory limits: {passed} passed, {len(results) - passed} failed")

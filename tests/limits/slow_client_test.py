@@ -19,6 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
 from raw_ws import REQUEST, check, frame, results  # noqa: E402
 
@@ -135,7 +136,7 @@ def readable(s, wait):
 
 
 def counter(log, name):
-    return sum(int(v) for v in re.findall(rf"\b{name}_total=(\d+)", log))
+    return sum_counters(log, f"{name}_total", "core_stopped").get(f"{name}_total", 0)
 
 
 def deadlines(binary):

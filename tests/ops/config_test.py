@@ -213,7 +213,7 @@ def reloads(binary, tmp):
             async with websockets.connect(url, max_size=None) as ws:
                 before = await send_on(ws, 500)
                 write(path, BASE + 'max-message = 100\nallowed-origin = ["https://good.example"]\n')
-                line = srv.reload("endpoint configuration reloaded")
+                line = srv.reload("endpoint_config_reloaded")
                 after = await send_on(ws, 500)
             return before, line, after
 
@@ -231,7 +231,7 @@ def reloads(binary, tmp):
         # A bad file: refused whole, with its FILE:LINE:COLUMN; the max-message it also sets does
         # not apply (all or nothing).
         write(path, BASE + "max-message = 5000\nbogus-key = 1\n")
-        line = srv.reload("reload refused")
+        line = srv.reload("reload_refused")
         check("a bad file on reload is refused, logged with FILE:LINE:COLUMN",
               line is not None and f"{path}:7:1: bogus-key" in line, line or srv.log[-5:])
         got = run(exchange(url, 500))
@@ -243,10 +243,10 @@ def reloads(binary, tmp):
         cores = 2 if len(os.sched_getaffinity(0)) >= 2 else 1
         write(path, BASE.replace("cores = 1", f"cores = {cores}").replace('"127.0.0.1:0"', '"127.0.0.1:1"')
               + "max-message = 5000\n")
-        warn = srv.reload("needs a restart")
+        warn = srv.reload("config_needs_restart")
         check("a change of cores/listen logs 'needs a restart' naming the keys",
               warn is not None and "listen" in warn and (cores == 1 or "cores" in warn), warn or srv.log[-5:])
-        line = srv.wait_line(srv.proc.stderr, lambda l: "endpoint configuration reloaded" in l)
+        line = srv.wait_line(srv.proc.stderr, lambda l: "endpoint_config_reloaded" in l)
         check("... the rest of the reload applies", line is not None, srv.log[-5:])
         got = run(exchange(url, 4000))
         check("... and the server keeps serving on its address, with the new limit", got == "echo", got)
@@ -286,7 +286,7 @@ def tls_reload(binary, tmp):
         check("a new certificate file in the config reloads", line is not None, srv.log[-5:])
         check("... and new connections get it", trusts(url, new[0]) and not trusts(url, old[0]))
         config(os.path.join(tmp, "gone.crt"), new[1])
-        line = srv.reload("reload refused")
+        line = srv.reload("reload_refused")
         check("a certificate that does not load: the reload is refused", line is not None and "gone.crt" in line,
               line or srv.log[-5:])
         check("... and the running certificate keeps serving", trusts(url, new[0]))

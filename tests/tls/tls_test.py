@@ -18,6 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
 import conformance  # noqa: E402  (its raw WebSocket client)
+from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
 
 RESULTS = []
@@ -89,7 +90,7 @@ def sni(binary, tmp):
 
 def counter(log, name):
     """Sums a counter over the per-core summary lines the server logs when it stops."""
-    return sum(int(v) for v in re.findall(rf"\b{name}=(\d+)", log))
+    return sum_counters(log, name, "core_stopped").get(name, 0)
 
 
 def closed_soon(addr, payload, within=3.0):

@@ -170,7 +170,10 @@ permissions = ["connect", "publish"]
       test::count_thread_into(&allocations);
       io::Reactor reactor(test::small_reactor(), 0);
       bridge::Edge edge(ctx, opts, auth_opts, 0, 1);
-      ws::Endpoint<bridge::Edge> ep(reactor, {}, edge);
+      // The access log on: its per-message statistics must not allocate either.
+      ws::EndpointConfig cfg;
+      cfg.access_log = true;
+      ws::Endpoint<bridge::Edge> ep(reactor, cfg, edge);
       edge.on_start(ep);
       reactor.listen(lfd);
       server_reactor = &reactor;

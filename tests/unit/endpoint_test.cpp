@@ -108,11 +108,11 @@ RoundTripApp round_trips(std::size_t size, std::uint64_t rounds, unsigned client
 
 // With `tls`, the endpoint serves wss:// and its clients speak TLS too.
 void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
-                     const test::TempCert* tls = nullptr,
-                     ws::EndpointCounters* counters = nullptr) {
+                     const test::TempCert* tls = nullptr, ws::EndpointCounters* counters = nullptr,
+                     const ws::EndpointConfig& cfg = {}) {
   io::Reactor reactor(rc, 0);
   app.reactor = &reactor;
-  ws::Endpoint<RoundTripApp> ep(reactor, {}, app);
+  ws::Endpoint<RoundTripApp> ep(reactor, cfg, app);
   app.ep = &ep;
   tls::CtxPtr client_ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
   if (tls) {
@@ -195,13 +195,20 @@ TEST(Endpoint, ManyConcurrentConnections) {
 
 TEST(Endpoint, SteadyStateEchoAllocatesNothing) {
   // Small and large messages: the large ones span receive buffers (pooled reassembly) and
-  // several output buffers (gathered sends).
-  for (std::size_t size : {16, 1024, 100000}) {
+  // several output buffers (gathered sends). With the access log on, its statistics are
+  // counted per message too.
+  ws::EndpointConfig access;
+  access.access_log = true;
+  for (auto [size, cfg] : {std::pair<std::size_t, ws::EndpointConfig>{16, {}},
+                           {1024, {}},
+                           {100000, {}},
+                           {16, access},
+                           {100000, access}}) {
     RoundTripApp app = round_trips(size, 2000, 4);
     // Snapshots while every client is still mid-stream (teardown allocates, e.g. free lists).
     app.warm_at = 2000;
     app.end_at = 6000;
-    run_round_trips(app);
+    run_round_trips(app, small_reactor(), nullptr, nullptr, cfg);
     ASSERT_EQ(app.echoes, 8000u);
     EXPECT_EQ(app.mismatches, 0u);
     EXPECT_GT(app.warm_allocs, 0u);

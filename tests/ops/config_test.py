@@ -282,7 +282,7 @@ def tls_reload(binary, tmp):
         url = srv.url
         check("wss from the file's certificate", trusts(url, old[0]) and not trusts(url, new[0]))
         config(*new)
-        line = srv.reload("TLS certificates reloaded")
+        line = srv.reload("tls_reloaded")
         check("a new certificate file in the config reloads", line is not None, srv.log[-5:])
         check("... and new connections get it", trusts(url, new[0]) and not trusts(url, old[0]))
         config(os.path.join(tmp, "gone.crt"), new[1])

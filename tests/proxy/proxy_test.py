@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import re
 import shutil
 import signal
 import socket
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
 
 from bridge_test import BackendThread, backends, connect, free_port, recv, until, wait_sync  # noqa: E402
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
+from log_lines import sum_counters  # noqa: E402
 
 BINARY = None
 WAIT = 10.0
@@ -41,15 +41,9 @@ V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
 
 
 def core_counters(log, names=r"proxy_\w+"):
-    """Sums the per-core counters of wsedge's exit log ("core stopped" lines) whose names match
+    """Sums the per-core counters of wsedge's exit log ("core_stopped" lines) whose names match
     the pattern `names`."""
-    total = {}
-    for line in log.splitlines():
-        if "core stopped" not in line:
-            continue
-        for name, value in re.findall(rf"\b({names})=(\d+)", line):
-            total[name] = total.get(name, 0) + int(value)
-    return total
+    return sum_counters(log, names, "core_stopped")
 
 
 def v1(src, sport, dport=443):

@@ -25,22 +25,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from wsedge_server import admin_url, host_port, start_server  # noqa: E402
-from raw_ws import REQUEST, check, frame, results  # noqa: E402
-
-
-def ws_connect(addr, timeout=10.0):
-    """An upgraded client socket (raw: the test reads the server's frames itself)."""
-    s = socket.create_connection(addr, timeout=timeout)
-    s.sendall(REQUEST)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(buf.split(b"\r\n")[0].decode(errors="replace"))
-    return s, buf.split(b"\r\n\r\n", 1)[1]
+from raw_ws import check, frame, results, ws_connect  # noqa: E402
 
 
 def read_close(s, rest, deadline):
@@ -189,7 +174,7 @@ def test_backends_told(binary):
 REPLACE_SCRIPT = r"""
 import os, signal, socket, subprocess, sys, threading, time
 sys.path.insert(0, sys.argv[2])
-from raw_ws import REQUEST, frame
+from raw_ws import frame, ws_connect
 binary = sys.argv[1]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 with open("/proc/sys/net/ipv4/tcp_migrate_req", "w") as f:
@@ -207,19 +192,9 @@ errors = []
 stop = threading.Event()
 old_gone = threading.Event()
 def session():
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s, rest = ws_connect(("127.0.0.1", port))
     try:
-        s.sendall(REQUEST)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            c = s.recv(4096)
-            if not c:
-                raise ConnectionError("closed in handshake")
-            buf += c
-        if not buf.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(buf[:40])
         s.sendall(frame(0x1, b"hello"))
-        rest = buf.split(b"\r\n\r\n", 1)[1]
         while len(rest) < 2:
             c = s.recv(4096)
             if not c:

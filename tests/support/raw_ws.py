@@ -1,5 +1,6 @@
 """What the limit suites share: a raw upgrade request, masked client frames built by hand (to
 send them at any pace and split), and a list of named checks each suite reports on."""
+import socket
 import struct
 
 REQUEST = (b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -28,3 +29,24 @@ def frame(opcode, payload, fin=True):
     else:
         hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
     return hdr + b"\0\0\0\0" + payload
+
+
+def ws_connect(addr, timeout=10.0):
+    """A client socket upgraded with REQUEST, and what came after the 101's head (the first
+    frames, if any): raw, so a test reads the server's frames itself. Raises ConnectionError
+    when the server closes or answers anything but 101."""
+    s = socket.create_connection(addr, timeout=timeout)
+    try:
+        s.sendall(REQUEST)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            buf += chunk
+        if not buf.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(buf.split(b"\r\n")[0].decode(errors="replace"))
+    except BaseException:
+        s.close()
+        raise
+    return s, buf.split(b"\r\n\r\n", 1)[1]

@@ -197,7 +197,8 @@ class Edge {
   std::size_t scratch_len_ = 0;
   std::uint32_t open_count_ = 0;
   io::TimerId beat_timer_;
-  bool draining_ = false;  // BEATs say so from on_draining on
+  char conn_text_[ConnId::kMaxText];  // access_fields' connection id, alive until the line is out
+  bool draining_ = false;             // BEATs say so from on_draining on
   std::uint32_t drain_ms_ = 0;
   io::TimerId check_timer_;
   std::vector<io::SocketId> gapped_;  // clients that lost channel messages, not yet told

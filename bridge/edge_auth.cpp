@@ -91,6 +91,8 @@ void Edge::start_identity(ws::Connection c) {
 }
 
 void Edge::access_fields(ws::Connection c, log::Fields& f) {
+  // The id backends know the connection by: a log line and a backend's own logs meet on it.
+  f.add(log::kv("conn", conn_id(c.id()).format(conn_text_)));
   if (ConnState* st = ep_->state(c)) f.add(log::kv("route", opts_.routes[st->route].path));
   if (auth::Identity* id = identity(c.id()); id && !id->user.empty())
     f.add(log::kv("user", id->user));

@@ -58,10 +58,14 @@ bool known_type(std::uint8_t t) {
   return false;
 }
 
+std::string_view ConnId::format(char (&buf)[kMaxText]) const {
+  int n = std::snprintf(buf, sizeof buf, "%x.%x.%x.%x.%x", node, epoch, core, slot, gen);
+  return {buf, static_cast<std::size_t>(n)};
+}
+
 std::string ConnId::to_string() const {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%x.%x.%x.%x.%x", node, epoch, core, slot, gen);
-  return buf;
+  char buf[kMaxText];
+  return std::string(format(buf));
 }
 
 void write_conn_id(std::byte* out, const ConnId& id) {

@@ -59,6 +59,8 @@ struct ConnId {
   bool operator==(const ConnId&) const = default;
   // "node.epoch.core.slot.gen" in lower-case hex, as logs and the Python library print it.
   std::string to_string() const;
+  static constexpr std::size_t kMaxText = 48;
+  std::string_view format(char (&buf)[kMaxText]) const;  // the same, without allocating
 };
 void write_conn_id(std::byte* out, const ConnId& id);
 ConnId read_conn_id(const std::byte* in);

@@ -293,13 +293,9 @@ class Endpoint : public EndpointBase {
   }
 
   void server_handshake(io::SocketId id, Conn& c, std::byte* data, std::size_t len) {
-    std::byte* base = data;
-    std::size_t have = len;
-    if (c.handshake) {
-      c.handshake = reactor_.pool().append(c.handshake, data, len);
-      base = c.handshake->data();
-      have = c.handshake->len;
-    }
+    std::span<std::byte> in = gather(c, data, len);
+    std::byte* base = in.data();
+    std::size_t have = in.size();
     protocol::UpgradeRequest req;
     auto r = protocol::parse_upgrade_request({reinterpret_cast<const char*>(base), have},
                                              cfg_.max_header_bytes, req);

@@ -208,6 +208,13 @@ void EndpointBase::log_access(io::SocketId id, std::uint16_t code, bool by_peer)
   // The application's: the verified user, the route (never the query: it may hold a token).
   if (access_hook_) access_hook_(this, id, f);
   if (!f.has("user")) f.add(log::kv("user", "-"));
+  // The application names connections its own way (the bridge: the id backends know); else
+  // the slot and generation, unique on this core while the process runs.
+  char conn[24];
+  if (!f.has("conn")) {
+    int n = std::snprintf(conn, sizeof conn, "%x.%x", id.idx, id.gen);
+    f.add(log::kv("conn", std::string_view(conn, static_cast<std::size_t>(n))));
+  }
   // A 1006 is never sent: the connection ended without a closing handshake.
   std::string_view side = code == protocol::close_code::kAbnormal ? "abnormal"
                           : by_peer                               ? "client"
@@ -449,14 +456,10 @@ void EndpointBase::begin_stream(io::SocketId id) {
 EndpointBase::ProxyRest EndpointBase::proxy_header(io::SocketId id, std::byte* data,
                                                    std::size_t len) {
   Conn& c = conns_[id.idx];
-  std::byte* base = data;
-  std::size_t have = len;
-  if (c.handshake) {
-    // Bounded: the parser refuses a header past kMaxProxyV2 bytes before asking for more.
-    c.handshake = reactor_.pool().append(c.handshake, data, len);
-    base = c.handshake->data();
-    have = c.handshake->len;
-  }
+  // Bounded: the parser refuses a header past kMaxProxyV2 bytes before asking for more.
+  std::span<std::byte> in = gather(c, data, len);
+  std::byte* base = in.data();
+  std::size_t have = in.size();
   protocol::ProxyResult r = protocol::parse_proxy_header({base, have});
   switch (r.kind) {
     case protocol::ProxyParse::kIncomplete:

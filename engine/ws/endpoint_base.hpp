@@ -190,6 +190,14 @@ class EndpointBase {
   };
 
   Conn& conn(io::SocketId id) { return conns_[id.idx]; }
+  // The bytes of a request that may arrive in pieces (a PROXY header, an upgrade request):
+  // this read's alone, or, once a piece has been kept, all of them so far in the
+  // connection's handshake buffer.
+  std::span<std::byte> gather(Conn& c, std::byte* data, std::size_t len) {
+    if (!c.handshake) return {data, len};
+    c.handshake = reactor_.pool().append(c.handshake, data, len);
+    return {c.handshake->data(), c.handshake->len};
+  }
   // The connection's access-log statistics, or null when the access log is off.
   ConnStats* stats(io::SocketId id) { return id.idx < stats_.size() ? &stats_[id.idx] : nullptr; }
   // The `access` line of a server connection that ends with `code` (rate-limited).

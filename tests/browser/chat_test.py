@@ -118,7 +118,7 @@ ws.onclose = (e) => done(["closed", e.code]);
 
 
 def token_in_browser(page, binary, tmp):
-    secret = os.urandom(32)
+    secret = os.urandom(31) + b"s"  # not a trailing newline, which wsedge drops
     secret_file = os.path.join(tmp, "hs256.key")
     with open(secret_file, "wb") as f:
         f.write(secret)

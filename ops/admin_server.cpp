@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -148,12 +149,24 @@ void AdminServer::run() {
   };
   std::vector<Client> clients;
   std::vector<pollfd> fds;
+  auto drop = [&](std::size_t i) {
+    // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
+    shutdown(clients[i].fd, SHUT_WR);
+    close(clients[i].fd);
+    clients[i] = std::move(clients.back());
+    clients.pop_back();
+  };
   for (;;) {
     fds.clear();
     fds.push_back({stop_fd_, POLLIN, 0});
-    // At the limit the listener is not polled: new scrapers wait in the backlog.
-    fds.push_back(
-        {listen_fd_, static_cast<short>(clients.size() < kAdminMaxConnections ? POLLIN : 0), 0});
+    // The listener is polled while a slot is free or can be freed: at the limit, a newcomer
+    // takes the slot of the oldest client still sending its request head. Waiting in the
+    // backlog instead let anyone who holds every slot with silent connections (slowloris,
+    // each renewed before its deadline) make /readyz and /metrics time out for everyone.
+    bool evictable =
+        std::any_of(clients.begin(), clients.end(), [](const Client& c) { return c.out.empty(); });
+    bool room = clients.size() < kAdminMaxConnections || evictable;
+    fds.push_back({listen_fd_, static_cast<short>(room ? POLLIN : 0), 0});
     std::int64_t now = now_ms();
     int timeout = -1;
     for (const Client& c : clients) {
@@ -202,20 +215,26 @@ void AdminServer::run() {
         done = c.sent == c.out.size() || (n < 0 && errno != EAGAIN && errno != EINTR);
       }
       if (!done && now >= c.deadline) done = true;  // a slow or silent client
-      if (done) {
-        // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
-        shutdown(c.fd, SHUT_WR);
-        close(c.fd);
-        clients[i] = std::move(clients.back());
-        clients.pop_back();
-      }
+      if (done) drop(i);
     }
-    if (fds[1].revents & POLLIN) {
-      while (clients.size() < kAdminMaxConnections) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;  // EAGAIN, or EMFILE: tried again on the next poll
-        clients.push_back({fd, now + kAdminReadTimeoutMs, {}, {}, 0});
+    // At most half the slots per turn: a client accepted in one turn is among the newest
+    // when the next turn evicts, so its request (sent with its connect) is read before any
+    // flood of newcomers can take its slot.
+    for (std::size_t n = 0; (fds[1].revents & POLLIN) && n < kAdminMaxConnections / 2; ++n) {
+      if (clients.size() == kAdminMaxConnections) {
+        // The oldest that is still reading (its deadline comes first); none: all are being
+        // answered, and the rest wait in the backlog for one of them to finish.
+        auto oldest = clients.end();
+        for (auto it = clients.begin(); it != clients.end(); ++it) {
+          if (it->out.empty() && (oldest == clients.end() || it->deadline < oldest->deadline))
+            oldest = it;
+        }
+        if (oldest == clients.end()) break;
+        drop(static_cast<std::size_t>(oldest - clients.begin()));
       }
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) break;  // EAGAIN, or EMFILE: tried again on the next poll
+      clients.push_back({fd, now + kAdminReadTimeoutMs, {}, {}, 0});
     }
   }
   for (const Client& c : clients) close(c.fd);

@@ -2,7 +2,8 @@
 // The admin port: /metrics, /healthz and /readyz over plain HTTP/1.1, served by one thread of
 // its own with poll(2), never by a core and never on the public port. Everything it reads from
 // the cores is a relaxed atomic load (metrics_registry.hpp), so a slow or hostile scraper costs
-// the cores nothing: at worst it holds one of the few admin connections until its timeout.
+// the cores nothing; a client that holds every admin connection open without finishing a
+// request loses the oldest of them to each newcomer, so it cannot lock a scraper out.
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -23,9 +24,11 @@ struct AdminOptions {
 };
 
 // Bounds that keep one thread serving whoever connects.
-inline constexpr std::size_t kAdminMaxHeader = 8192;     // request head; more: 431 and close
-inline constexpr int kAdminReadTimeoutMs = 5000;         // head not complete by then: dropped
-inline constexpr std::size_t kAdminMaxConnections = 16;  // more wait in the listen backlog
+inline constexpr std::size_t kAdminMaxHeader = 8192;  // request head; more: 431 and close
+inline constexpr int kAdminReadTimeoutMs = 5000;      // head not complete by then: dropped
+// More: a newcomer takes the slot of the oldest still sending its request head; when all are
+// being answered, it waits in the listen backlog.
+inline constexpr std::size_t kAdminMaxConnections = 16;
 
 // The answer to one request, built from the request head alone (pure: tested without sockets).
 struct AdminResponse {

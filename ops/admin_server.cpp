@@ -50,6 +50,8 @@ AdminResponse error(int status, std::string_view why) {
   return r;
 }
 
+constexpr std::int64_t kAdminAcceptRetryMs = 100;
+
 std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
@@ -149,6 +151,7 @@ void AdminServer::run() {
   };
   std::vector<Client> clients;
   std::vector<pollfd> fds;
+  std::int64_t accept_after = 0;  // accept failed for want of a resource: the listener rests
   auto drop = [&](std::size_t i) {
     // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
     shutdown(clients[i].fd, SHUT_WR);
@@ -165,10 +168,10 @@ void AdminServer::run() {
     // each renewed before its deadline) make /readyz and /metrics time out for everyone.
     bool evictable =
         std::any_of(clients.begin(), clients.end(), [](const Client& c) { return c.out.empty(); });
-    bool room = clients.size() < kAdminMaxConnections || evictable;
-    fds.push_back({listen_fd_, static_cast<short>(room ? POLLIN : 0), 0});
     std::int64_t now = now_ms();
-    int timeout = -1;
+    bool room = (clients.size() < kAdminMaxConnections || evictable) && now >= accept_after;
+    fds.push_back({listen_fd_, static_cast<short>(room ? POLLIN : 0), 0});
+    int timeout = now < accept_after ? static_cast<int>(accept_after - now) : -1;
     for (const Client& c : clients) {
       fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
       int left = static_cast<int>(std::max<std::int64_t>(0, c.deadline - now));
@@ -221,19 +224,25 @@ void AdminServer::run() {
     // when the next turn evicts, so its request (sent with its connect) is read before any
     // flood of newcomers can take its slot.
     for (std::size_t n = 0; (fds[1].revents & POLLIN) && n < kAdminMaxConnections / 2; ++n) {
-      if (clients.size() == kAdminMaxConnections) {
-        // The oldest that is still reading (its deadline comes first); none: all are being
-        // answered, and the rest wait in the backlog for one of them to finish.
-        auto oldest = clients.end();
-        for (auto it = clients.begin(); it != clients.end(); ++it) {
-          if (it->out.empty() && (oldest == clients.end() || it->deadline < oldest->deadline))
-            oldest = it;
-        }
-        if (oldest == clients.end()) break;
-        drop(static_cast<std::size_t>(oldest - clients.begin()));
+      // Full: the oldest that is still reading (its deadline comes first) goes, but only once
+      // a newcomer is there to take its place; none: all are being answered, and the rest
+      // wait in the backlog for one of them to finish.
+      auto oldest = clients.end();
+      for (auto it = clients.begin(); clients.size() == kAdminMaxConnections && it != clients.end();
+           ++it) {
+        if (it->out.empty() && (oldest == clients.end() || it->deadline < oldest->deadline))
+          oldest = it;
       }
+      if (clients.size() == kAdminMaxConnections && oldest == clients.end()) break;
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) break;  // EAGAIN, or EMFILE: tried again on the next poll
+      if (fd < 0) {
+        // Out of descriptors or memory, the connection stays queued and the listener readable:
+        // polled again at once, it would spin a CPU for as long as the shortage lasts.
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+          accept_after = now + kAdminAcceptRetryMs;
+        break;
+      }
+      if (oldest != clients.end()) drop(static_cast<std::size_t>(oldest - clients.begin()));
       clients.push_back({fd, now + kAdminReadTimeoutMs, {}, {}, 0});
     }
   }

@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -230,6 +231,46 @@ TEST(AdminServer, SilentConnectionsDoNotLockOutAScraper) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   for (int fd : idle) close(fd);
+}
+
+// Out of descriptors (a flood on the public port can cause it), accept fails while the
+// connection stays queued: the admin thread must wait, not poll the listener in a tight loop
+// that takes a CPU from the cores; and it must serve the connection once descriptors return.
+TEST(AdminServer, RestsWhileOutOfDescriptors) {
+  Health h{0, false};
+  MetricsRegistry reg(h);
+  AdminServer admin(io::parse_address("127.0.0.1:0"), reg);
+  admin.start();
+  int client = socket(admin.address().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 128;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> filler;
+  for (int fd; (fd = dup(client)) >= 0;) filler.push_back(fd);
+  ASSERT_EQ(connect(client, admin.address().sa(), admin.address().len), 0);
+  auto cpu_ms = [] {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000 +
+           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000;
+  };
+  long before = cpu_ms();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  long spent = cpu_ms() - before;
+  for (int fd : filler) close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_LT(spent, 150) << "ms of CPU in 500 ms while accept fails";
+  std::string_view get = "GET /healthz HTTP/1.1\r\n\r\n";
+  timeval tv{2, 0};
+  setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  EXPECT_EQ(send(client, get.data(), get.size(), MSG_NOSIGNAL), static_cast<ssize_t>(get.size()));
+  char buf[256];
+  ssize_t n = recv(client, buf, sizeof buf, 0);
+  EXPECT_TRUE(n > 0 &&
+              std::string_view(buf, static_cast<std::size_t>(n)).starts_with("HTTP/1.1 200"));
+  close(client);
 }
 
 // What serve() did, in order, for one core.

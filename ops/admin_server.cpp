@@ -51,6 +51,24 @@ AdminResponse error(int status, std::string_view why) {
 }
 
 constexpr std::int64_t kAdminAcceptRetryMs = 100;
+// An address in use (the server being replaced holds it): how often to try it again.
+constexpr std::int64_t kAdminBindRetryMs = 250;
+
+// A listening socket on `a`, or -1 with errno set. No SO_REUSEPORT, unlike the public
+// listeners: a second process must not take a share of the scrapes, it gets "address in use".
+int listen_on(const io::Address& a) {
+  int fd = socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, a.sa(), a.len) < 0 || listen(fd, 64) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -105,24 +123,20 @@ std::string render(const AdminResponse& r) {
   return out;
 }
 
-AdminServer::AdminServer(const io::Address& address, const MetricsRegistry& registry)
+AdminServer::AdminServer(const io::Address& address, const MetricsRegistry& registry,
+                         bool wait_if_in_use)
     : registry_(registry), address_(address) {
-  // No SO_REUSEPORT, unlike the public listeners: a second process must not take a share of
-  // the scrapes, it gets "address in use".
-  listen_fd_ = socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "admin socket");
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(listen_fd_, address.sa(), address.len) < 0 || listen(listen_fd_, 64) < 0) {
-    int e = errno;
-    close(listen_fd_);
-    throw std::system_error(e, std::generic_category(), "admin port on " + address.to_string());
+  listen_fd_ = listen_on(address);
+  if (listen_fd_ >= 0) {
+    address_ = io::local_address(listen_fd_);
+  } else if (!wait_if_in_use || errno != EADDRINUSE) {
+    throw std::system_error(errno, std::generic_category(), "admin port on " + address.to_string());
   }
-  address_ = io::local_address(listen_fd_);
+  bound_at_start_ = listen_fd_ >= 0;
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) {
     int e = errno;
-    close(listen_fd_);
+    if (listen_fd_ >= 0) close(listen_fd_);
     throw std::system_error(e, std::generic_category(), "admin eventfd");
   }
 }
@@ -134,7 +148,7 @@ AdminServer::~AdminServer() {
     thread_.join();
   }
   close(stop_fd_);
-  close(listen_fd_);
+  if (listen_fd_ >= 0) close(listen_fd_);
 }
 
 void AdminServer::start() {
@@ -151,7 +165,9 @@ void AdminServer::run() {
   };
   std::vector<Client> clients;
   std::vector<pollfd> fds;
-  std::int64_t accept_after = 0;  // accept failed for want of a resource: the listener rests
+  // Until then the listener rests: accept failed for want of a resource, or (no listener yet)
+  // the address was still in use.
+  std::int64_t accept_after = 0;
   auto drop = [&](std::size_t i) {
     // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
     shutdown(clients[i].fd, SHUT_WR);
@@ -169,6 +185,14 @@ void AdminServer::run() {
     bool evictable =
         std::any_of(clients.begin(), clients.end(), [](const Client& c) { return c.out.empty(); });
     std::int64_t now = now_ms();
+    if (listen_fd_ < 0 && now >= accept_after) {
+      listen_fd_ = listen_on(address_);
+      if (listen_fd_ >= 0)
+        LOG_INFO("admin_port_bound", log::kv("address", address_.to_string()));
+      else
+        accept_after = now + kAdminBindRetryMs;
+    }
+    // A negative fd (not bound yet) is one poll(2) skips.
     bool room = (clients.size() < kAdminMaxConnections || evictable) && now >= accept_after;
     fds.push_back({listen_fd_, static_cast<short>(room ? POLLIN : 0), 0});
     int timeout = now < accept_after ? static_cast<int>(accept_after - now) : -1;

@@ -45,21 +45,27 @@ std::string render(const AdminResponse& r);
 class AdminServer {
  public:
   // Binds and listens now, so a bad or busy address fails at start-up, before any core runs.
-  // Throws std::system_error.
-  AdminServer(const io::Address& address, const MetricsRegistry& registry);
+  // Throws std::system_error. With `wait_if_in_use`, an address another process holds (the
+  // server a --reuse-port replacement takes over from) is not an error: the admin thread
+  // tries it again every 250 ms and serves from the moment it is free.
+  AdminServer(const io::Address& address, const MetricsRegistry& registry,
+              bool wait_if_in_use = false);
   ~AdminServer();  // stops the thread and closes every socket
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
-  // The bound address (its port when :0 was asked for).
+  // The bound address (its port when :0 was asked for); the one asked for while waiting.
   const io::Address& address() const { return address_; }
+  // False: the address was in use and is being waited for.
+  bool bound_at_start() const { return bound_at_start_; }
   void start();
 
  private:
   void run();
   const MetricsRegistry& registry_;
   io::Address address_;
-  int listen_fd_ = -1;
+  int listen_fd_ = -1;  // -1 while waiting for the address (the admin thread's from start())
+  bool bound_at_start_ = false;
   int stop_fd_ = -1;  // eventfd: the destructor wakes poll with it
   std::thread thread_;
 };

@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -271,6 +273,35 @@ TEST(AdminServer, RestsWhileOutOfDescriptors) {
   EXPECT_TRUE(n > 0 &&
               std::string_view(buf, static_cast<std::size_t>(n)).starts_with("HTTP/1.1 200"));
   close(client);
+}
+
+// A --reuse-port replacement starts while the server it replaces still holds the admin
+// address: it must take the address over once the old one exits, or after the swap the node
+// has no /metrics and no /readyz at all (and a balancer that checks /readyz takes it out).
+TEST(AdminServer, WaitsForAnAddressInUseAndTakesItWhenFree) {
+  Health h{0, false};
+  MetricsRegistry reg(h);
+  // The old server's admin port.
+  auto old = std::make_unique<AdminServer>(io::parse_address("127.0.0.1:0"), reg);
+  io::Address taken = old->address();
+  EXPECT_THROW(AdminServer(taken, reg), std::system_error);  // not asked to wait: start fails
+  AdminServer next(taken, reg, true);
+  EXPECT_FALSE(next.bound_at_start());
+  next.start();
+  old.reset();  // the old server exits
+  std::string answer;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!answer.starts_with("HTTP/1.1 200") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    int fd = socket(taken.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, taken.sa(), taken.len) == 0) {
+      close(fd);
+      answer = admin_ask(taken, "GET /healthz HTTP/1.1\r\n\r\n", 1000);
+    } else {
+      close(fd);
+    }
+  }
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 OK")) << answer;
 }
 
 // What serve() did, in order, for one core.

@@ -615,7 +615,7 @@ const std::vector<Spec>& specs() {
       {"--admin", "HOST:PORT",
        "admin port (plain HTTP: /metrics, /healthz, /readyz; docs/OPERATIONS.md §1); 'off' "
        "disables it; port 0 picks a free one",
-       [](const Flags&) { return std::string(kAdminListen) + " (skipped if in use)"; },
+       [](const Flags&) { return std::string(kAdminListen) + " (waited for if in use)"; },
        [](Flags& f, std::string_view v) {
          f.admin.enabled = v != "off";
          if (f.admin.enabled) f.admin.address = io::parse_address(v);

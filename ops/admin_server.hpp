@@ -19,7 +19,8 @@ struct AdminOptions {
   bool enabled = true;
   io::Address address;  // 127.0.0.1:9090 unless --admin says otherwise; port 0 picks one
   // The default address taken by another process (a second wsedge on the host, one replacing
-  // this one) is logged and the admin port left off; an address given with --admin must bind.
+  // this one) is waited for (AdminServer's wait_if_in_use); an address given with --admin
+  // must bind, unless --reuse-port says this server replaces the one holding it.
   bool address_given = false;
 };
 

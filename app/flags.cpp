@@ -615,7 +615,7 @@ const std::vector<Spec>& specs() {
       {"--admin", "HOST:PORT",
        "admin port (plain HTTP: /metrics, /healthz, /readyz; docs/OPERATIONS.md §1); 'off' "
        "disables it; port 0 picks a free one",
-       [](const Flags&) { return std::string(kAdminListen) + " (skipped if in use)"; },
+       [](const Flags&) { return std::string(kAdminListen) + " (waited for if in use)"; },
        [](Flags& f, std::string_view v) {
          f.admin.enabled = v != "off";
          if (f.admin.enabled) f.admin.address = io::parse_address(v);
@@ -1018,6 +1018,10 @@ std::vector<std::string> restart_keys(const Flags& next, const Flags& running) {
        [](const Flags& a, const Flags& b) {
          return a.server.proxy_protocol == b.server.proxy_protocol;
        }},
+      {"max-message",  // above the start's, with backends (reloadable() says why)
+       [](const Flags& a, const Flags& b) {
+         return a.echo || a.server.endpoint.max_message <= b.server.endpoint.max_message;
+       }},
       {"admin",
        [](const Flags& a, const Flags& b) {
          return a.admin.enabled == b.admin.enabled &&
@@ -1042,6 +1046,12 @@ Flags reloadable(const Flags& running, const Flags& next) {
   std::vector<ws::StaticPage> pages = std::move(out.server.endpoint.pages);
   out.server.endpoint = next.server.endpoint;
   out.server.endpoint.pages = std::move(pages);
+  // The backend sockets' largest message (ZeroMQ's, which disconnects a backend that sends
+  // more) is the start's: a client message above it would come back in an answer or a
+  // publication that drops the backend link, again at each resend. Lower is fine.
+  if (!running.echo)
+    out.server.endpoint.max_message =
+        std::min(out.server.endpoint.max_message, running.bridge.max_message);
   if (running.auth.enabled() == next.auth.enabled()) out.auth = next.auth;
   // Applied by main on the main thread when the reload is published.
   out.log_level = next.log_level;

@@ -8,7 +8,6 @@
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <type_traits>
 #include <vector>
 #include <zmq.hpp>
@@ -74,16 +73,15 @@ struct Ops {
 
   explicit Ops(const app::Flags& flags) : health{flags.server.cores, flags.ready_needs_backends} {
     if (!flags.admin.enabled) return;
-    try {
-      admin = std::make_unique<ops::AdminServer>(flags.admin.address, registry);
-    } catch (const std::system_error& e) {
-      // Only the default may be skipped: a second wsedge on the host (or one replacing this
-      // one) must still start; an address asked for must bind or stop the server.
-      if (flags.admin.address_given || e.code() != std::errc::address_in_use) throw;
-      LOG_WARN("admin_port_off", log::kv("address", flags.admin.address.to_string()),
-               log::kv("detail", "its default address is in use (see --admin)"));
-      return;
-    }
+    // An address in use is waited for, not skipped, where it is the default (a second wsedge
+    // on the host) or where --reuse-port says this server replaces the one holding it: left
+    // off, the node would have no /metrics or /readyz once the old one exits. An address
+    // asked for without --reuse-port must bind or stop the server.
+    bool wait = !flags.admin.address_given || flags.server.reuse_port;
+    admin = std::make_unique<ops::AdminServer>(flags.admin.address, registry, wait);
+    if (!admin->bound_at_start())
+      LOG_WARN("admin_port_waiting", log::kv("address", flags.admin.address.to_string()),
+               log::kv("detail", "in use by another process; taken once it is free"));
     admin->start();
   }
 
@@ -111,7 +109,8 @@ void print_listening(const app::Flags& flags, Ops& ops, const io::Address& a) {
   std::printf("listening on %s://%s cores=%u\n", flags.server.plain ? "ws" : "wss",
               a.to_string().c_str(), flags.server.cores);
   // After the last listening line, so whoever reads only the first one is not disturbed.
-  if (++ops.listening_printed == flags.server.listen.size() && ops.admin)
+  if (++ops.listening_printed == flags.server.listen.size() && ops.admin &&
+      ops.admin->bound_at_start())
     std::printf("admin on http://%s\n", ops.admin->address().to_string().c_str());
   std::fflush(stdout);
   LOG_INFO("listening", log::kv("address", a.to_string()), log::kv("cores", flags.server.cores),

@@ -76,8 +76,9 @@ void log_core_summary(const io::Reactor& r, const ws::EndpointCounters& c);
 }  // namespace server_detail
 
 // on_core(core, endpoint, app, up) for serve(): a core says it serves (up, after on_start and
-// its listeners) and that it is about to go (down, before its endpoint and app are destroyed,
-// also when it fails): the admin port registers the core's counters between the two.
+// its listeners) and that it is about to go (down, before the App's on_stop and before its
+// endpoint and app are destroyed, also when it fails): the admin port registers the core's
+// counters between the two.
 struct NoCoreHook {
   template <class Endpoint, class App>
   void operator()(unsigned, const Endpoint&, const App&, bool) const {}
@@ -142,7 +143,12 @@ void serve(ServerOptions opts, MakeApp make_app,
           unsigned core;
           const ws::Endpoint<App>& endpoint;
           const App& app;
-          ~Registered() { hook(core, endpoint, app, false); }
+          bool up = true;
+          void down() {
+            if (up) hook(core, endpoint, app, false);
+            up = false;
+          }
+          ~Registered() { down(); }
         } registered{on_core, i, endpoint, app};
         on_core(i, endpoint, app, true);
         {
@@ -151,6 +157,9 @@ void serve(ServerOptions opts, MakeApp make_app,
           if (stop.stopping) reactor.request_stop(stop.drain_ms);
         }
         reactor.run(endpoint);
+        // Before on_stop: a scrape on the admin thread walks what the application owns (the
+        // bridge's backend links), which on_stop frees.
+        registered.down();
         // Before the reactor and endpoint go: the application closes what it opened.
         if constexpr (requires { app.on_stop(); }) app.on_stop();
         log_core_summary(reactor, endpoint.counters());

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -47,6 +48,26 @@ AdminResponse error(int status, std::string_view why) {
   r.status = status;
   r.body.append(why).append("\n");
   return r;
+}
+
+constexpr std::int64_t kAdminAcceptRetryMs = 100;
+// An address in use (the server being replaced holds it): how often to try it again.
+constexpr std::int64_t kAdminBindRetryMs = 250;
+
+// A listening socket on `a`, or -1 with errno set. No SO_REUSEPORT, unlike the public
+// listeners: a second process must not take a share of the scrapes, it gets "address in use".
+int listen_on(const io::Address& a) {
+  int fd = socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, a.sa(), a.len) < 0 || listen(fd, 64) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
 }
 
 std::int64_t now_ms() {
@@ -102,24 +123,20 @@ std::string render(const AdminResponse& r) {
   return out;
 }
 
-AdminServer::AdminServer(const io::Address& address, const MetricsRegistry& registry)
+AdminServer::AdminServer(const io::Address& address, const MetricsRegistry& registry,
+                         bool wait_if_in_use)
     : registry_(registry), address_(address) {
-  // No SO_REUSEPORT, unlike the public listeners: a second process must not take a share of
-  // the scrapes, it gets "address in use".
-  listen_fd_ = socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (listen_fd_ < 0) throw std::system_error(errno, std::generic_category(), "admin socket");
-  int one = 1;
-  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(listen_fd_, address.sa(), address.len) < 0 || listen(listen_fd_, 64) < 0) {
-    int e = errno;
-    close(listen_fd_);
-    throw std::system_error(e, std::generic_category(), "admin port on " + address.to_string());
+  listen_fd_ = listen_on(address);
+  if (listen_fd_ >= 0) {
+    address_ = io::local_address(listen_fd_);
+  } else if (!wait_if_in_use || errno != EADDRINUSE) {
+    throw std::system_error(errno, std::generic_category(), "admin port on " + address.to_string());
   }
-  address_ = io::local_address(listen_fd_);
+  bound_at_start_ = listen_fd_ >= 0;
   stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (stop_fd_ < 0) {
     int e = errno;
-    close(listen_fd_);
+    if (listen_fd_ >= 0) close(listen_fd_);
     throw std::system_error(e, std::generic_category(), "admin eventfd");
   }
 }
@@ -131,7 +148,7 @@ AdminServer::~AdminServer() {
     thread_.join();
   }
   close(stop_fd_);
-  close(listen_fd_);
+  if (listen_fd_ >= 0) close(listen_fd_);
 }
 
 void AdminServer::start() {
@@ -148,14 +165,37 @@ void AdminServer::run() {
   };
   std::vector<Client> clients;
   std::vector<pollfd> fds;
+  // Until then the listener rests: accept failed for want of a resource, or (no listener yet)
+  // the address was still in use.
+  std::int64_t accept_after = 0;
+  auto drop = [&](std::size_t i) {
+    // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
+    shutdown(clients[i].fd, SHUT_WR);
+    close(clients[i].fd);
+    clients[i] = std::move(clients.back());
+    clients.pop_back();
+  };
   for (;;) {
     fds.clear();
     fds.push_back({stop_fd_, POLLIN, 0});
-    // At the limit the listener is not polled: new scrapers wait in the backlog.
-    fds.push_back(
-        {listen_fd_, static_cast<short>(clients.size() < kAdminMaxConnections ? POLLIN : 0), 0});
+    // The listener is polled while a slot is free or can be freed: at the limit, a newcomer
+    // takes the slot of the oldest client still sending its request head. Waiting in the
+    // backlog instead let anyone who holds every slot with silent connections (slowloris,
+    // each renewed before its deadline) make /readyz and /metrics time out for everyone.
+    bool evictable =
+        std::any_of(clients.begin(), clients.end(), [](const Client& c) { return c.out.empty(); });
     std::int64_t now = now_ms();
-    int timeout = -1;
+    if (listen_fd_ < 0 && now >= accept_after) {
+      listen_fd_ = listen_on(address_);
+      if (listen_fd_ >= 0)
+        LOG_INFO("admin_port_bound", log::kv("address", address_.to_string()));
+      else
+        accept_after = now + kAdminBindRetryMs;
+    }
+    // A negative fd (not bound yet) is one poll(2) skips.
+    bool room = (clients.size() < kAdminMaxConnections || evictable) && now >= accept_after;
+    fds.push_back({listen_fd_, static_cast<short>(room ? POLLIN : 0), 0});
+    int timeout = now < accept_after ? static_cast<int>(accept_after - now) : -1;
     for (const Client& c : clients) {
       fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
       int left = static_cast<int>(std::max<std::int64_t>(0, c.deadline - now));
@@ -202,20 +242,32 @@ void AdminServer::run() {
         done = c.sent == c.out.size() || (n < 0 && errno != EAGAIN && errno != EINTR);
       }
       if (!done && now >= c.deadline) done = true;  // a slow or silent client
-      if (done) {
-        // Connection: close; shutdown first so the answer is not cut by a reset for unread input.
-        shutdown(c.fd, SHUT_WR);
-        close(c.fd);
-        clients[i] = std::move(clients.back());
-        clients.pop_back();
-      }
+      if (done) drop(i);
     }
-    if (fds[1].revents & POLLIN) {
-      while (clients.size() < kAdminMaxConnections) {
-        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) break;  // EAGAIN, or EMFILE: tried again on the next poll
-        clients.push_back({fd, now + kAdminReadTimeoutMs, {}, {}, 0});
+    // At most half the slots per turn: a client accepted in one turn is among the newest
+    // when the next turn evicts, so its request (sent with its connect) is read before any
+    // flood of newcomers can take its slot.
+    for (std::size_t n = 0; (fds[1].revents & POLLIN) && n < kAdminMaxConnections / 2; ++n) {
+      // Full: the oldest that is still reading (its deadline comes first) goes, but only once
+      // a newcomer is there to take its place; none: all are being answered, and the rest
+      // wait in the backlog for one of them to finish.
+      auto oldest = clients.end();
+      for (auto it = clients.begin(); clients.size() == kAdminMaxConnections && it != clients.end();
+           ++it) {
+        if (it->out.empty() && (oldest == clients.end() || it->deadline < oldest->deadline))
+          oldest = it;
       }
+      if (clients.size() == kAdminMaxConnections && oldest == clients.end()) break;
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        // Out of descriptors or memory, the connection stays queued and the listener readable:
+        // polled again at once, it would spin a CPU for as long as the shortage lasts.
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+          accept_after = now + kAdminAcceptRetryMs;
+        break;
+      }
+      if (oldest != clients.end()) drop(static_cast<std::size_t>(oldest - clients.begin()));
+      clients.push_back({fd, now + kAdminReadTimeoutMs, {}, {}, 0});
     }
   }
   for (const Client& c : clients) close(c.fd);

@@ -172,7 +172,7 @@ def test_backends_told(binary):
 # The replacement runs in its own network namespace: a fixed port there collides with nothing,
 # and tcp_migrate_req may be set there without touching the host.
 REPLACE_SCRIPT = r"""
-import os, signal, socket, subprocess, sys, threading, time
+import os, signal, socket, subprocess, sys, threading, time, urllib.request
 sys.path.insert(0, sys.argv[2])
 from raw_ws import frame, ws_connect
 binary = sys.argv[1]
@@ -223,12 +223,22 @@ old.send_signal(signal.SIGTERM)
 old_rc = old.wait(timeout=30)
 old_gone.set()
 time.sleep(0.5)
+# The admin port (the default address, the old server's until it exited) is the new one's now.
+admin = "none"
+for _ in range(30):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9090/readyz", timeout=2) as r:
+            admin = str(r.status)
+        break
+    except Exception as e:
+        admin = type(e).__name__
+        time.sleep(0.1)
 stop.set()
 for t in threads:
     t.join()
 new.send_signal(signal.SIGINT)
 new_rc = new.wait(timeout=30)
-print(f"RESULT ok_before={ok[0]} ok_after={ok[1]} errors={len(errors)} old_rc={old_rc} new_rc={new_rc} first_errors={errors[:3]}")
+print(f"RESULT ok_before={ok[0]} ok_after={ok[1]} errors={len(errors)} old_rc={old_rc} new_rc={new_rc} admin={admin} first_errors={errors[:3]}")
 """
 
 
@@ -242,7 +252,7 @@ def test_replacement(binary):
         check("replacement: unshare (util-linux) runs", False)
         return
     line = next((l for l in r.stdout.splitlines() if l.startswith("RESULT")), "")
-    fields = dict(kv.split("=", 1) for kv in line.split()[1:6]) if line else {}
+    fields = dict(kv.split("=", 1) for kv in line.split()[1:7]) if line else {}
     check("replacement: the namespace and both servers ran", r.returncode == 0 and line,
           f"rc {r.returncode} {r.stdout[-500:]} {r.stderr[-1500:]}")
     if not fields:
@@ -253,6 +263,8 @@ def test_replacement(binary):
           int(fields["ok_before"]) > 0 and int(fields["ok_after"]) > 0, line)
     check("replacement: both servers exited 0",
           fields["old_rc"] == "0" and fields["new_rc"] == "0", line)
+    check("replacement: the new server took the admin port over (/readyz 200)",
+          fields["admin"] == "200", line)
 
 
 def main(argv):

@@ -368,6 +368,68 @@ class Refused(unittest.TestCase):
                          {"proxy_headers_total": 1, "proxy_header_errors_total": 1})
 
 
+class SplitBeforeTls(unittest.TestCase):
+    """The header in several reads, the last of which also carries the first bytes of the
+    ClientHello: those bytes must reach TLS (lost, the handshake would hang until its
+    deadline), whichever the command (PROXY, or LOCAL: the proxy's own health check)."""
+
+    @staticmethod
+    def handshake(url, header, ctx, cut_hello):
+        """Sends header[:5], then header[5:] with the ClientHello's first `cut_hello` bytes,
+        then the rest of the ClientHello; completes TLS over a memory BIO and upgrades.
+        Returns the server's answer to the upgrade."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        s = raw(url, header[:5], header[5:] + hello[:cut_hello], hello[cut_hello:])
+        try:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pending = outgoing.read()
+                    if pending:
+                        s.sendall(pending)
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return b""
+                    incoming.write(chunk)
+            s.sendall(outgoing.read())
+            tls.write(upgrade_request())
+            s.sendall(outgoing.read())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                try:
+                    data += tls.read(4096)
+                except ssl.SSLWantReadError:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    incoming.write(chunk)
+            return data
+        finally:
+            s.close()
+
+    def test_first_tls_bytes_in_the_read_that_ends_the_header(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cert = make_cert(tmp, "localhost")
+            ctx = ssl.create_default_context(cafile=cert[0])
+            cases = [("v2 PROXY", v2("203.0.113.7", 5555)),
+                     ("v2 LOCAL", v2("203.0.113.7", 5555, cmd=0)),
+                     ("v1", v1("203.0.113.7", 5555))]
+            with server("--cores", "1", "--proxy-protocol", tls=cert) as (url, proc):
+                for name, header in cases:
+                    for cut in (1, 40):
+                        with self.subTest(name, cut=cut):
+                            answer_ = self.handshake(url, header, ctx, cut)
+                            self.assertTrue(answer_.startswith(b"HTTP/1.1 101"), answer_[:60])
+        self.assertEqual(core_counters(proc.log),
+                         {"proxy_headers_total": 6, "proxy_header_errors_total": 0})
+
+
 class PerListener(unittest.TestCase):
     def test_only_the_flagged_listener_expects_the_header(self):
         # start_server's own --listen is the first (plain); the second expects the header.

@@ -262,6 +262,33 @@ TEST_F(ConfigTest, ReloadNamesRouteAndAuthSwitches) {
   EXPECT_TRUE(reloadable(running, next).auth.acl_file.empty());
 }
 
+// The bridge opens its backend sockets with ZeroMQ's largest message set from the start's
+// max-message. Raised above it by a reload, the engine would take a client message the
+// backend's answer or publication of cannot carry: ZeroMQ disconnects a peer that sends a
+// message over the limit, so one client could keep the backend link flapping (and every
+// client of its route closed as an outage). Lowering it is safe and applies.
+TEST_F(ConfigTest, WithBackendsMaxMessageReloadsDownNeverAboveTheStart) {
+  Flags started = parse("plain = true\nmax-message = 1000\n");
+  Flags running = started;
+  running.bridge.max_message = 1000;  // as main() completes it for the backend sockets
+  Flags above = parse("plain = true\nmax-message = 5000\n");
+  EXPECT_EQ(reloadable(running, above).server.endpoint.max_message, 1000u);
+  EXPECT_EQ(restart_keys(above, started), (std::vector<std::string>{"max-message"}));
+  Flags below = parse("plain = true\nmax-message = 500\n");
+  EXPECT_EQ(reloadable(running, below).server.endpoint.max_message, 500u);
+  EXPECT_TRUE(restart_keys(below, started).empty());
+  // Back up to the start's value after a lowering: fine, the sockets take it.
+  Flags lowered = reloadable(running, below);
+  EXPECT_EQ(
+      reloadable(lowered, parse("plain = true\nmax-message = 1000\n")).server.endpoint.max_message,
+      1000u);
+  // The echo application has no backends: any value reloads.
+  Flags echo = parse("plain = true\napp = \"echo\"\nmax-message = 1000\n");
+  EXPECT_EQ(reloadable(echo, parse("plain = true\napp = \"echo\"\nmax-message = 5000\n"))
+                .server.endpoint.max_message,
+            5000u);
+}
+
 TEST(ExampleConfig, EveryKeyIsAFlagAndEveryValueParses) {
   // The shipped example, as it is: its key names and values through the same reader (the
   // files it names are loaded by the integration test, under --check-config).

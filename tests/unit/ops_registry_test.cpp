@@ -1,10 +1,24 @@
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include "app/ops_sources.hpp"
 #include "auth/gate.hpp"
+#include "engine/server.hpp"
 #include "ops/admin_server.hpp"
 #include "ops/metrics_registry.hpp"
 
@@ -176,6 +190,165 @@ TEST(AdminAnswer, Endpoints) {
   EXPECT_TRUE(out.ends_with("\r\n\r\n"));
   EXPECT_NE(render(get("PUT /healthz HTTP/1.1\r\n\r\n")).find("Allow: GET, HEAD\r\n"),
             std::string::npos);
+}
+
+// A connected socket to the admin port (blocking, with a receive timeout).
+int admin_client(const io::Address& a, int timeout_ms) {
+  int fd = socket(a.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  EXPECT_EQ(connect(fd, a.sa(), a.len), 0);
+  return fd;
+}
+
+// The whole answer to `request`, or what came before the receive timeout.
+std::string admin_ask(const io::Address& a, std::string_view request, int timeout_ms) {
+  int fd = admin_client(a, timeout_ms);
+  EXPECT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;)
+    out.append(buf, static_cast<std::size_t>(n));
+  close(fd);
+  return out;
+}
+
+// Slowloris: one client holding every admin connection open without a word must not make
+// /healthz and /readyz time out for the load balancer and the scraper (they would take the
+// node out, or lose its metrics, for as long as the attack lasts).
+TEST(AdminServer, SilentConnectionsDoNotLockOutAScraper) {
+  Health h{0, false};
+  MetricsRegistry reg(h);
+  AdminServer admin(io::parse_address("127.0.0.1:0"), reg);
+  admin.start();
+  std::vector<int> idle;
+  for (std::size_t i = 0; i < 4 * kAdminMaxConnections; ++i)
+    idle.push_back(admin_client(admin.address(), 1000));
+  // Well under the admin port's 5 s deadline for a request head.
+  auto start = std::chrono::steady_clock::now();
+  for (int k = 0; k < 3; ++k) {
+    std::string answer = admin_ask(admin.address(), "GET /healthz HTTP/1.1\r\n\r\n", 1500);
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 OK\r\n")) << k << ": " << answer;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  for (int fd : idle) close(fd);
+}
+
+// Out of descriptors (a flood on the public port can cause it), accept fails while the
+// connection stays queued: the admin thread must wait, not poll the listener in a tight loop
+// that takes a CPU from the cores; and it must serve the connection once descriptors return.
+TEST(AdminServer, RestsWhileOutOfDescriptors) {
+  Health h{0, false};
+  MetricsRegistry reg(h);
+  AdminServer admin(io::parse_address("127.0.0.1:0"), reg);
+  admin.start();
+  int client = socket(admin.address().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 128;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> filler;
+  for (int fd; (fd = dup(client)) >= 0;) filler.push_back(fd);
+  ASSERT_EQ(connect(client, admin.address().sa(), admin.address().len), 0);
+  auto cpu_ms = [] {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000 +
+           (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000;
+  };
+  long before = cpu_ms();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  long spent = cpu_ms() - before;
+  for (int fd : filler) close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_LT(spent, 150) << "ms of CPU in 500 ms while accept fails";
+  std::string_view get = "GET /healthz HTTP/1.1\r\n\r\n";
+  timeval tv{2, 0};
+  setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  EXPECT_EQ(send(client, get.data(), get.size(), MSG_NOSIGNAL), static_cast<ssize_t>(get.size()));
+  char buf[256];
+  ssize_t n = recv(client, buf, sizeof buf, 0);
+  EXPECT_TRUE(n > 0 &&
+              std::string_view(buf, static_cast<std::size_t>(n)).starts_with("HTTP/1.1 200"));
+  close(client);
+}
+
+// A --reuse-port replacement starts while the server it replaces still holds the admin
+// address: it must take the address over once the old one exits, or after the swap the node
+// has no /metrics and no /readyz at all (and a balancer that checks /readyz takes it out).
+TEST(AdminServer, WaitsForAnAddressInUseAndTakesItWhenFree) {
+  Health h{0, false};
+  MetricsRegistry reg(h);
+  // The old server's admin port.
+  auto old = std::make_unique<AdminServer>(io::parse_address("127.0.0.1:0"), reg);
+  io::Address taken = old->address();
+  EXPECT_THROW(AdminServer(taken, reg), std::system_error);  // not asked to wait: start fails
+  AdminServer next(taken, reg, true);
+  EXPECT_FALSE(next.bound_at_start());
+  next.start();
+  old.reset();  // the old server exits
+  std::string answer;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!answer.starts_with("HTTP/1.1 200") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    int fd = socket(taken.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, taken.sa(), taken.len) == 0) {
+      close(fd);
+      answer = admin_ask(taken, "GET /healthz HTTP/1.1\r\n\r\n", 1000);
+    } else {
+      close(fd);
+    }
+  }
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 OK")) << answer;
+}
+
+// What serve() did, in order, for one core.
+struct CoreEvents {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  void add(const char* e) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.emplace_back(e);
+  }
+  bool has(std::string_view e) {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::find(seen.begin(), seen.end(), e) != seen.end();
+  }
+};
+
+struct StopApp {
+  CoreEvents* events;
+  void on_open(ws::Connection) {}
+  void on_message(ws::Connection, protocol::Opcode, std::span<std::byte>) {}
+  void on_close(ws::Connection, std::uint16_t, std::string_view) {}
+  void on_drain(ws::Connection) {}
+  void on_stop() { events->add("on_stop"); }
+};
+
+// A scrape walks what the application owns (the bridge's links, by for_each_link) from the
+// admin thread: the core must be unregistered before on_stop frees it, or a scrape during a
+// shutdown reads freed memory.
+TEST(ServeCoreHook, CoreUnregistersBeforeTheApplicationStops) {
+  CoreEvents events;
+  ServerOptions opts;
+  opts.listen.push_back(io::parse_address("127.0.0.1:0"));
+  opts.plain = true;
+  opts.drain_ms = 0;
+  auto hook = [&](unsigned, const auto&, const auto&, bool up) { events.add(up ? "up" : "down"); };
+  std::thread server([&] {
+    serve<StopApp>(
+        opts, [&](unsigned) { return StopApp{&events}; }, {}, hook);
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!events.has("up") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // To serve()'s own thread, which blocks SIGTERM and waits for it (not to this process,
+  // whose main thread would die of it).
+  pthread_kill(server.native_handle(), SIGTERM);
+  server.join();
+  EXPECT_EQ(events.seen, (std::vector<std::string>{"up", "down", "on_stop"}));
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
-from raw_ws import REQUEST, check, frame, results  # noqa: E402
+from raw_ws import REQUEST, check, frame, summary  # noqa: E402
 
 
 def request(origin=None):
@@ -354,9 +354,7 @@ def main(binary):
     per_address(binary)
     rates(binary)
     origins(binary)
-    failed = results.count(False)
-    print(f"{len(results) - failed}/{len(results)} checks passed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

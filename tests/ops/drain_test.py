@@ -25,7 +25,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 from wsedge_server import admin_url, host_port, start_server  # noqa: E402
-from raw_ws import check, frame, results, ws_connect  # noqa: E402
+from raw_ws import check, frame, summary, ws_connect  # noqa: E402
 
 
 def read_close(s, rest, deadline):
@@ -273,9 +273,7 @@ def main(argv):
     test_second_signal(binary)
     test_backends_told(binary)
     test_replacement(binary)
-    failed = results.count(False)
-    print(f"{len(results) - failed}/{len(results)} checks passed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

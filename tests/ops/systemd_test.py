@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
-from raw_ws import check, results  # noqa: E402
+from raw_ws import check, summary  # noqa: E402
 
 
 def verify_unit(binary, unit):
@@ -106,9 +106,7 @@ def main(argv):
     verify_unit(argv[1], argv[2])
     notify(argv[1])
     install(argv[3])
-    failed = results.count(False)
-    print(f"{len(results) - failed}/{len(results)} checks passed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,13 @@ def check(name, ok, detail="", skip=None):
     print(f"{'ok  ' if ok else 'FAIL'}  {name}{'' if ok else ': ' + str(detail)}", flush=True)
 
 
+def summary():
+    """Prints how many checks passed; the exit status for the suite (1 if any failed)."""
+    failed = results.count(False)
+    print(f"{len(results) - failed}/{len(results)} checks passed")
+    return 1 if failed else 0
+
+
 def frame(opcode, payload, fin=True):
     """A masked client frame; the all-zero key keeps the payload as it is (cheap to build)."""
     b0 = (0x80 if fin else 0) | opcode

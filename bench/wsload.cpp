@@ -189,8 +189,11 @@ class LoadApp {
     } else if (code != 1000 && code != 1001 && code != 1005) {  // 1001: the end of an idle run
       ++errors_;
       if (errors_ <= 5)
-        std::fprintf(stderr, "wsload: closed with %u %.*s\n", code, static_cast<int>(reason.size()),
-                     reason.data());
+        // The local endpoint's protocol_errors say which side refused a frame: ours counts
+        // when our reader failed on the server's bytes; unchanged, the server refused ours.
+        std::fprintf(stderr, "wsload: closed with %u %.*s (wsload's reader failures: %llu)\n", code,
+                     static_cast<int>(reason.size()), reason.data(),
+                     static_cast<unsigned long long>(ep_->counters().protocol_errors.get()));
     }
     s.open = false;
     ++closed_;

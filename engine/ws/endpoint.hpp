@@ -196,10 +196,10 @@ class Endpoint : public EndpointBase {
     }
   }
 
-  // Stop (SIGTERM, SIGINT): no new connections; handshakes in progress end at once; open
-  // connections get Close 1001, spread over the reactor's drain window (docs/OPERATIONS.md §4)
-  // so their clients do not all reconnect in the same second. Called again with a shorter
-  // window (a second signal), the rest are closed now.
+  // Stop (SIGTERM, SIGINT): no new connections; open connections get Close 1001, spread over
+  // the reactor's drain window (docs/OPERATIONS.md §4) so their clients do not all reconnect
+  // in the same second. Called again with a shorter window (a second signal), the rest are
+  // closed now.
   void on_stop() {
     std::uint32_t window = reactor_.drain_ms();
     if (!drain_.started) {

@@ -17,6 +17,20 @@ struct StaticPage {
   std::string_view body;
 };
 
+// permessage-deflate (docs/DEFLATE.md). kDefault is for UpgradeDecision::deflate: "the
+// endpoint's mode"; as EndpointConfig's mode it means off.
+enum class DeflateMode : std::uint8_t { kDefault, kOff, kNoContextTakeover, kContextTakeover };
+
+struct DeflateConfig {
+  DeflateMode mode = DeflateMode::kOff;  // the flags' default is kNoContextTakeover
+  std::uint32_t min_size = 64;           // smaller messages are sent uncompressed
+  int level = 6;                         // 1 (fastest) .. 9 (smallest)
+  // Per core: zlib state of context-takeover connections; a connection that would pass it
+  // negotiates without context takeover.
+  std::uint64_t context_memory = std::uint64_t{64} << 20;
+  bool operator==(const DeflateConfig&) const = default;
+};
+
 struct EndpointConfig {
   std::uint64_t max_message = std::uint64_t{16} << 20;  // larger messages close with 1009
   std::size_t max_header_bytes = 8192;                  // larger upgrade requests get 431
@@ -71,6 +85,7 @@ struct EndpointConfig {
   // many were suppressed. Off, no per-connection statistics are kept.
   bool access_log = false;
   std::uint32_t access_log_rate = 1000;
+  DeflateConfig deflate;
 };
 
 }  // namespace wsedge::ws

@@ -15,7 +15,6 @@ using protocol::Opcode;
 void EndpointBase::ensure_deflate() {
   if (codec_) return;
   codec_ = std::make_unique<deflate::Codec>(cfg_.deflate.level);
-  deflate_memory_.limit = cfg_.deflate.context_memory;
 }
 
 std::string_view EndpointBase::negotiate(io::SocketId id, const protocol::UpgradeRequest& req,
@@ -182,7 +181,8 @@ PreparedMessage EndpointBase::prepare_message(Opcode op, std::span<const std::by
 
 SendResult EndpointBase::send_prepared(io::SocketId id, PreparedMessage& m) {
   DeflateConn* dc = deflate_conn(id);
-  if (!dc || !m.plain || (conns_[id.idx].flags & kClient) || protocol::is_control(static_cast<std::uint8_t>(m.op)) ||
+  if (!dc || !m.plain || (conns_[id.idx].flags & kClient) ||
+      protocol::is_control(static_cast<std::uint8_t>(m.op)) ||
       m.payload.size() < cfg_.deflate.min_size || !is_open(id))
     return send_prepared(id, m.plain);
   // One compressed frame per window the subscribers need: a payload no longer than the

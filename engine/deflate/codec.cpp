@@ -274,10 +274,6 @@ std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in
   return {s->data(), n - 4};
 }
 
-void DeflateStream::reset() {
-  deflateReset(z_);
-}
-
 std::size_t InflateStream::footprint(int window_bits) {
   // zlib.h: 1 << windowBits (the window, allocated at first use), plus its inflate_state
   // (~7 KiB on 64-bit), the z_stream and our headers.

@@ -95,9 +95,6 @@ class DeflateStream {
   // removed), into `codec`'s scratch (valid until its next use). Never empty: once a message
   // went into the stream, the peer's window must see it too.
   std::span<const std::byte> compress(std::span<const std::byte> in, Codec& codec);
-  // Forgets the history, so the next message refers to nothing before it: for after the peer
-  // was sent a message this stream did not compress (a publish compressed once for many).
-  void reset();
 
  private:
   z_stream_s* z_ = nullptr;

@@ -17,13 +17,17 @@ client_max_window_bits may, that is a decimal integer 8..15 *without leading zer
 (§7.1.2.1/§7.1.2.2: "1*DIGIT" and "a decimal integer value without leading zeroes"), quoted
 or not (§7.1: "the value ... MUST be the same with or without quotes"); so "010" and "08" are
 declined. A declined offer is skipped and the next permessage-deflate offer is considered;
-none acceptable is a 101 without the header (§5: declining is not failing).
+none acceptable is a 101 without the header (§5: declining is not failing). The answer's
+parameters are compared as bytes, in the one order wsedge writes them in every mode:
+server_no_context_takeover, client_no_context_takeover, server_max_window_bits,
+client_max_window_bits (RFC 7692 gives them no order; a fixed one keeps answers comparable).
 """
 import os
 import ssl
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import zlib
 
@@ -95,9 +99,15 @@ def inflate_strict(payload, bits, d=None, step=16):
     takeover)."""
     d = d or zlib.decompressobj(wbits=-bits)
     out, data = [], payload + TAIL
-    while data:
-        out.append(d.decompress(data, step))
+    while True:
+        chunk = d.decompress(data, step)
+        out.append(chunk)
         data = d.unconsumed_tail
+        if d.eof:  # a final block: nothing may follow it but the tail we appended
+            assert d.unused_data == TAIL, f"{len(d.unused_data) - 4} bytes after the final block"
+            break
+        if not data and not chunk:  # (zlib may still hold output when the input is used up)
+            break
     return b"".join(out)
 
 
@@ -224,7 +234,6 @@ INVALID_OFFERS = [
 
 
 def with_smwb(answer, bits):
-    """The default mode's answer names server_max_window_bits after the two takeovers."""
     return f"{answer}; server_max_window_bits={bits}"
 
 
@@ -276,6 +285,9 @@ def register_negotiation():
     # context-takeover: the answer says only what the offer asked for (and what the server must
     # add: server_no_context_takeover at an 8-bit window, which zlib cannot deflate with).
     g = "context"
+    # First on a fresh server (one core): its context budget is all free.
+    negotiation(g, "context-takeover mode: the first connection of a fresh core", ["permessage-deflate"],
+                "permessage-deflate")
     for name, offer, want in [
         ("bare offer", "permessage-deflate", "permessage-deflate"),
         ("server_no_context_takeover", "permessage-deflate; server_no_context_takeover",
@@ -292,15 +304,15 @@ def register_negotiation():
         ('client_max_window_bits="9"', 'permessage-deflate; client_max_window_bits="9"',
          "permessage-deflate; client_max_window_bits=9"),
         ("server_max_window_bits=8", "permessage-deflate; server_max_window_bits=8",
-         "permessage-deflate; server_max_window_bits=8; server_no_context_takeover"),
+         "permessage-deflate; server_no_context_takeover; server_max_window_bits=8"),
         ("server and client window bits",
          "permessage-deflate; client_max_window_bits; server_max_window_bits=10",
          "permessage-deflate; server_max_window_bits=10; client_max_window_bits=15"),
         ("every parameter",
          "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
          "server_max_window_bits=12; client_max_window_bits=9",
-         "permessage-deflate; server_max_window_bits=12; client_max_window_bits=9; "
-         "server_no_context_takeover; client_no_context_takeover"),
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+         "server_max_window_bits=12; client_max_window_bits=9"),
         ("an invalid offer, then a valid one",
          "permessage-deflate; server_max_window_bits=010, permessage-deflate; client_max_window_bits",
          "permessage-deflate; client_max_window_bits=15"),
@@ -652,6 +664,18 @@ def _(addr):
     warm.echo(1, json_text(1000), True)
 
 
+def cores_up(admin):
+    """Returns once /readyz says every core serves (their metrics are on /metrics from then)."""
+    deadline = time.time() + conformance.TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(admin + "/readyz", timeout=conformance.TIMEOUT):
+                return
+        except urllib.error.HTTPError:
+            assert time.time() < deadline, "cores did not come up"
+            time.sleep(0.02)
+
+
 def scrape(admin):
     """{name: value summed over cores} of /metrics (the text format's lines, parsed here)."""
     with urllib.request.urlopen(admin + "/metrics", timeout=conformance.TIMEOUT) as r:
@@ -734,7 +758,7 @@ def _(addr):
 # ---------------------------------------------------------------- running
 SERVERS = [
     ("default", ["--cores", "2"]),
-    ("context", ["--cores", "2", "--deflate", "context-takeover"]),
+    ("context", ["--cores", "1", "--deflate", "context-takeover"]),
     ("off", ["--cores", "1", "--deflate", "off"]),
     ("limits", ["--cores", "1", "--max-message", str(MAX_MESSAGE)]),
 ]
@@ -758,6 +782,7 @@ def main():
         try:
             with start_server(binary, *flags, tls=tls) as (url, proc):
                 SERVER.update(proc=proc, admin=admin_url(proc))
+                cores_up(SERVER["admin"])
                 p, f = run(cases, host_port(url), only)
         except RuntimeError as e:  # it did not start (every case fails), or did not stop cleanly
             print(f"FAIL  server {' '.join(flags)}: {e}")

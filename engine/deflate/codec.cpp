@@ -260,8 +260,7 @@ std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in
     z_->next_out = reinterpret_cast<Bytef*>(s->data() + n);
     z_->avail_out = static_cast<uInt>(std::min(s->size() - n, kMaxPiece));
     uInt avail_out = z_->avail_out;
-    // Z_NO_FLUSH for all but the last piece: a flush per 4 GiB would cost nothing, but is
-    // pointless.
+    // Only the end of the message flushes (pieces exist only past 4 GiB).
     int rc = ::deflate(z_, fed == in.size() ? Z_SYNC_FLUSH : Z_NO_FLUSH);
     assert(rc == Z_OK || rc == Z_BUF_ERROR);
     (void)rc;
@@ -273,10 +272,6 @@ std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in
   // The sync flush's empty stored block: its LEN/NLEN are the tail the receiver appends back.
   assert(n >= 4 && std::memcmp(s->data() + n - 4, kTail, 4) == 0);
   return {s->data(), n - 4};
-}
-
-void DeflateStream::reset() {
-  deflateReset(z_);
 }
 
 std::size_t InflateStream::footprint(int window_bits) {

@@ -235,7 +235,6 @@ TEST(DeflateCodec, DeflateStreamMessagesInflateWithOneZlibStream) {
     ZInflater z(bits);
     std::size_t first_size = 0;
     for (int i = 0; i < 6; ++i) {
-      if (i == 4) stream.reset();
       std::string msg = test::json_like(i == 5 ? 0 : 1500, 5);
       msg.append(std::to_string(i));
       auto c = stream.compress(as_bytes(msg), codec);
@@ -245,11 +244,6 @@ TEST(DeflateCodec, DeflateStreamMessagesInflateWithOneZlibStream) {
         EXPECT_LT(c.size() * 5, first_size);
       }
       Bytes sent = cat(c, kTail);
-      if (i == 4) {
-        // After reset() the message stands alone: a fresh inflater reads it too.
-        ZInflater fresh(bits);
-        EXPECT_EQ(fresh.run(sent, true), msg);
-      }
       EXPECT_EQ(z.run(sent, true), msg);
     }
   }

@@ -47,7 +47,8 @@ class Codec {
 
   // One whole message compressed on its own for a peer whose LZ77 window is 2^window_bits
   // (8..15) bytes: the payload permessage-deflate sends with RSV1 (deflate data ending in a
-  // final block, or in a sync flush with its 00 00 ff ff tail removed). A view of the codec's
+  // final block and one 0x00, which the receiver's 00 00 ff ff tail completes into an empty
+  // stored block: codec.cpp, after_final_block, says why). A view of the codec's
   // scratch, valid until its next compress or DeflateStream::compress. Empty when the message
   // is better sent uncompressed: the result would not be smaller than `in`, or no compressor
   // here keeps to the window at this size (window_bits 8 and more than 256 bytes: zlib's

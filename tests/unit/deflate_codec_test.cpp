@@ -310,8 +310,14 @@ TEST(DeflateCodec, CorruptDataIsRefused) {
     EXPECT_EQ(inflate_with(stream, c, 1 << 20, pool).result, InflateResult::kCorrupt);
   };
   corrupt(random_bytes(1000, 42));
-  // Bytes after a final block.
+  // Bytes after a final block. Ours already ends in one 0x00 there (the tail's empty stored
+  // block, for Chromium); a final block with the tail alone is fine too; anything else is not.
+  ASSERT_EQ(good.back(), std::byte{0});
+  EXPECT_EQ(inflate_with(codec, Bytes(good.begin(), good.end() - 1), 1 << 20, pool).result,
+            InflateResult::kOk);
   corrupt(cat(good, test::bytes("x")));
+  corrupt(cat(good, test::bytes({0x00})));
+  corrupt(cat(Bytes(good.begin(), good.end() - 1), test::bytes({0x01})));
   corrupt(cat(good, good));
   // BTYPE 11, final and not.
   corrupt(test::bytes({0x07, 0x00}));

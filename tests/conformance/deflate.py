@@ -103,8 +103,9 @@ def inflate_strict(payload, bits, d=None, step=16):
         chunk = d.decompress(data, step)
         out.append(chunk)
         data = d.unconsumed_tail
-        if d.eof:  # a final block: nothing may follow it but the tail we appended
-            assert d.unused_data == TAIL, f"{len(d.unused_data) - 4} bytes after the final block"
+        if d.eof:  # a final block: nothing may follow it but the tail we appended, after the
+            # one 0x00 with which it forms an empty stored block (for Chromium, DEFLATE.md §3)
+            assert d.unused_data in (TAIL, b"\x00" + TAIL), f"{d.unused_data[:-4]!r} after the final block"
             break
         if not data and not chunk:  # (zlib may still hold output when the input is used up)
             break
@@ -373,6 +374,16 @@ def _(addr):
         c.echo(2, os.urandom(size), False, final=True)
 
 
+@case("default", "messages: a final block and one 0x00 after it (what wsedge sends) accepted")
+def _(addr):
+    c = DClient(addr, "permessage-deflate")
+    for size in (0, 100, 10 << 10):
+        data = json_text(size)
+        c.frame(1, deflate(data, final=True) + b"\x00", rsv=RSV1)
+        op, _, got, _ = c.recv_msg()
+        assert (op, got) == (1, data), (op, len(got))
+
+
 @case("default", "messages: uncompressed messages on a deflate connection, between compressed ones")
 def _(addr):
     c = DClient(addr, "permessage-deflate")
@@ -502,7 +513,9 @@ for name, payload in [
     ("reserved block type 11", b"\xff\xff\xff\xff"),
     ("stored block whose NLEN is not ~LEN", b"\x00\x05\x00\x00\x00hello"),
     ("distance before the start of the message", b"\x03\x02\x00"),  # fixed Huffman: length 3, distance 1
-    ("bytes after a final block", deflate(b"hello", final=True) + b"\x00"),
+    ("two 0x00 after a final block", deflate(b"hello", final=True) + b"\x00\x00"),
+    ("0x01 after a final block", deflate(b"hello", final=True) + b"\x01"),
+    ("a message that stops inside a block", deflate(json_text(1000))[:100]),
     ("a message after a final block", deflate(b"hello", final=True) + deflate(b"again")),
 ]:
     expect_failure(G, f"failures: corrupt deflate data: {name}", 1002, OFFER, build_frame(2, payload, rsv=RSV1))
@@ -731,7 +744,9 @@ def _(addr):
         m + "deflate_in_bytes_total": reply_raw, m + "deflate_out_bytes_total": reply_wire,
         m + "messages_inflated_total": 10, m + "inflate_in_bytes_total": sent_wire,
         m + "inflate_out_bytes_total": sent_raw,
-        m + "inflate_errors_total": 0, m + "inflate_too_big_total": 0})
+        m + "inflate_errors_total": 0, m + "inflate_too_big_total": 0,
+        # Messages as the application got them: inflated (DEFLATE.md §4).
+        m + "messages_received_total": 10, m + "received_payload_bytes_total": sent_raw})
     assert now[m + "deflate_in_bytes_total"] > now[m + "deflate_out_bytes_total"]
     # Not negotiated: counted nowhere.
     before = now

@@ -42,7 +42,7 @@ NO_CTX = "permessage-deflate; server_no_context_takeover; client_no_context_take
 MIN_SIZE = 64  # --deflate-min-size's default
 MAX_MESSAGE = 1 << 20  # the limits server's --max-message
 
-GROUPS = {"default": [], "context": [], "off": [], "limits": []}
+GROUPS = {"default": [], "context": [], "budget": [], "off": [], "limits": []}
 SERVER = {}  # the running group's server: "proc", "admin" (limits only)
 
 
@@ -309,11 +309,17 @@ def register_negotiation():
         ("server and client window bits",
          "permessage-deflate; client_max_window_bits; server_max_window_bits=10",
          "permessage-deflate; server_max_window_bits=10; client_max_window_bits=15"),
+        # client_max_window_bits is answered only where the client keeps its context: without
+        # it the core's one 32 KiB inflater serves any window (RFC 7692 §7.1.2.2: the server
+        # MAY answer it). DEFLATE.md §2's table does not say so.
         ("every parameter",
          "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
          "server_max_window_bits=12; client_max_window_bits=9",
          "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-         "server_max_window_bits=12; client_max_window_bits=9"),
+         "server_max_window_bits=12"),
+        ("client_max_window_bits with client_no_context_takeover",
+         "permessage-deflate; client_max_window_bits=9; client_no_context_takeover",
+         "permessage-deflate; client_no_context_takeover"),
         ("an invalid offer, then a valid one",
          "permessage-deflate; server_max_window_bits=010, permessage-deflate; client_max_window_bits",
          "permessage-deflate; client_max_window_bits=15"),
@@ -616,6 +622,46 @@ expect_failure("context", "context takeover: corrupt data in the second message"
                build_frame(1, deflate(json_text(300)), rsv=RSV1), build_frame(1, b"\xff\xff\xff", rsv=RSV1))
 
 
+@case("context", "context takeover: the zlib state a connection holds is on the gauge while it is open")
+def _(addr):
+    admin, gauge = SERVER["admin"], "wsedge_deflate_context_bytes"
+    before = scrape(admin)[gauge]
+    c = DClient(addr, "permessage-deflate")
+    c.echo(1, json_text(1000), True, stream=zlib.compressobj(6, zlib.DEFLATED, -15),
+           inflater=zlib.decompressobj(wbits=-15))
+    held = scrape(admin)[gauge] - before
+    # Both streams at 15 bits: 2^17 + 128 KiB deflating, 2^15 inflating (DEFLATE.md §5), and less
+    # than twice that.
+    assert 256 << 10 < held < 600 << 10, f"{held} bytes held"
+    c.bye()
+    deltas(admin, {gauge: before}, {gauge: 0})
+
+
+# ---------------------------------------------------------------- budget
+# A server whose --deflate-context-memory holds no stream: every direction that would have had
+# context takeover gets none and is counted; what the client itself declined is not.
+for name, offer, want, refused in [
+    ("bare offer", "permessage-deflate", NO_CTX, 2),
+    ("client_no_context_takeover", "permessage-deflate; client_no_context_takeover", NO_CTX, 1),
+    ("server_no_context_takeover", "permessage-deflate; server_no_context_takeover", NO_CTX, 1),
+    ("both no_context_takeover",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover", NO_CTX, 0),
+    ("server_max_window_bits=8 (no server stream at 8 bits anyway)",
+     "permessage-deflate; server_max_window_bits=8", with_smwb(NO_CTX, 8), 1),
+]:
+    def _budget(addr, offer=offer, want=want, refused=refused):
+        admin = SERVER["admin"]
+        before = scrape(admin)
+        c = DClient(addr, offer)
+        assert c.answer == want, f"answered {c.answer!r}, expected {want!r}"
+        for i in range(3):  # each message on its own, both ways (200 bytes fit an 8-bit window)
+            c.echo(1, json_text(200), True, reply_bits=8 if "=8" in offer else 15)
+        c.bye()
+        deltas(admin, before, {"wsedge_deflate_context_refused_total": refused,
+                               "wsedge_deflate_context_bytes": 0})
+    case("budget", f"context budget full: {name} -> {want}, {refused} refused")(_budget)
+
+
 # ---------------------------------------------------------------- off
 expect_failure("off", "off: RSV1 after an offer the server declined", 1002, "permessage-deflate",
                build_frame(1, deflate(json_text(100)), rsv=RSV1))
@@ -774,6 +820,7 @@ def _(addr):
 SERVERS = [
     ("default", ["--cores", "2"]),
     ("context", ["--cores", "1", "--deflate", "context-takeover"]),
+    ("budget", ["--cores", "1", "--deflate", "context-takeover", "--deflate-context-memory", "1000"]),
     ("off", ["--cores", "1", "--deflate", "off"]),
     ("limits", ["--cores", "1", "--max-message", str(MAX_MESSAGE)]),
 ]

@@ -67,6 +67,15 @@ z_stream* new_counted_stream(MemoryBudget& budget) {
 // zlib counts in uInt: a larger input is fed in pieces of at most this much.
 constexpr std::size_t kMaxPiece = std::numeric_limits<uInt>::max();
 
+// Hands zlib the next piece of `in` (from `fed` on) once it has used up the last one.
+void feed(z_stream* z, std::span<const std::byte> in, std::size_t& fed) {
+  if (z->avail_in != 0 || fed == in.size()) return;
+  std::size_t n = std::min(in.size() - fed, kMaxPiece);
+  z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + fed));
+  z->avail_in = static_cast<uInt>(n);
+  fed += n;
+}
+
 // One message through `z` (positioned where the message starts) into a pooled buffer.
 //
 // The buffer grows by doubling but holds at most `limit` bytes of output; when it is full and
@@ -99,12 +108,7 @@ InflateResult inflate_message(z_stream* z, std::span<const std::byte> in, std::u
   for (const auto& part : parts) {
     std::size_t fed = 0;
     for (;;) {
-      if (z->avail_in == 0 && fed < part.size()) {
-        std::size_t n = std::min(part.size() - fed, kMaxPiece);
-        z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(part.data() + fed));
-        z->avail_in = static_cast<uInt>(n);
-        fed += n;
-      }
+      feed(z, part, fed);
       bool probing = b->len == limit;
       if (probing) {
         z->next_out = reinterpret_cast<Bytef*>(&probe);
@@ -210,12 +214,7 @@ std::span<const std::byte> Codec::sync_flush(z_stream_s* z, std::span<const std:
   auto* s = &scratch(deflateBound(z, static_cast<uLong>(std::min(in.size(), kMaxPiece))) + 16);
   std::size_t fed = 0, n = 0;
   for (;;) {
-    if (z->avail_in == 0 && fed < in.size()) {
-      std::size_t piece = std::min(in.size() - fed, kMaxPiece);
-      z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + fed));
-      z->avail_in = static_cast<uInt>(piece);
-      fed += piece;
-    }
+    feed(z, in, fed);
     if (n == s->size()) s->resize(s->size() * 2);
     z->next_out = reinterpret_cast<Bytef*>(s->data() + n);
     z->avail_out = static_cast<uInt>(std::min(s->size() - n, kMaxPiece));

@@ -1,5 +1,6 @@
 // Fuzzes the opening handshake parsers: the server's parse_upgrade_request (whole, and as a
-// server sees it, first a prefix and then everything) and the client's parse_upgrade_response.
+// server sees it, first a prefix and then everything) and the client's parse_upgrade_response,
+// and permessage-deflate's negotiation on what they accept (both roles).
 // The input's last bytes pick the header size limit, the split point and a header name to look
 // up; the rest is the HTTP.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -11,6 +12,7 @@
 
 #include "engine/protocol/extensions.hpp"
 #include "engine/protocol/http_upgrade.hpp"
+#include "engine/protocol/permessage_deflate.hpp"
 #include "fuzz_check.hpp"
 
 namespace {
@@ -34,6 +36,35 @@ void check_tokens(std::string_view list) {
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
+}
+
+// Whatever a server answers an offer, its own client role accepts, with the same agreement seen
+// from the other side; a window's bits are always 8..15. And any header value as a server's
+// answer is refused or accepted without harm.
+void check_deflate(const UpgradeRequest& req, std::string_view any) {
+  for (bool context : {false, true}) {
+    for (bool fits : {false, true}) {
+      DeflateServerPolicy policy{context, fits, !fits};
+      DeflateAgreement server;
+      char out[kMaxDeflateAnswer];
+      std::string_view answer;
+      if (!negotiate_deflate(req, policy, server, out, answer)) continue;
+      check(answer.size() <= kMaxDeflateAnswer && answer.starts_with(kPermessageDeflate));
+      check(server.send_window_bits >= 8 && server.send_window_bits <= 15);
+      check(server.recv_window_bits >= 8 && server.recv_window_bits <= 15);
+      check(context || (!server.send_context && !server.recv_context));
+      // Our client offers one of two forms; an answer to another offer may be one our client
+      // refuses (it did not offer that), but never one it misreads.
+      DeflateAgreement client;
+      if (accept_deflate_answer(answer, true, client) == DeflateAnswer::kAccepted) {
+        check(client.recv_context == server.send_context);
+        check(client.send_context == server.recv_context);
+      }
+    }
+  }
+  DeflateAgreement ignored;
+  accept_deflate_answer(any, false, ignored);
+  accept_deflate_answer(any, true, ignored);
 }
 
 void check_request(std::string_view in, const RequestResult& r, const UpgradeRequest& req,
@@ -79,6 +110,7 @@ void check_request(std::string_view in, const RequestResult& r, const UpgradeReq
   // On any header value, the parser and the validator agree.
   bool parsed = for_each_extension(found, [](const Extension&) {});
   check(parsed == valid_extensions(found));
+  check_deflate(req, found);
 }
 
 bool same(const RequestResult& a, const RequestResult& b) {

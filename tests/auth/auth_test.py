@@ -439,11 +439,13 @@ class AuthTest(unittest.TestCase):
         bt = BackendThread()
         with backends(bt), self.serve(bt, "--auth-leeway", "0") as (url, proc):
             async def go():
-                doomed = await connect(url, "/chat", **bearer(self.keys.token(sub="eve1", ttl=2)))
+                # 3 s: the refresh below must come before the first token expires, and on a
+                # loaded 2-CPU machine three upgrades and a backend round trip once took 2 s.
+                doomed = await connect(url, "/chat", **bearer(self.keys.token(sub="eve1", ttl=3)))
                 extended = await connect(url, "/chat",
-                                         **bearer(self.keys.token(sub="eve2", ttl=2)))
+                                         **bearer(self.keys.token(sub="eve2", ttl=3)))
                 refreshed = await connect(url, "/chat",
-                                          **bearer(self.keys.token(sub="eve3", ttl=2)))
+                                          **bearer(self.keys.token(sub="eve3", ttl=3)))
                 opens = await until(lambda: len(bt.snapshot("open")) == 3 and bt.snapshot("open"))
                 ext_conn = next(e[1] for e in opens if e[1].meta["sub"] == b"eve2")
                 await bt.acall(lambda: bt.b.expires(ext_conn.id, int(time.time()) + 600))

@@ -21,6 +21,30 @@
 namespace wsedge::app {
 namespace {
 
+const char* deflate_mode_name(ws::DeflateMode m) {
+  switch (m) {
+    case ws::DeflateMode::kNoContextTakeover:
+      return "no-context-takeover";
+    case ws::DeflateMode::kContextTakeover:
+      return "context-takeover";
+    case ws::DeflateMode::kDefault:
+    case ws::DeflateMode::kOff:
+      break;
+  }
+  return "off";
+}
+
+ws::DeflateMode parse_deflate_mode(std::string_view flag, std::string_view v) {
+  for (auto m : {ws::DeflateMode::kOff, ws::DeflateMode::kNoContextTakeover,
+                 ws::DeflateMode::kContextTakeover})
+    if (v == deflate_mode_name(m)) return m;
+  throw std::invalid_argument(std::string(flag)
+                                  .append(": off, no-context-takeover or "
+                                          "context-takeover, not '")
+                                  .append(v)
+                                  .append("'"));
+}
+
 std::uint64_t number(std::string_view flag, std::string_view v, std::uint64_t lo,
                      std::uint64_t hi) {
   std::uint64_t n = 0;
@@ -132,7 +156,8 @@ void check_auth(Flags& f) {
   }
 }
 
-// "ENDPOINT[,ENDPOINT...][;outage=hold|refuse][;slow=close|drop]" (docs/BRIDGE-PROTOCOL.md §9).
+// "ENDPOINT[,ENDPOINT...][;outage=hold|refuse][;slow=close|drop][;deflate=MODE]..."
+// (docs/BRIDGE-PROTOCOL.md §9, docs/DEFLATE.md §1).
 bridge::Route parse_route(std::string_view flag, std::string_view path, std::string_view v) {
   bridge::Route r;
   r.path = std::string(path);
@@ -153,6 +178,8 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
       r.slow = bridge::SlowPolicy::kDrop;
     else if (opt == "control=on" || opt == "control=off")
       r.control = opt == "control=on";
+    else if (opt.starts_with("deflate="))
+      r.deflate = parse_deflate_mode(std::string(flag).append(" deflate="), opt.substr(8));
     else if (opt.starts_with("protocols=")) {
       for (std::string_view rest = opt.substr(10); !rest.empty();) {
         std::string_view name = rest.substr(0, rest.find('|'));
@@ -163,7 +190,7 @@ bridge::Route parse_route(std::string_view flag, std::string_view path, std::str
     } else
       throw std::invalid_argument(std::string(flag) + ": unknown option '" + std::string(opt) +
                                   "' (outage=hold|refuse, slow=close|drop, protocols=A|B, "
-                                  "control=on|off)");
+                                  "control=on|off, deflate=MODE)");
   }
   while (!endpoints.empty()) {
     std::string_view e = endpoints.substr(0, endpoints.find(','));
@@ -433,7 +460,8 @@ const std::vector<Spec>& specs() {
       {"--backend", "ENDPOINT[,...][;OPTS]",
        "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop, "
        "protocols=A|B (subprotocols the backends speak, preferred first), control=on (clients "
-       "subscribe, publish and refresh their token with wsedge: commands, docs/AUTH.md)",
+       "subscribe, publish and refresh their token with wsedge: commands, docs/AUTH.md), "
+       "deflate=off|no-context-takeover|context-takeover (instead of --deflate)",
        [](const Flags&) { return std::string("the embedded chat over inproc://"); },
        [](Flags& f, std::string_view v) { add_route(f, parse_route("--backend", "/", v)); }},
       {"--route", "PATH=ENDPOINT[,...][;OPTS]",
@@ -654,6 +682,36 @@ const std::vector<Spec>& specs() {
          f.server.endpoint.access_log_rate =
              static_cast<std::uint32_t>(number("--access-log-rate", v, 1, 1000000));
        }},
+      // --- compression (docs/DEFLATE.md) ---
+      {"--deflate", "off|no-context-takeover|context-takeover",
+       "permessage-deflate: off; each message compressed on its own both ways (no state per "
+       "connection); or zlib streams per connection where the client allows and "
+       "--deflate-context-memory has room",
+       [](const Flags& f) {
+         return std::string(deflate_mode_name(f.server.endpoint.deflate.mode));
+       },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.deflate.mode = parse_deflate_mode("--deflate", v);
+       }},
+      {"--deflate-min-size", "BYTES", "messages smaller than this are sent uncompressed",
+       [](const Flags& f) { return str(f.server.endpoint.deflate.min_size); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.deflate.min_size =
+             static_cast<std::uint32_t>(number("--deflate-min-size", v, 0, 1u << 30));
+       }},
+      {"--deflate-level", "N", "compression level, 1 (fastest) to 9 (smallest)",
+       [](const Flags& f) { return str(f.server.endpoint.deflate.level); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.deflate.level = static_cast<int>(number("--deflate-level", v, 1, 9));
+       }},
+      {"--deflate-context-memory", "BYTES",
+       "per core: zlib state of context-takeover connections; past it new connections get no "
+       "context takeover",
+       [](const Flags& f) { return str(f.server.endpoint.deflate.context_memory); },
+       [](Flags& f, std::string_view v) {
+         f.server.endpoint.deflate.context_memory =
+             number("--deflate-context-memory", v, 0, std::uint64_t{1} << 40);
+       }},
       // --- operations: config file ---
       {"--config", "FILE",
        "a TOML config file: any flag but --config, --check-config, --help and --version, by its "
@@ -698,6 +756,8 @@ Flags defaults() {
   f.admin.address = io::parse_address(kAdminListen);
   f.server.cores = server_detail::online_cpus();
   f.server.reactor.linger_ms = f.server.endpoint.close_timeout_ms;
+  // Every browser offers it; without context takeover it costs an idle connection nothing.
+  f.server.endpoint.deflate.mode = ws::DeflateMode::kNoContextTakeover;
   return f;
 }
 

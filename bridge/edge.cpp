@@ -286,7 +286,7 @@ ws::UpgradeDecision Edge::on_upgrade(ws::Connection c, const protocol::UpgradeRe
     if (identities_.size() <= c.id().idx) identities_.resize(c.id().idx + 1);
     identities_[c.id().idx] = std::move(who);
   }
-  return {.protocol = chosen};
+  return {.protocol = chosen, .deflate = opts_.routes[r16].deflate};
 }
 
 void Edge::on_open(ws::Connection c) {
@@ -701,9 +701,10 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
     refuse_message(li, h.id, seq, "bad-meta", "ids: 1 to 128 ids of 18 bytes");
     return SendOutcome::kRefused;
   }
-  // One frame for all of them: each client's queue holds a reference, not a copy.
-  memory::Buffer* frame = ep_->prepare_frame(op, payload);
-  if (!frame) {
+  // One frame for all of them (one per compressed variant): each client's queue holds a
+  // reference, not a copy.
+  ws::PreparedMessage frame = ep_->prepare_message(op, payload);
+  if (!frame.ok()) {
     refuse_message(li, h.id, seq, "bad-frame", "payload too large");
     return SendOutcome::kRefused;
   }
@@ -715,14 +716,14 @@ Edge::SendOutcome Edge::command_send(const Header& h, std::span<const std::byte>
       if (h.flags & flag::kAck) answer(li, Type::kError, id, seq, "gone", "no such connection");
       continue;
     }
-    if (over_budget(c, frame->len)) {
+    if (over_budget(c, frame.plain->len)) {
       close_slow(c);
       continue;
     }
     ep_->send_prepared(c.id(), frame);
     ++counters_.sends;
   }
-  reactor_->pool().release(frame);
+  ep_->release_prepared(frame);
   // Gone ids were answered one by one; the command itself is acknowledged.
   return SendOutcome::kDone;
 }
@@ -937,21 +938,23 @@ void Edge::handle_publish(Frames& m) {
     bad_message("publish", "bad-frame", "text is not UTF-8");
     return;
   }
-  // Framed once; every subscriber's queue holds the same buffer.
-  memory::Buffer* frame = ep_->prepare_frame(op, payload);
-  if (!frame) {
+  // Framed once per variant (compressed per peer window, or not); every subscriber's queue
+  // holds the same buffer as the others of its variant.
+  ws::PreparedMessage frame = ep_->prepare_message(op, payload);
+  if (!frame.ok()) {
     bad_message("publish", "bad-frame", "payload too large");
     return;
   }
   for (std::size_t i = 0; i < ch->subs.size(); ++i) deliver(ch->subs[i].id, frame);
-  reactor_->pool().release(frame);
+  ep_->release_prepared(frame);
 }
 
-void Edge::deliver(io::SocketId id, memory::Buffer* frame) {
+void Edge::deliver(io::SocketId id, ws::PreparedMessage& frame) {
   ws::Connection c{ep_, id};
   std::size_t queued = c.buffered();
   ConnState* st = ep_->state(c);
-  if (over_budget(c, frame->len)) {
+  // Budgeted by the uncompressed frame: an upper bound of what any variant queues.
+  if (over_budget(c, frame.plain->len)) {
     if (opts_.routes[st->route].slow == SlowPolicy::kClose) {
       close_slow(c);
     } else {

@@ -140,7 +140,7 @@ class Edge {
   bool route_up(std::uint16_t route) const;
   Event event(Type type, std::uint16_t flags, io::SocketId id);
   Event open_event(io::SocketId id, bool failover, bool resumed);
-  void deliver(io::SocketId id, memory::Buffer* frame);
+  void deliver(io::SocketId id, ws::PreparedMessage& frame);
   bool over_budget(ws::Connection c, std::size_t next) const;
   void close_slow(ws::Connection c);
   static void gap_timer(void* self, io::Reactor& r);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/ws/config.hpp"
+
 namespace wsedge::bridge {
 
 // When every backend of a route is down (§8).
@@ -30,6 +32,8 @@ struct Route {
   std::vector<std::string> protocols;
   // Its clients' `wsedge:` text messages are commands to the edge (docs/AUTH.md §6).
   bool control = false;
+  // permessage-deflate for its clients; kDefault: --deflate's (docs/DEFLATE.md §1).
+  ws::DeflateMode deflate = ws::DeflateMode::kDefault;
 
   bool operator==(const Route&) const = default;  // a reload tells a changed route (a restart)
 };

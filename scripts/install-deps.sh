@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential pkg-config cmake meson ninja-build   # toolchain
-  liburing-dev libssl-dev libmimalloc-dev openssl      # the server
+  liburing-dev libssl-dev libmimalloc-dev openssl libdeflate-dev zlib1g-dev  # the server (the last two: permessage-deflate)
   libzmq3-dev cppzmq-dev                               # the bridge to backends
   libtomlplusplus-dev                                  # the config file and the ACL file
   libsystemd-dev systemd                               # sd_notify readiness and watchdog; the unit's check

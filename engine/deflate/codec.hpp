@@ -27,6 +27,8 @@ namespace wsedge::deflate {
 struct MemoryBudget {
   std::uint64_t limit = 0;
   std::uint64_t used = 0;
+  // zalloc calls so far: with `used` unchanged it shows a stream allocates nothing per message.
+  std::uint64_t allocations = 0;
   bool fits(std::size_t bytes) const { return used + bytes <= limit; }
 };
 
@@ -50,7 +52,8 @@ class Codec {
   // is better sent uncompressed: the result would not be smaller than `in`, or no compressor
   // here keeps to the window at this size (window_bits 8 and more than 256 bytes: zlib's
   // smallest raw window is 512 bytes). The scratch keeps its capacity up to kKeepScratch so the
-  // steady state allocates nothing, and lets go of anything larger after use.
+  // steady state allocates nothing; a larger one is let go by the next message that fits in
+  // kKeepScratch (a run of large messages reuses it).
   std::span<const std::byte> compress(std::span<const std::byte> in, int window_bits);
 
   // Inflates one message's payload (without the 00 00 ff ff tail: it is appended here) into a
@@ -64,8 +67,8 @@ class Codec {
 
  private:
   friend class DeflateStream;
+  // The scratch for a new message of at most `need` output bytes (contents not kept).
   std::vector<std::byte>& scratch(std::size_t need);
-  void trim_scratch();
 
   int level_;
   libdeflate_compressor* compressor_ = nullptr;

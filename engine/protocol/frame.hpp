@@ -29,6 +29,8 @@ struct FrameHeader {
 };
 
 constexpr std::size_t kMaxFrameHeader = 14;
+// RSV1 as FrameHeader::rsv holds it: permessage-deflate's "compressed" (RFC 7692 §6).
+constexpr std::uint8_t kRsv1 = 0x40;
 constexpr std::size_t kMaxControlPayload = 125;
 
 // Header length announced by the first two bytes.

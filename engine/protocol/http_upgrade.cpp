@@ -380,16 +380,19 @@ ClientKey make_client_key() {
 
 std::size_t write_upgrade_request(char* out, std::size_t cap, std::string_view host,
                                   std::string_view target, std::string_view key,
-                                  std::string_view protocols) {
+                                  std::string_view protocols, std::string_view extensions) {
+  // An optional header line's pieces: nothing when its value is empty.
+  auto line = [](const char* piece, std::string_view v) { return v.empty() ? "" : piece; };
   int n = std::snprintf(
       out, cap,
       "GET %.*s HTTP/1.1\r\nHost: %.*s\r\nUpgrade: websocket\r\n"
       "Connection: Upgrade\r\nSec-WebSocket-Key: %.*s\r\n"
-      "Sec-WebSocket-Version: 13\r\n%s%.*s%s\r\n",
+      "Sec-WebSocket-Version: 13\r\n%s%.*s%s%s%.*s%s\r\n",
       static_cast<int>(target.size()), target.data(), static_cast<int>(host.size()), host.data(),
-      static_cast<int>(key.size()), key.data(),
-      protocols.empty() ? "" : "Sec-WebSocket-Protocol: ", static_cast<int>(protocols.size()),
-      protocols.data(), protocols.empty() ? "" : "\r\n");
+      static_cast<int>(key.size()), key.data(), line("Sec-WebSocket-Protocol: ", protocols),
+      static_cast<int>(protocols.size()), protocols.data(), line("\r\n", protocols),
+      line("Sec-WebSocket-Extensions: ", extensions), static_cast<int>(extensions.size()),
+      extensions.data(), line("\r\n", extensions));
   if (n < 0 || static_cast<std::size_t>(n) >= cap)
     throw std::length_error("upgrade request too long");
   return static_cast<std::size_t>(n);

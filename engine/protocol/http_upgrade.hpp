@@ -99,7 +99,7 @@ using ClientKey = std::array<char, 24>;
 ClientKey make_client_key();
 std::size_t write_upgrade_request(char* out, std::size_t cap, std::string_view host,
                                   std::string_view target, std::string_view key,
-                                  std::string_view protocols);
+                                  std::string_view protocols, std::string_view extensions = {});
 struct ResponseResult {
   RequestParse kind;  // kIncomplete, kUpgrade (valid 101) or kReject
   std::uint16_t status;

@@ -7,12 +7,14 @@
 #include <span>
 #include <string_view>
 
+#include "config.hpp"
 #include "engine/io/reactor.hpp"
 #include "engine/protocol/frame.hpp"
 
 namespace wsedge::ws {
 
 class EndpointBase;
+struct PreparedMessage;
 
 enum class SendResult : std::uint8_t {
   kOk,
@@ -33,6 +35,9 @@ struct UpgradeDecision {
   std::string_view headers;     // either way: extra lines, each "Name: value\r\n"
                                 // (WWW-Authenticate, Retry-After, Set-Cookie)
   std::uint8_t rsv = 0;         // accept: RSV bits the accepted extensions put on messages
+  // accept: permessage-deflate for this connection (a bridge route's own mode); kDefault is
+  // EndpointConfig::deflate.mode. Ignored when `extensions` is the application's own answer.
+  DeflateMode deflate = DeflateMode::kDefault;
 
   static UpgradeDecision pending() { return {.status = kPending}; }
   static UpgradeDecision refuse(std::uint16_t status, std::string_view reason,
@@ -58,6 +63,9 @@ class Connection {
   // A frame EndpointBase::prepare_frame built once for many connections (publish): queued
   // without a copy in plain ws. Server-side connections only (kInvalid for a client one).
   SendResult send_prepared(memory::Buffer* frame) const;
+  // A message EndpointBase::prepare_message built once for many connections: the variant this
+  // connection negotiated (compressed or not), framed once per variant.
+  SendResult send_prepared(PreparedMessage& m) const;
   SendResult ping(std::span<const std::byte> payload = {}) const;
   // Starts the closing handshake (RFC 6455 §7.1.2).
   void close(std::uint16_t code = 1000, std::string_view reason = {}) const;

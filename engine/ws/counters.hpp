@@ -82,6 +82,18 @@ struct EndpointCounters {
   Counter origin_refused;       // 403: Origin not allowed
   Counter proxy_headers;        // PROXY protocol headers accepted (LOCAL and UNKNOWN included)
   Counter proxy_header_errors;  // closed: a malformed PROXY header, or none where one is due
+  // permessage-deflate (docs/DEFLATE.md §7)
+  Counter deflate_negotiated;       // connections that negotiated it
+  Counter deflate_context_refused;  // directions without context takeover for want of budget
+  Counter messages_deflated;        // messages sent compressed
+  Counter deflate_in_bytes;         // ... their payload before compression
+  Counter deflate_out_bytes;        // ... and after
+  Counter messages_inflated;        // compressed messages received
+  Counter inflate_in_bytes;         // ... their payload as received
+  Counter inflate_out_bytes;        // ... and inflated
+  Counter inflate_errors;           // closed with 1002: invalid deflate data
+  Counter inflate_too_big;          // closed with 1009: inflated past max_message
+  Counter deflate_context_bytes;    // gauge: zlib state of context-takeover connections
   // Not in kEndpointMetrics (labelled families, exported by ops/metrics_registry.cpp):
   CloseCounters closes;
   HandshakeHistogram handshake_time;
@@ -158,6 +170,29 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
     {"proxy_header_errors_total",
      "connections closed for a malformed or missing PROXY protocol header", MetricType::kCounter,
      &EndpointCounters::proxy_header_errors},
+    {"deflate_negotiated_total", "connections that negotiated permessage-deflate",
+     MetricType::kCounter, &EndpointCounters::deflate_negotiated},
+    {"deflate_context_refused_total",
+     "directions negotiated without context takeover for want of --deflate-context-memory",
+     MetricType::kCounter, &EndpointCounters::deflate_context_refused},
+    {"messages_deflated_total", "messages sent compressed", MetricType::kCounter,
+     &EndpointCounters::messages_deflated},
+    {"deflate_in_bytes_total", "payload bytes of messages sent compressed, before compression",
+     MetricType::kCounter, &EndpointCounters::deflate_in_bytes},
+    {"deflate_out_bytes_total", "payload bytes of messages sent compressed, after compression",
+     MetricType::kCounter, &EndpointCounters::deflate_out_bytes},
+    {"messages_inflated_total", "compressed messages received", MetricType::kCounter,
+     &EndpointCounters::messages_inflated},
+    {"inflate_in_bytes_total", "payload bytes of compressed messages received, as received",
+     MetricType::kCounter, &EndpointCounters::inflate_in_bytes},
+    {"inflate_out_bytes_total", "payload bytes of compressed messages received, inflated",
+     MetricType::kCounter, &EndpointCounters::inflate_out_bytes},
+    {"inflate_errors_total", "connections closed with 1002 for invalid deflate data",
+     MetricType::kCounter, &EndpointCounters::inflate_errors},
+    {"inflate_too_big_total", "connections closed with 1009: inflated past --max-message",
+     MetricType::kCounter, &EndpointCounters::inflate_too_big},
+    {"deflate_context_bytes", "zlib state held by context-takeover connections", MetricType::kGauge,
+     &EndpointCounters::deflate_context_bytes},
 };
 
 }  // namespace wsedge::ws

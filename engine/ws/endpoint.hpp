@@ -325,7 +325,7 @@ class Endpoint : public EndpointBase {
       reactor_.set_timer(id, cfg_.upgrade_decision_timeout_ms);
       return;
     }
-    answer_upgrade(id, c, req.key, d, base + r.consumed, have - r.consumed);
+    answer_upgrade(id, c, req, d, base + r.consumed, have - r.consumed);
   }
 
   void finish_deferred_upgrade(io::SocketId id, Conn& c, const UpgradeDecision& d) {
@@ -334,11 +334,11 @@ class Endpoint : public EndpointBase {
     std::size_t have = c.handshake->len;
     auto r = protocol::parse_upgrade_request({reinterpret_cast<const char*>(base), have},
                                              cfg_.max_header_bytes, req);
-    answer_upgrade(id, c, req.key, d, base + r.consumed, have - r.consumed);
+    answer_upgrade(id, c, req, d, base + r.consumed, have - r.consumed);
   }
 
-  void answer_upgrade(io::SocketId id, Conn& c, std::string_view key, const UpgradeDecision& d,
-                      std::byte* rest, std::size_t rest_len) {
+  void answer_upgrade(io::SocketId id, Conn& c, const protocol::UpgradeRequest& req,
+                      const UpgradeDecision& d, std::byte* rest, std::size_t rest_len) {
     if (d.status != 101) {
       refuse(id, d.status, d.reason.empty() ? std::string_view("refused") : d.reason, d.headers);
       return;
@@ -352,7 +352,7 @@ class Endpoint : public EndpointBase {
       refuse(id, 500, "extension not supported");
       return;
     }
-    accept_upgrade(id, key, d);
+    if (!accept_upgrade(id, req, d)) return;
     app_.on_open(Connection{this, id});
     after_handshake(id, c, rest, rest_len);
   }
@@ -365,11 +365,12 @@ class Endpoint : public EndpointBase {
     std::string_view resp(base + kKey, c.handshake->len - kKey);
     auto r = protocol::parse_upgrade_response(resp, cfg_.max_header_bytes, key);
     if (r.kind == protocol::RequestParse::kIncomplete) return;
-    // The client offers no extension: a server that names one is broken (RFC 6455 §4.1).
-    if (r.kind == protocol::RequestParse::kUpgrade && !r.extensions.empty())
+    // An extension the client did not offer, or an answer to its permessage-deflate offer
+    // that breaks RFC 7692 §5, fails the connection.
+    if (r.kind == protocol::RequestParse::kUpgrade && !accept_answer(id, r.extensions))
       r = {protocol::RequestParse::kReject,
            r.status,
-           "server chose an extension not offered",
+           "server's extensions answer not acceptable",
            r.consumed,
            {},
            {}};
@@ -416,19 +417,27 @@ class Endpoint : public EndpointBase {
         case ReadEvent::kMessage:
           // After our Close, the peer's data is read and dropped (RFC 6455 §1.4).
           if (c.phase == kOpen) {
+            // Counted and charged as the application gets it: inflated.
+            memory::Buffer* inflated = nullptr;
+            if (!deflate_conns_.empty() && deflate_conn(id) && !inflate_message(id, r, inflated))
+              return;
             ++counters_.messages_in;
             counters_.payload_bytes_in += r.payload.size();
             if (ConnStats* s = stats(id)) {
               ++s->messages_in;
               s->bytes_in += r.payload.size();
             }
-            if (!charge_message(id, r.payload.size())) return;
+            if (!charge_message(id, r.payload.size())) {
+              if (inflated) pool.release(inflated);
+              return;
+            }
             // A deferred upgrade decided from inside another connection's on_message nests
             // here: put back whose message was being delivered.
             protocol::MessageReader* outer = delivering_;
             delivering_ = &c.reader;
             deliver(id, r);
             delivering_ = outer;
+            if (inflated) pool.release(inflated);
           }
           break;
         case ReadEvent::kPing:

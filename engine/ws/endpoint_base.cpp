@@ -35,6 +35,10 @@ EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
 }
 
 void EndpointBase::reconfigure(const EndpointConfig& cfg) {
+  // Connections keep what they negotiated; new messages compress at the new level.
+  if (codec_ && cfg.deflate.level != cfg_.deflate.level)
+    codec_ = std::make_unique<deflate::Codec>(cfg.deflate.level);
+  deflate_memory_.limit = cfg.deflate.context_memory;
   cfg_ = cfg;
   assembly_.limit = cfg.max_assembly_bytes;  // what is held stays; new needs meet the new limit
   derive_limits();
@@ -115,6 +119,7 @@ void EndpointBase::reset(io::SocketId id) {
     t.session.reset();
   }
   if (id.idx < incomplete_pos_.size() && incomplete_pos_[id.idx] != kUnwatched) unwatch(id.idx);
+  end_deflate(id.idx);
   if (id.idx < ip_of_.size() && ip_of_[id.idx]) {
     ips_->release(ip_of_[id.idx], reactor_.now_ms());
     ip_of_[id.idx] = nullptr;
@@ -258,8 +263,10 @@ SendResult EndpointBase::send(io::SocketId id, Opcode op, std::span<const std::b
   bool control = protocol::is_control(static_cast<std::uint8_t>(op));
   if ((rsv & ~c.rsv) || (control && (!fin || payload.size() > protocol::kMaxControlPayload)))
     return SendResult::kInvalid;
+  std::size_t size = payload.size();
+  if (!deflate_conns_.empty()) payload = maybe_compress(id, op, payload, fin, rsv);
   write_frame(id, c.flags & kClient, op, payload, fin, rsv);
-  return sent(id, payload.size());
+  return sent(id, size);
 }
 
 SendResult EndpointBase::sent(io::SocketId id, std::size_t payload_bytes) {
@@ -404,28 +411,33 @@ void EndpointBase::answer_plain_get(io::SocketId id, std::string_view target) {
   close_socket(id);
 }
 
-void EndpointBase::accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d) {
+bool EndpointBase::accept_upgrade(io::SocketId id, const protocol::UpgradeRequest& req,
+                                  const UpgradeDecision& d) {
+  Conn& c = conns_[id.idx];
+  c.rsv = d.rsv;
+  char deflate_answer[protocol::kMaxDeflateAnswer];
+  std::string_view ours = negotiate(id, req, d, deflate_answer);
+  std::string_view extensions = ours.empty() ? d.extensions : ours;
   char out[protocol::kMaxResponseFixed + kMaxAnswerExtras];
-  std::size_t n = protocol::write_switching_protocols(out, sizeof out, key, d.protocol,
-                                                      d.extensions, d.headers);
+  std::size_t n = protocol::write_switching_protocols(out, sizeof out, req.key, d.protocol,
+                                                      extensions, d.headers);
   if (n == 0) {
     // An answer that does not fit is the application's bug; the client must not get a 101
     // without the extension or protocol it was promised.
     LOG_ERROR_LIMITED(1, "upgrade_answer_too_long",
-                      log::kv("bytes", d.protocol.size() + d.extensions.size() + d.headers.size()));
+                      log::kv("bytes", d.protocol.size() + extensions.size() + d.headers.size()));
     refuse(id, 500, "upgrade answer too long");
-    return;
+    return false;
   }
   emit(id, out, n);
   ++counters_.handshakes;
-  Conn& c = conns_[id.idx];
   counters_.handshake_time.record(now_us() - c.accepted_us);
   c.phase = kOpen;
-  c.rsv = d.rsv;
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.
   c.flags &= static_cast<std::uint8_t>(~(kHeardFrom | kHandshakeRest));
   arm_keepalive(id);
   if (drain_.started) drain_later(id);
+  return true;
 }
 
 void EndpointBase::begin_server_handshake(io::SocketId id) {
@@ -697,9 +709,18 @@ void EndpointBase::begin_client_handshake(io::SocketId id, std::string_view host
   c.handshake =
       reactor_.pool().append(nullptr, reinterpret_cast<const std::byte*>(key.data()), key.size());
   start_client_tls(id, host);  // before the request, which must go out encrypted
+  std::string_view extensions;
+  DeflateMode mode = cfg_.deflate.mode;
+  if (mode == DeflateMode::kNoContextTakeover || mode == DeflateMode::kContextTakeover) {
+    // The answer is checked against what was offered, whatever a reload changes meanwhile.
+    ensure_deflate();
+    if (deflate_conns_.size() <= id.idx) deflate_conns_.resize(id.idx + 1);
+    deflate_conns_[id.idx].offered = mode;
+    extensions = protocol::deflate_client_offer(mode == DeflateMode::kContextTakeover);
+  }
   char out[2048];
   std::size_t n = protocol::write_upgrade_request(out, sizeof out, host, target,
-                                                  {key.data(), key.size()}, protocols);
+                                                  {key.data(), key.size()}, protocols, extensions);
   emit(id, out, n);
 }
 

@@ -13,16 +13,34 @@
 #include "config.hpp"
 #include "connection.hpp"
 #include "counters.hpp"
+#include "engine/deflate/codec.hpp"
 #include "engine/io/reactor.hpp"
 #include "engine/log.hpp"
 #include "engine/protocol/close_code.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
+#include "engine/protocol/permessage_deflate.hpp"
 #include "limits.hpp"
 #include "tls/context.hpp"
 #include "tls/session.hpp"
 
 namespace wsedge::ws {
+
+// One message for many connections (a publish), framed once per variant as connections need
+// it: uncompressed, and compressed per peer window class for those that negotiated
+// permessage-deflate (docs/DEFLATE.md §3). From EndpointBase::prepare_message; `payload` must
+// stay valid until release_prepared(), which gives back the frames.
+struct PreparedMessage {
+  protocol::Opcode op = protocol::Opcode::kText;
+  std::span<const std::byte> payload;
+  memory::Buffer* plain = nullptr;  // null: a message no peer may be sent
+  // Compressed frames by the peer's window bits (8..15); payloads of at most 256 bytes have
+  // one for every window, in [15 - 8]. `tried` bit b: window b was compressed (its frame may
+  // still be null: compression did not pay, and `plain` goes instead).
+  memory::Buffer* deflated[8] = {};
+  std::uint8_t tried = 0;
+  bool ok() const { return plain != nullptr; }
+};
 
 class EndpointBase {
  public:
@@ -48,6 +66,12 @@ class EndpointBase {
   // its own); kBackpressure, and closing past max_outbound, as send(). Plain ws queues the
   // buffer itself (a view: Reactor::write_shared); TLS encrypts from it.
   SendResult send_prepared(io::SocketId id, memory::Buffer* frame);
+  // A message for many connections: see PreparedMessage. !ok() for one no peer may be sent
+  // (as prepare_frame's null). Each send_prepared queues the variant the connection negotiated,
+  // compressing it on first need; release_prepared gives back every frame it built.
+  PreparedMessage prepare_message(protocol::Opcode op, std::span<const std::byte> payload);
+  SendResult send_prepared(io::SocketId id, PreparedMessage& m);
+  void release_prepared(PreparedMessage& m);
   // Calls fn(Connection) for every open connection, server or client side (not those in their
   // handshake or closing). A scan of every slot: for rare work (failing over the clients of a
   // backend that went away), not per message. fn may send, close or end the connection.
@@ -182,6 +206,29 @@ class EndpointBase {
     bool dirty = false;
   };
 
+  // permessage-deflate's state of a connection (docs/DEFLATE.md §5), in a table of its own
+  // sized when a first connection negotiates it: 16 bytes a slot, and a stream pair on the
+  // heap only for context takeover.
+  struct ContextStreams {
+    std::unique_ptr<deflate::DeflateStream> out;  // our messages' window (send_context)
+    std::unique_ptr<deflate::InflateStream> in;   // the peer's (recv_context)
+  };
+  struct DeflateConn {
+    std::unique_ptr<ContextStreams> streams;
+    std::uint8_t send_bits = 0;  // the peer's window for what we send; 0: not negotiated
+    // Client role: what the upgrade request offered (a DeflateMode), to check the answer by.
+    DeflateMode offered = DeflateMode::kDefault;
+    // The peer was sent a message our stream did not compress (a shared publish frame): the
+    // stream forgets its history before the next message.
+    bool reset_out = false;
+  };
+  static_assert(sizeof(DeflateConn) == 16, "DeflateConn grew");
+  DeflateConn* deflate_conn(io::SocketId id) {
+    return id.idx < deflate_conns_.size() && deflate_conns_[id.idx].send_bits
+               ? &deflate_conns_[id.idx]
+               : nullptr;
+  }
+
   // What the access log says of a connection, in a table of its own sized only when the access
   // log is on: counted where messages are delivered and sent.
   struct ConnStats {
@@ -249,7 +296,11 @@ class EndpointBase {
   template <class Fn>
   void busy(io::SocketId id, Fn&& fn);
   protocol::ReaderLimits limits(const Conn& c) {
-    return {cfg_.max_message, !(c.flags & kClient), c.rsv, cfg_.max_fragments, &assembly_};
+    // A compressed message may be a little larger than the inflated one it carries (stored
+    // blocks: 5 bytes per 64 KiB, and a few more); inflate_message holds the limit itself.
+    std::uint64_t max = cfg_.max_message;
+    if (c.rsv & protocol::kRsv1) max += (max >> 10) + 64;
+    return {max, !(c.flags & kClient), c.rsv, cfg_.max_fragments, &assembly_};
   }
 
   // Server payloads this large are not copied into output: over TLS they are encrypted from
@@ -272,7 +323,10 @@ class EndpointBase {
   // send()'s epilogue: counts the message (and its payload bytes, for the access log), closes a
   // peer past max_outbound, reports backpressure.
   SendResult sent(io::SocketId id, std::size_t payload_bytes);
-  void accept_upgrade(io::SocketId id, std::string_view key, const UpgradeDecision& d);
+  // The 101, with the extensions negotiated here (permessage-deflate) or the application's;
+  // false when it could not be given (the request was refused).
+  bool accept_upgrade(io::SocketId id, const protocol::UpgradeRequest& req,
+                      const UpgradeDecision& d);
   // Counts a protocol failure by the close code it earns (and the budget's apart).
   void count_failure(const protocol::ReadResult& r);
   // Schedules the next keep-alive check: a ping after an idle interval.
@@ -319,6 +373,32 @@ class EndpointBase {
   static void sweep_slow(void* self, io::Reactor& r);
   static void sweep_ips(void* self, io::Reactor& r);
 
+  // --- permessage-deflate (endpoint_deflate.cpp, docs/DEFLATE.md) ---
+  // The codec and the side table, created with the first connection that needs them.
+  void ensure_deflate();
+  // Server: negotiates from the request unless the application answered extensions itself;
+  // the answer to put in the 101 (empty when none) and the RSV bits it allows.
+  std::string_view negotiate(io::SocketId id, const protocol::UpgradeRequest& req,
+                             const UpgradeDecision& d, std::span<char, 128> out);
+  // Client: the server's answer checked against our offer; false when it fails the connection.
+  bool accept_answer(io::SocketId id, std::string_view extensions);
+  // Sets up what an agreement needs (streams for context takeover, counted) and RSV1; false
+  // when zlib could not allocate its streams (nothing negotiated then).
+  bool agree(io::SocketId id, const protocol::DeflateAgreement& a);
+  // A message just assembled on a connection that negotiated deflate: a compressed one is
+  // inflated into `held` (released by the caller after delivery) and `r` made to show it; an
+  // uncompressed one is checked against max_message (limits() allows compressed ones deflate's
+  // overhead). False when that closed the connection (1002, 1007, 1009), counted.
+  bool inflate_message(io::SocketId id, protocol::ReadResult& r, memory::Buffer*& held);
+  // Fails the connection over a message the reader passed: counted, Close sent, ended.
+  bool fail_message(io::SocketId id, std::uint16_t code, const char* why);
+  // send()'s compression: the message as it should go (compressed into the codec's scratch
+  // with rsv 0x40, or as given).
+  std::span<const std::byte> maybe_compress(io::SocketId id, protocol::Opcode op,
+                                            std::span<const std::byte> payload, bool fin,
+                                            std::uint8_t& rsv);
+  void end_deflate(std::uint32_t idx);  // a connection's streams freed, its entry cleared
+
   // Client role: writes the upgrade request and keeps the key to check the answer.
   void begin_client_handshake(io::SocketId id, std::string_view host, std::string_view target,
                               std::string_view protocols);
@@ -349,8 +429,11 @@ class EndpointBase {
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
   std::function<EndpointConfig()> config_loader_;
-  std::vector<TlsConn> tls_conns_;  // indexed like conns_, only when serving TLS
-  std::vector<ConnStats> stats_;    // indexed like conns_, only with the access log
+  std::vector<TlsConn> tls_conns_;          // indexed like conns_, only when serving TLS
+  std::vector<ConnStats> stats_;            // indexed like conns_, only with the access log
+  std::unique_ptr<deflate::Codec> codec_;   // once some connection negotiates permessage-deflate
+  std::vector<DeflateConn> deflate_conns_;  // indexed like conns_, with codec_
+  deflate::MemoryBudget deflate_memory_;    // context-takeover streams' zlib state
   log::RateLimiter access_limit_{0};
   std::vector<std::uint32_t> tls_dirty_;  // slots with staged plaintext or pending records
   std::vector<std::byte> tls_plain_;      // decrypted bytes of one record at a time
@@ -492,6 +575,9 @@ inline SendResult Connection::send(protocol::Opcode op, std::span<const std::byt
 }
 inline SendResult Connection::send_prepared(memory::Buffer* frame) const {
   return ep_ ? ep_->send_prepared(id_, frame) : SendResult::kClosed;
+}
+inline SendResult Connection::send_prepared(PreparedMessage& m) const {
+  return ep_ ? ep_->send_prepared(id_, m) : SendResult::kClosed;
 }
 inline SendResult Connection::ping(std::span<const std::byte> payload) const {
   return ep_ ? ep_->ping(id_, payload) : SendResult::kClosed;

@@ -1,8 +1,12 @@
 // Micro-benchmarks of the per-message hot paths: frame parsing, unmasking, UTF-8 validation,
-// the ACL check of each publish, and the opening handshake with its token verification.
+// permessage-deflate, the ACL check of each publish, and the opening handshake with its token
+// verification.
 #include <benchmark/benchmark.h>
 
+#include <libdeflate.h>
 #include <unistd.h>
+#include <zlib.h>
+
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -11,6 +15,7 @@
 
 #include "auth/acl.hpp"
 #include "auth/jwt.hpp"
+#include "engine/deflate/codec.hpp"
 #include "engine/protocol/frame.hpp"
 #include "engine/protocol/http_upgrade.hpp"
 #include "engine/protocol/message_reader.hpp"
@@ -23,6 +28,8 @@
 // The unit tests' signer (keys made with OpenSSL, ES signatures as raw r||s), so the bench signs
 // exactly what the tests prove verifies.
 #include "tests/unit/auth_test_keys.hpp"
+// The deflate tests' messages, so the ratios here are those the tests check.
+#include "tests/unit/json_like.hpp"
 
 namespace wsedge::protocol {
 namespace {
@@ -97,6 +104,92 @@ void BM_Utf8(benchmark::State& state, const std::string& unit) {
 }
 BENCHMARK_CAPTURE(BM_Utf8, ascii, std::string("The quick brown fox jumps over the lazy dog. "));
 BENCHMARK_CAPTURE(BM_Utf8, mixed, std::string("Grüße, κόσμε, мир, 世界 🌍 "));
+
+std::span<const std::byte> as_bytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+// One JSON-like message compressed on its own, as every no-context-takeover send is (libdeflate,
+// level 6); `ratio` is compressed / original.
+void BM_DeflateCompress(benchmark::State& state) {
+  const std::string msg = test::json_like(static_cast<std::size_t>(state.range(0)));
+  deflate::Codec codec(6);
+  std::size_t out = 0;
+  for (auto _ : state) out = codec.compress(as_bytes(msg), 15).size();
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * msg.size()));
+  state.counters["ratio"] = static_cast<double>(out) / static_cast<double>(msg.size());
+}
+BENCHMARK(BM_DeflateCompress)->Arg(1 << 10)->Arg(16 << 10);
+
+// The same with zlib's raw deflater at the same level (reset per message, Z_FINISH): what
+// libdeflate is chosen over.
+void BM_ZlibDeflate(benchmark::State& state) {
+  const std::string msg = test::json_like(static_cast<std::size_t>(state.range(0)));
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+  std::vector<Bytef> out(deflateBound(&z, msg.size()));
+  for (auto _ : state) {
+    deflateReset(&z);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(msg.data()));
+    z.avail_in = static_cast<uInt>(msg.size());
+    z.next_out = out.data();
+    z.avail_out = static_cast<uInt>(out.size());
+    benchmark::DoNotOptimize(::deflate(&z, Z_FINISH));
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * msg.size()));
+  state.counters["ratio"] = static_cast<double>(z.total_out) / static_cast<double>(msg.size());
+  deflateEnd(&z);
+}
+BENCHMARK(BM_ZlibDeflate)->Arg(1 << 10)->Arg(16 << 10);
+
+// Inflating a message as a browser sends it (zlib, sync flush, tail removed) with the core's
+// zlib stream into a pooled buffer; bytes/s counts the inflated bytes.
+void BM_DeflateInflate(benchmark::State& state) {
+  const std::string msg = test::json_like(static_cast<std::size_t>(state.range(0)));
+  std::vector<std::byte> c(msg.size() + 64);
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(msg.data()));
+  z.avail_in = static_cast<uInt>(msg.size());
+  z.next_out = reinterpret_cast<Bytef*>(c.data());
+  z.avail_out = static_cast<uInt>(c.size());
+  ::deflate(&z, Z_SYNC_FLUSH);
+  c.resize(z.total_out - 4);
+  deflateEnd(&z);
+  deflate::Codec codec(6);
+  memory::BufferPool pool;
+  for (auto _ : state) {
+    memory::Buffer* out = nullptr;
+    if (codec.inflate(c, 1 << 20, pool, out) != deflate::InflateResult::kOk)
+      state.SkipWithError("inflate failed");
+    pool.release(out);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * msg.size()));
+  state.counters["ratio"] = static_cast<double>(c.size()) / static_cast<double>(msg.size());
+}
+BENCHMARK(BM_DeflateInflate)->Arg(1 << 10)->Arg(16 << 10);
+
+// libdeflate's whole-buffer decompressor on a message ending in a final block (as Codec's
+// compress makes them), into a buffer of the right size: the fast path Codec::inflate could take
+// for such messages only (browsers end theirs in a sync flush), to weigh against the zlib path.
+void BM_LibdeflateDecompress(benchmark::State& state) {
+  const std::string msg = test::json_like(static_cast<std::size_t>(state.range(0)));
+  deflate::Codec codec(6);
+  auto view = codec.compress(as_bytes(msg), 15);
+  std::vector<std::byte> c(view.begin(), view.end());
+  libdeflate_decompressor* d = libdeflate_alloc_decompressor();
+  std::vector<std::byte> out(msg.size());
+  for (auto _ : state) {
+    std::size_t n = 0;
+    if (libdeflate_deflate_decompress(d, c.data(), c.size(), out.data(), out.size(), &n) !=
+        LIBDEFLATE_SUCCESS)
+      state.SkipWithError("decompress failed");
+  }
+  libdeflate_free_decompressor(d);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * msg.size()));
+  state.counters["ratio"] = static_cast<double>(c.size()) / static_cast<double>(msg.size());
+}
+BENCHMARK(BM_LibdeflateDecompress)->Arg(1 << 10)->Arg(16 << 10);
 
 // The check the edge makes on every publish, against a 1000-rule ACL: half the rules on exact
 // channels, half on `teamN:*` patterns, two `{sub}` patterns, and every role under one parent.

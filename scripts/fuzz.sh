@@ -10,7 +10,8 @@
 # Either way build-fuzz/ is configured once, with clang, and rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all=(upgrade_request_fuzz frame_reader_fuzz utf8_fuzz jwt_fuzz acl_file_fuzz proxy_header_fuzz)
+all=(upgrade_request_fuzz frame_reader_fuzz utf8_fuzz jwt_fuzz acl_file_fuzz proxy_header_fuzz
+     inflate_fuzz)
 
 [ -f build-fuzz/build.ninja ] || CC=clang CXX=clang++ meson setup build-fuzz \
   --buildtype=debugoptimized -Dfuzz=true -Dtests=false -Dbench=false -Dmimalloc=disabled

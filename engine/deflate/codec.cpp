@@ -122,9 +122,11 @@ InflateResult inflate_message(z_stream* z, std::span<const std::byte> in, std::u
       if (probing && produced > 0) return fail(InflateResult::kTooBig);
       if (!probing) b->len += produced;
       if (rc == Z_STREAM_END) {
-        // Bytes after the final block other than our own tail: not one message (RFC 7692 §7.2.2
-        // has no room for them).
-        if (&part == &parts[0] && (z->avail_in > 0 || fed < part.size()))
+        // Bytes after the final block other than the tail, or a 0x00 that makes the tail an
+        // empty stored block (what Codec::compress sends): not one message (RFC 7692 §7.2.2 has
+        // no room for them).
+        std::size_t left = z->avail_in + (part.size() - fed);
+        if (&part == &parts[0] && left > 0 && !(left == 1 && part.back() == std::byte{0}))
           return fail(InflateResult::kCorrupt);
         z->avail_in = 0;
         finished = true;
@@ -180,16 +182,30 @@ std::vector<std::byte>& Codec::scratch(std::size_t need) {
   return scratch_;
 }
 
+// Both compressors end a message in a final block. Chromium's inflater starts a new stream
+// after one and reads on into the receiver's 00 00 ff ff tail: alone, the tail is the start of
+// a stored block 0xff00 bytes long, and the next message is read as its contents (Chromium
+// failed the connection on the second compressed message). One 0x00 after the final block
+// makes the tail an empty stored block (header 000, LEN 0, NLEN 0xffff), which leaves every
+// inflater at a block boundary. Empty when that is not smaller than the message.
+namespace {
+std::span<const std::byte> after_final_block(std::vector<std::byte>& s, std::size_t n,
+                                             std::size_t original) {
+  if (n == 0 || n + 1 >= original) return {};
+  s[n] = std::byte{0};
+  return {s.data(), n + 1};
+}
+}  // namespace
+
 std::span<const std::byte> Codec::compress(std::span<const std::byte> in, int window_bits) {
   assert(window_bits >= 8 && window_bits <= 15);
   // libdeflate's window is 32 KiB, but no match in a message of at most 2^B bytes reaches
   // further back than 2^B: such messages need no smaller window whatever B is.
   if (window_bits == 15 || in.size() <= (std::size_t{1} << window_bits)) {
-    auto& s = scratch(libdeflate_deflate_compress_bound(compressor_, in.size()));
+    auto& s = scratch(libdeflate_deflate_compress_bound(compressor_, in.size()) + 1);
     std::size_t n =
         libdeflate_deflate_compress(compressor_, in.data(), in.size(), s.data(), s.size());
-    if (n == 0 || n >= in.size()) return {};
-    return {s.data(), n};
+    return after_final_block(s, n, in.size());
   }
   if (window_bits == 8) return {};  // zlib refuses a raw 256-byte window (deflateInit2)
   z_stream*& z = window_deflaters_[window_bits];
@@ -205,7 +221,7 @@ std::span<const std::byte> Codec::compress(std::span<const std::byte> in, int wi
   }
   // Messages here are longer than 512 bytes but well under 4 GiB (--max-message), so one call
   // with deflateBound's room finishes (zlib guarantees Z_STREAM_END for it).
-  auto& s = scratch(deflateBound(z, static_cast<uLong>(in.size())));
+  auto& s = scratch(deflateBound(z, static_cast<uLong>(in.size())) + 1);
   z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
   z->avail_in = static_cast<uInt>(in.size());
   z->next_out = reinterpret_cast<Bytef*>(s.data());
@@ -213,9 +229,7 @@ std::span<const std::byte> Codec::compress(std::span<const std::byte> in, int wi
   int rc = ::deflate(z, Z_FINISH);
   assert(rc == Z_STREAM_END);
   (void)rc;
-  std::size_t n = z->total_out;
-  if (n >= in.size()) return {};
-  return {s.data(), n};
+  return after_final_block(s, z->total_out, in.size());
 }
 
 InflateResult Codec::inflate(std::span<const std::byte> in, std::uint64_t max_size,
@@ -260,8 +274,7 @@ std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in
     z_->next_out = reinterpret_cast<Bytef*>(s->data() + n);
     z_->avail_out = static_cast<uInt>(std::min(s->size() - n, kMaxPiece));
     uInt avail_out = z_->avail_out;
-    // Z_NO_FLUSH for all but the last piece: a flush per 4 GiB would cost nothing, but is
-    // pointless.
+    // Only the end of the message flushes (pieces exist only past 4 GiB).
     int rc = ::deflate(z_, fed == in.size() ? Z_SYNC_FLUSH : Z_NO_FLUSH);
     assert(rc == Z_OK || rc == Z_BUF_ERROR);
     (void)rc;
@@ -273,10 +286,6 @@ std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in
   // The sync flush's empty stored block: its LEN/NLEN are the tail the receiver appends back.
   assert(n >= 4 && std::memcmp(s->data() + n - 4, kTail, 4) == 0);
   return {s->data(), n - 4};
-}
-
-void DeflateStream::reset() {
-  deflateReset(z_);
 }
 
 std::size_t InflateStream::footprint(int window_bits) {

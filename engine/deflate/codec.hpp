@@ -4,12 +4,12 @@
 // decides what to compress). docs/DEFLATE.md §3–§5.
 //
 // Two kinds of state. A Codec per core serves every connection that negotiated no context
-// takeover: each message is compressed on its own by libdeflate (a whole-buffer compressor,
-// several times faster than zlib) and inflated by one reusable zlib stream, so such a
-// connection holds no compression state at all between messages. A connection with context
-// takeover (opt-in) owns a DeflateStream and/or an InflateStream: zlib streams whose window
-// carries from one message to the next, their memory counted exactly (zalloc/zfree) in the
-// core's MemoryBudget.
+// takeover: each message is compressed on its own by libdeflate (a whole-buffer compressor: at
+// level 6 as fast as zlib on 1 KiB of JSON, 1.6x faster on 16 KiB, bench/micro.cpp) and
+// inflated by one reusable zlib stream, so such a connection holds no compression state at all
+// between messages. A connection with context takeover (opt-in) owns a DeflateStream and/or an
+// InflateStream: zlib streams whose window carries from one message to the next, their memory
+// counted exactly (zalloc/zfree) in the core's MemoryBudget.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -35,7 +35,7 @@ struct MemoryBudget {
 enum class InflateResult : std::uint8_t {
   kOk,
   kTooBig,   // the inflated message would pass max_size (close 1009)
-  kCorrupt,  // not valid deflate data, or bytes after a final block (close 1002)
+  kCorrupt,  // not valid deflate data, bytes after a final block, or cut mid-block (close 1002)
 };
 
 class Codec {
@@ -47,7 +47,8 @@ class Codec {
 
   // One whole message compressed on its own for a peer whose LZ77 window is 2^window_bits
   // (8..15) bytes: the payload permessage-deflate sends with RSV1 (deflate data ending in a
-  // final block, or in a sync flush with its 00 00 ff ff tail removed). A view of the codec's
+  // final block and one 0x00, which the receiver's 00 00 ff ff tail completes into an empty
+  // stored block: codec.cpp, after_final_block, says why). A view of the codec's
   // scratch, valid until its next compress or DeflateStream::compress. Empty when the message
   // is better sent uncompressed: the result would not be smaller than `in`, or no compressor
   // here keeps to the window at this size (window_bits 8 and more than 256 bytes: zlib's
@@ -83,8 +84,9 @@ class DeflateStream {
   // Bytes a stream with these parameters allocates (zlib's documented formula plus its
   // state), to check a budget before creating one.
   static std::size_t footprint(int level, int window_bits);
-  // Throws std::bad_alloc when zlib cannot allocate. window_bits 9..15: zlib has no raw
-  // 256-byte window, so a peer that asks for 8 gets no server context takeover (negotiation).
+  // Throws std::bad_alloc when zlib cannot allocate. window_bits 9..15 (std::invalid_argument
+  // otherwise): zlib has no raw 256-byte window, so a peer that asks for 8 gets no server
+  // context takeover (negotiation).
   DeflateStream(int level, int window_bits, MemoryBudget& budget);
   ~DeflateStream();
   DeflateStream(const DeflateStream&) = delete;
@@ -94,9 +96,6 @@ class DeflateStream {
   // removed), into `codec`'s scratch (valid until its next use). Never empty: once a message
   // went into the stream, the peer's window must see it too.
   std::span<const std::byte> compress(std::span<const std::byte> in, Codec& codec);
-  // Forgets the history, so the next message refers to nothing before it: for after the peer
-  // was sent a message this stream did not compress (a publish compressed once for many).
-  void reset();
 
  private:
   z_stream_s* z_ = nullptr;

@@ -24,7 +24,10 @@ EndpointBase::~EndpointBase() {
 }
 
 EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
-    : reactor_(reactor), cfg_(cfg), assembly_{cfg.max_assembly_bytes} {
+    : reactor_(reactor),
+      cfg_(cfg),
+      assembly_{cfg.max_assembly_bytes},
+      deflate_memory_{cfg.deflate.context_memory} {
   conns_.reserve(reactor.config().max_connections);
   tls_plain_.resize(kTlsRecord);  // one record's plaintext at most
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||

@@ -218,9 +218,6 @@ class EndpointBase {
     std::uint8_t send_bits = 0;  // the peer's window for what we send; 0: not negotiated
     // Client role: what the upgrade request offered (a DeflateMode), to check the answer by.
     DeflateMode offered = DeflateMode::kDefault;
-    // The peer was sent a message our stream did not compress (a shared publish frame): the
-    // stream forgets its history before the next message.
-    bool reset_out = false;
   };
   static_assert(sizeof(DeflateConn) == 16, "DeflateConn grew");
   DeflateConn* deflate_conn(io::SocketId id) {

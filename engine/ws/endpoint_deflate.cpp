@@ -15,7 +15,6 @@ using protocol::Opcode;
 void EndpointBase::ensure_deflate() {
   if (codec_) return;
   codec_ = std::make_unique<deflate::Codec>(cfg_.deflate.level);
-  deflate_memory_.limit = cfg_.deflate.context_memory;
 }
 
 std::string_view EndpointBase::negotiate(io::SocketId id, const protocol::UpgradeRequest& req,
@@ -158,8 +157,6 @@ std::span<const std::byte> EndpointBase::maybe_compress(io::SocketId id, Opcode 
     return payload;
   std::span<const std::byte> z;
   if (dc->streams && dc->streams->out) {
-    if (dc->reset_out) dc->streams->out->reset();
-    dc->reset_out = false;
     z = dc->streams->out->compress(payload, *codec_);
   } else {
     z = codec_->compress(payload, dc->send_bits);
@@ -182,9 +179,14 @@ PreparedMessage EndpointBase::prepare_message(Opcode op, std::span<const std::by
 
 SendResult EndpointBase::send_prepared(io::SocketId id, PreparedMessage& m) {
   DeflateConn* dc = deflate_conn(id);
-  if (!dc || !m.plain || (conns_[id.idx].flags & kClient) || protocol::is_control(static_cast<std::uint8_t>(m.op)) ||
+  if (!dc || !m.plain || (conns_[id.idx].flags & kClient) ||
+      protocol::is_control(static_cast<std::uint8_t>(m.op)) ||
       m.payload.size() < cfg_.deflate.min_size || !is_open(id))
     return send_prepared(id, m.plain);
+  // A peer with our context takeover keeps one inflate window across messages and may not read
+  // on past a final block, which the shared frames end in (Python's websockets stops there):
+  // its own stream compresses the message, as any send.
+  if (dc->streams && dc->streams->out) return send(id, m.op, m.payload, true, 0);
   // One compressed frame per window the subscribers need: a payload no longer than the
   // smallest window refers back no further than itself, so one frame serves every window.
   int bits = m.payload.size() <= 256 ? 15 : dc->send_bits;
@@ -196,9 +198,6 @@ SendResult EndpointBase::send_prepared(io::SocketId id, PreparedMessage& m) {
     if (!c.empty()) z = prepare_frame(m.op, c, protocol::kRsv1);
   }
   if (!z) return send_prepared(id, m.plain);
-  // Compressed without our stream's history: the peer's window now holds bytes the stream
-  // never saw, so the stream must not refer back past them.
-  dc->reset_out = dc->streams && dc->streams->out;
   std::size_t wire = z->len - protocol::frame_header_size(z->data());
   SendResult r = send_prepared(id, z);
   ++counters_.messages_deflated;

@@ -1202,6 +1202,53 @@ class BridgeTest(unittest.TestCase):
                 asyncio.run(asyncio.wait_for(go(), 60))
 
 
+    def test_17_compressed_publish_and_sends(self):
+        """Publishes and backend sends reach clients compressed as each negotiated: the default
+        route without context takeover, a context-takeover route (whose clients keep one zlib
+        window: each shared publish frame makes the edge reset its own stream, or the echo after
+        it would refer past what the client's window holds), a route with deflate off, and a
+        client that offers nothing. Backends see inflated payloads."""
+        with backends(BackendThread(publish="tcp://127.0.0.1:*", echo=True)) as (bt,):
+            routes = ("--backend", bt.endpoint, "--publish", bt.b.publish_endpoint,
+                      "--route", f"/ctx={bt.endpoint};deflate=context-takeover",
+                      "--route", f"/off={bt.endpoint};deflate=off")
+            with bridge(*routes) as (url, proc):
+                self.run_async(self._compressed(url, bt))
+        c = sum_counters(proc.log, r"\w*deflate\w*|messages_inflated\w*", "core_stopped")
+        self.assertGreater(c["messages_deflated_total"], 0)
+        self.assertGreater(c["deflate_in_bytes_total"], 3 * c["deflate_out_bytes_total"])
+        self.assertGreater(c["messages_inflated_total"], 0)
+
+    async def _compressed(self, url, bt):
+        await until(lambda: bt.welcomed() == 2, what="both cores welcomed")
+        kinds = [("/sub", "deflate"), ("/sub", "deflate"), ("/ctx", "deflate"), ("/ctx", "deflate"),
+                 ("/off", "deflate"), ("/sub", None)]
+        socks = []
+        for i, (path, comp) in enumerate(kinds):
+            socks.append(await connect(url, f"{path}?c={i}", compression=comp, max_size=None))
+        answers = [ws.response_headers.get("Sec-WebSocket-Extensions") for ws in socks]
+        stateless = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        self.assertEqual(answers, [stateless, stateless, "permessage-deflate; client_max_window_bits=15",
+                                   "permessage-deflate; client_max_window_bits=15", None, None])
+        await until(lambda: len(bt.snapshot("open")) == len(kinds), what="OPENs")
+        conns = [bt.conn_by_path(f"{path}?c={i}") for i, (path, _) in enumerate(kinds)]
+        seqs = [await bt.acall(lambda c=conn: bt.b.subscribe(c, "news", ack=True)) for conn in conns]
+        await until(lambda: {e[1] for e in bt.snapshot("ack")} >= set(seqs), what="subscribe ACKs")
+        await self._probe(bt, socks, "news")
+        doc = lambda i: json.dumps([{"id": i * 100 + k, "user": f"user{k % 7}", "text": "hello " * (k % 5)}
+                                    for k in range(40)])
+        for i in range(20):
+            await bt.acall(bt.b.publish, "news", doc(i))
+            for ws in socks:
+                self.assertEqual(await recv(ws), doc(i))
+            # Each client's own message comes back through its connection's send path.
+            for k, ws in enumerate(socks):
+                await ws.send(doc(1000 + k))
+                self.assertEqual(await recv(ws), doc(1000 + k))
+        for ws in socks:
+            await ws.close()
+
+
 class SilentBackend:
     """WELCOMEs every HELLO and records events, but never counts them (no RECEIVED): all an
     edge sent it stays in the edge's window."""

@@ -71,6 +71,34 @@ def utf8(name, text, cuts=()):
     write("utf8_fuzz", name, text + tail)
 
 
+# inflate_fuzz: max_size (2 bytes, little-endian), then one permessage-deflate payload (raw
+# deflate; a sync flush's 00 00 ff ff tail removed, as RFC 7692 sends it).
+def inflate_seeds():
+    import zlib
+    text = (b'{"id":100037,"name":"alice","kind":"trade","ts":1764470001234,"tags":["t3"]},' * 8)
+
+    def deflated(data, final=False, level=6, wbits=15):
+        c = zlib.compressobj(level, zlib.DEFLATED, -wbits)
+        if final:
+            return c.compress(data) + c.flush(zlib.Z_FINISH)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(b"\x00\x00\xff\xff")
+        return out[:-4]
+
+    def seed(name, max_size, payload):
+        write("inflate_fuzz", name, struct.pack("<H", max_size) + payload)
+
+    seed("sync_flush", 4096, deflated(text))
+    seed("final_block", 4096, deflated(text, final=True))
+    seed("window_9_level_1", 4096, deflated(text, level=1, wbits=9))
+    seed("stored", 4096, deflated(bytes(range(200)), level=0))
+    seed("too_big_1009", 100, deflated(text))
+    seed("zeros_bomb", 65535, deflated(bytes(1 << 20), level=9))
+    seed("empty", 0, deflated(b""))
+    seed("garbage_after_final_1002", 4096, deflated(text, final=True) + b"xyz")
+    seed("bad_block_type_1002", 4096, b"\x07\x00")
+
+
 # bridge_message_fuzz: [cut][frame 0 + frame 1], seeded from the bridge's golden vectors.
 def bridge_seeds():
     vectors = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bridge", "vectors")
@@ -187,6 +215,7 @@ def proxy_seeds():
 
 def main():
     proxy_seeds()
+    inflate_seeds()
     upgrade("valid", request(), split=40)
     upgrade("query_protocols_origin",
             request("/chat?room=1&x=%20", "Origin: https://example.com\r\n"

@@ -133,6 +133,32 @@ TEST_F(ConfigTest, RoutesAndRepeatedValues) {
   EXPECT_EQ(f.server.endpoint.allowed_origins.size(), 2u);
 }
 
+TEST_F(ConfigTest, DeflateIsOnWithoutContextByDefaultAndRoutesChooseTheirOwn) {
+  Flags d = parse("plain = true\n");
+  EXPECT_EQ(d.server.endpoint.deflate.mode, ws::DeflateMode::kNoContextTakeover);
+  EXPECT_EQ(d.server.endpoint.deflate.min_size, 64u);
+  Flags f = parse(
+      "plain = true\ndeflate = \"context-takeover\"\ndeflate-min-size = 10\n"
+      "deflate-level = 9\ndeflate-context-memory = 1000000\n"
+      "route = [\"/a=tcp://127.0.0.1:7001;deflate=off\", \"/b=tcp://127.0.0.1:7002\"]\n");
+  EXPECT_EQ(f.server.endpoint.deflate,
+            (ws::DeflateConfig{ws::DeflateMode::kContextTakeover, 10, 9, 1000000}));
+  EXPECT_EQ(f.bridge.routes[0].deflate, ws::DeflateMode::kOff);
+  EXPECT_EQ(f.bridge.routes[1].deflate, ws::DeflateMode::kDefault);
+  EXPECT_EQ(parse("plain = true\n", {"--deflate", "off"}).server.endpoint.deflate.mode,
+            ws::DeflateMode::kOff);
+  EXPECT_EQ(error("plain = true\ndeflate = \"yes\"\n"),
+            "F:2:11: deflate: --deflate: off, no-context-takeover or context-takeover, not 'yes'");
+  EXPECT_EQ(error("plain = true\ndeflate-level = 0\n"),
+            "F:2:17: deflate-level: --deflate-level: 0 is outside 1..9");
+  EXPECT_NE(error("plain = true\nroute = \"/a=tcp://127.0.0.1:1;deflate=max\"\n")
+                .find("off, no-context-takeover or context-takeover, not 'max'"),
+            std::string::npos);
+  // A reload changes what new connections negotiate; the running ones keep theirs.
+  Flags r = reloadable(d, f);
+  EXPECT_EQ(r.server.endpoint.deflate.mode, ws::DeflateMode::kContextTakeover);
+}
+
 TEST_F(ConfigTest, CommandLineReplacesEveryValueOfTheFile) {
   const std::string file =
       "plain = true\n"

@@ -235,7 +235,6 @@ TEST(DeflateCodec, DeflateStreamMessagesInflateWithOneZlibStream) {
     ZInflater z(bits);
     std::size_t first_size = 0;
     for (int i = 0; i < 6; ++i) {
-      if (i == 4) stream.reset();
       std::string msg = test::json_like(i == 5 ? 0 : 1500, 5);
       msg.append(std::to_string(i));
       auto c = stream.compress(as_bytes(msg), codec);
@@ -245,11 +244,6 @@ TEST(DeflateCodec, DeflateStreamMessagesInflateWithOneZlibStream) {
         EXPECT_LT(c.size() * 5, first_size);
       }
       Bytes sent = cat(c, kTail);
-      if (i == 4) {
-        // After reset() the message stands alone: a fresh inflater reads it too.
-        ZInflater fresh(bits);
-        EXPECT_EQ(fresh.run(sent, true), msg);
-      }
       EXPECT_EQ(z.run(sent, true), msg);
     }
   }
@@ -316,8 +310,14 @@ TEST(DeflateCodec, CorruptDataIsRefused) {
     EXPECT_EQ(inflate_with(stream, c, 1 << 20, pool).result, InflateResult::kCorrupt);
   };
   corrupt(random_bytes(1000, 42));
-  // Bytes after a final block.
+  // Bytes after a final block. Ours already ends in one 0x00 there (the tail's empty stored
+  // block, for Chromium); a final block with the tail alone is fine too; anything else is not.
+  ASSERT_EQ(good.back(), std::byte{0});
+  EXPECT_EQ(inflate_with(codec, Bytes(good.begin(), good.end() - 1), 1 << 20, pool).result,
+            InflateResult::kOk);
   corrupt(cat(good, test::bytes("x")));
+  corrupt(cat(good, test::bytes({0x00})));
+  corrupt(cat(Bytes(good.begin(), good.end() - 1), test::bytes({0x01})));
   corrupt(cat(good, good));
   // BTYPE 11, final and not.
   corrupt(test::bytes({0x07, 0x00}));

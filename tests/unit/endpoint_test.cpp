@@ -131,6 +131,24 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
   if (counters) *counters = ep.counters();
 }
 
+ws::EndpointConfig deflating(ws::DeflateMode mode) {
+  ws::EndpointConfig cfg;
+  cfg.deflate.mode = mode;
+  return cfg;
+}
+
+// Text that compresses as API traffic does, and bytes that do not compress at all.
+std::vector<std::byte> json_like(std::size_t size) {
+  std::string s;
+  for (int i = 0; s.size() < size; ++i)
+    s += "{\"id\":" + std::to_string(i * 7919 % 100000) + ",\"name\":\"user" +
+         std::to_string(i % 97) + "\",\"ts\":\"2026-11-30T05:0" + std::to_string(i % 10) +
+         ":00Z\",\"tags\":[\"a\",\"b\"]},";
+  s.resize(size);
+  auto b = std::as_bytes(std::span(s));
+  return {b.begin(), b.end()};
+}
+
 TEST(Endpoint, EchoesEverySizeThroughItsOwnClient) {
   for (std::size_t size : {0, 1, 125, 126, 4000, 65535, 65536, 300000, 4 << 20}) {
     RoundTripApp app = round_trips(size, 3, 2, std::byte{'t'});
@@ -199,12 +217,21 @@ TEST(Endpoint, SteadyStateEchoAllocatesNothing) {
   // counted per message too.
   ws::EndpointConfig access;
   access.access_log = true;
+  // Compressed both ways (both roles here negotiate it): libdeflate per message, the core's
+  // inflater, or each connection's zlib streams; their scratch and streams are made once.
+  ws::EndpointConfig deflate = deflating(ws::DeflateMode::kNoContextTakeover);
+  ws::EndpointConfig context = deflating(ws::DeflateMode::kContextTakeover);
   for (auto [size, cfg] : {std::pair<std::size_t, ws::EndpointConfig>{16, {}},
                            {1024, {}},
                            {100000, {}},
                            {16, access},
-                           {100000, access}}) {
+                           {100000, access},
+                           {1024, deflate},
+                           {16384, deflate},
+                           {1024, context},
+                           {16384, context}}) {
     RoundTripApp app = round_trips(size, 2000, 4);
+    if (cfg.deflate.mode != ws::DeflateMode::kOff) app.payload = json_like(size);
     // Snapshots while every client is still mid-stream (teardown allocates, e.g. free lists).
     app.warm_at = 2000;
     app.end_at = 6000;
@@ -214,6 +241,51 @@ TEST(Endpoint, SteadyStateEchoAllocatesNothing) {
     EXPECT_GT(app.warm_allocs, 0u);
     // Between echo 2000 and 6000, thousands of messages passed both ways.
     EXPECT_EQ(app.end_allocs, app.warm_allocs) << "allocations per message at " << size << " bytes";
+  }
+}
+
+TEST(Endpoint, DeflateEchoesEverySizeBothRolesBothModes) {
+  test::TempCert cert;
+  for (ws::DeflateMode mode :
+       {ws::DeflateMode::kNoContextTakeover, ws::DeflateMode::kContextTakeover}) {
+    for (bool tls : {false, true}) {
+      for (std::size_t size : {0, 1, 63, 64, 100, 4000, 65536, 300000}) {
+        for (bool text : {true, false}) {
+          RoundTripApp app = round_trips(size, 3, 2);
+          app.opcode = text ? Opcode::kText : Opcode::kBinary;
+          if (text)
+            app.payload = json_like(size);
+          else
+            for (std::uint64_t i = 0, x = 88172645463325252ull; i < size; ++i) {
+              x ^= x << 13;  // xorshift64: bytes no compressor can shrink
+              x ^= x >> 7;
+              x ^= x << 17;
+              app.payload[i] = static_cast<std::byte>(x >> 32);
+            }
+          ws::EndpointCounters c;
+          run_round_trips(app, small_reactor(), tls ? &cert : nullptr, &c, deflating(mode));
+          std::string what = std::to_string(size) + (text ? " text" : " binary") +
+                             (tls ? " wss" : " ws") +
+                             (mode == ws::DeflateMode::kContextTakeover ? " context" : "");
+          EXPECT_EQ(app.echoes, 6u) << what;
+          EXPECT_EQ(app.mismatches, 0u) << what;
+          EXPECT_EQ(c.deflate_negotiated, 4u) << what;  // both ends of 2 connections
+          if (text && size >= 64) {
+            // Both ends compress what they send: the clients' messages and the echoes.
+            EXPECT_EQ(c.messages_deflated, 12u) << what;
+            EXPECT_EQ(c.messages_inflated, 12u) << what;
+            EXPECT_LT(c.deflate_out_bytes * (size >= 4000 ? 3 : 1), c.deflate_in_bytes) << what;
+          }
+          // Noise does not shrink: without a stream it goes uncompressed.
+          if (!text && mode == ws::DeflateMode::kNoContextTakeover) {
+            EXPECT_EQ(c.messages_deflated, 0u) << what;
+          }
+          EXPECT_EQ(c.inflate_errors, 0u) << what;
+          // Every stream given back as its connection ended.
+          EXPECT_EQ(c.deflate_context_bytes, 0u) << what;
+        }
+      }
+    }
   }
 }
 

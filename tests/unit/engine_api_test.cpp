@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -115,6 +116,7 @@ std::string after_head(const std::string& resp) {
 // A server frame's payload (unmasked, as servers send), from the start of `s`.
 struct ServerFrame {
   int opcode = -1;
+  int rsv = 0;
   std::string payload;
   std::size_t size = 0;  // header + payload; 0 when incomplete
 };
@@ -127,6 +129,7 @@ ServerFrame parse_server_frame(std::string_view s) {
       s.size() < h.size + h.payload_len)
     return f;
   f.opcode = h.opcode;
+  f.rsv = h.rsv;
   f.payload = std::string(s.substr(h.size, h.payload_len));
   f.size = h.size + h.payload_len;
   return f;
@@ -1138,6 +1141,97 @@ TEST(EngineApi, APreparedFrameReachesManyWithoutACopyEach) {
   }
   EXPECT_EQ(ep.counters().messages_out, 24u);
   EXPECT_EQ(in_use_after, 0u);
+}
+
+// What a peer with a 2^bits window inflates from a permessage-deflate payload (tail put back).
+std::string inflate_as_peer(const std::string& z, int bits) {
+  z_stream s{};
+  EXPECT_EQ(inflateInit2(&s, -bits), Z_OK);
+  std::string in = z + std::string("\x00\x00\xff\xff", 4);
+  std::string out(1 << 20, '\0');
+  s.next_in = reinterpret_cast<Bytef*>(in.data());
+  s.avail_in = static_cast<uInt>(in.size());
+  s.next_out = reinterpret_cast<Bytef*>(out.data());
+  s.avail_out = static_cast<uInt>(out.size());
+  int rc = inflate(&s, Z_SYNC_FLUSH);
+  EXPECT_TRUE(rc == Z_OK || rc == Z_STREAM_END) << rc;
+  out.resize(s.total_out);
+  inflateEnd(&s);
+  return out;
+}
+
+TEST(EngineApi, APreparedMessageIsCompressedOncePerWindowItsSubscribersNeed) {
+  // Four subscribers: one without the extension, two with the default window (one frame for
+  // both), one that asked for a 1 KiB window (a frame of its own). A message under
+  // --deflate-min-size goes uncompressed to everyone; one no longer than 256 bytes needs one
+  // compressed frame whatever the windows.
+  ws::EndpointConfig cfg;
+  cfg.deflate.mode = ws::DeflateMode::kNoContextTakeover;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  std::uint16_t port = listen_on(reactor);
+  const std::string offers[] = {"", "permessage-deflate", "permessage-deflate",
+                                "permessage-deflate; server_max_window_bits=10"};
+  std::string big;
+  for (int i = 0; big.size() < 20000; ++i)
+    big += "{\"id\":" + std::to_string(i) + ",\"user\":\"name" + std::to_string(i % 13) + "\"},";
+  std::string mid(200, 'm'), tiny = "tiny";
+  std::vector<std::uint8_t> tried;
+  std::vector<int> variants;
+  int opened = 0;
+  app.opened = [&](Connection) {
+    if (++opened < 4) return;
+    for (const std::string* text : {&big, &mid, &tiny}) {
+      ws::PreparedMessage m = ep.prepare_message(Opcode::kText, std::as_bytes(std::span(*text)));
+      ep.for_each_open([&](Connection c) { EXPECT_EQ(c.send_prepared(m), ws::SendResult::kOk); });
+      tried.push_back(m.tried);
+      variants.push_back(static_cast<int>(std::count_if(
+          std::begin(m.deflated), std::end(m.deflated), [](memory::Buffer* b) { return b; })));
+      ep.release_prepared(m);
+    }
+  };
+  std::vector<std::unique_ptr<RawClient>> clients;
+  std::vector<std::string> got(4);
+  std::vector<std::thread> threads;
+  auto three = [](const std::string& g) { return frames_after_head(g).size() >= 3; };
+  for (std::size_t i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<RawClient>(port));
+    std::string req(kUpgrade.substr(0, kUpgrade.size() - 2));
+    if (!offers[i].empty()) req += "Sec-WebSocket-Extensions: " + offers[i] + "\r\n";
+    clients[i]->send(req + "\r\n");
+    threads.push_back(clients[i]->read_then_leave(got[i], 5000, three));
+  }
+  int closed = 0;
+  app.closed = [&](Connection, std::uint16_t) {
+    if (++closed == 4) app.stop();
+  };
+  reactor.run(ep);
+  for (auto& t : threads) t.join();
+
+  // Windows 15 and 10 for the big one; one frame for every window for the 200-byte one.
+  EXPECT_EQ(tried, (std::vector<std::uint8_t>{0x80 | 0x04, 0x80, 0}));
+  EXPECT_EQ(variants, (std::vector<int>{2, 1, 0}));
+  for (std::size_t i = 0; i < 4; ++i) {
+    std::vector<ServerFrame> f = frames_after_head(got[i]);
+    ASSERT_EQ(f.size(), 3u) << i;
+    int bits = i == 3 ? 10 : 15;
+    for (std::size_t k = 0; k < 2; ++k) {
+      const std::string& want = k == 0 ? big : mid;
+      if (i == 0) {
+        EXPECT_EQ(f[k].rsv, 0);
+        EXPECT_EQ(f[k].payload, want);
+      } else {
+        EXPECT_EQ(f[k].rsv, 0x40) << i;
+        EXPECT_LT(f[k].payload.size(), want.size() / 2) << i;
+        EXPECT_EQ(inflate_as_peer(f[k].payload, bits), want) << i;
+      }
+    }
+    EXPECT_EQ(f[2].rsv, 0);
+    EXPECT_EQ(f[2].payload, tiny);
+  }
+  EXPECT_EQ(ep.counters().deflate_negotiated, 3u);
+  EXPECT_EQ(ep.counters().messages_deflated, 6u);  // by delivery: two messages to three peers
+  EXPECT_EQ(reactor.pool().in_use(), 0u);
 }
 
 TEST(EngineApi, PreparedFramesThePeerMustRefuseAreNotMade) {

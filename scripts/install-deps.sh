@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   build-essential pkg-config cmake meson ninja-build   # toolchain
-  liburing-dev libssl-dev libmimalloc-dev openssl libdeflate-dev zlib1g-dev  # the server (the last two: permessage-deflate)
+  liburing-dev libssl-dev libmimalloc-dev openssl zlib1g-dev  # the server (zlib: permessage-deflate)
   libzmq3-dev cppzmq-dev                               # the bridge to backends
   libtomlplusplus-dev                                  # the config file and the ACL file
   libsystemd-dev systemd                               # sd_notify readiness and watchdog; the unit's check
@@ -12,6 +12,7 @@ packages=(
   python3-jwt                                          # tokens minted by a third party
   python3-prometheus-client haproxy                    # the metrics parser, PROXY protocol sender
   libbenchmark-dev libboost-dev libwebsocketpp-dev gnuplot-nox # the bench and its baselines
+  libdeflate-dev                                       # micro: what zlib is compared with
   mongrel2-core pushpin                                # the bridge's baselines
   clang libclang-rt-14-dev                              # the fuzz targets (libFuzzer)
 )

@@ -1,6 +1,5 @@
 #include "codec.hpp"
 
-#include <libdeflate.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -150,18 +149,14 @@ InflateResult inflate_message(z_stream* z, std::span<const std::byte> in, std::u
 }  // namespace
 
 Codec::Codec(int level) : level_(level) {
-  compressor_ = libdeflate_alloc_compressor(level);
-  if (!compressor_) throw std::bad_alloc();
   inflater_ = new z_stream{};
   if (inflateInit2(inflater_, -15) != Z_OK) {
     delete inflater_;
-    libdeflate_free_compressor(compressor_);
     throw std::bad_alloc();
   }
 }
 
 Codec::~Codec() {
-  libdeflate_free_compressor(compressor_);
   inflateEnd(inflater_);
   delete inflater_;
   for (z_stream* z : window_deflaters_) {
@@ -182,32 +177,14 @@ std::vector<std::byte>& Codec::scratch(std::size_t need) {
   return scratch_;
 }
 
-// Both compressors end a message in a final block. Chromium's inflater starts a new stream
-// after one and reads on into the receiver's 00 00 ff ff tail: alone, the tail is the start of
-// a stored block 0xff00 bytes long, and the next message is read as its contents (Chromium
-// failed the connection on the second compressed message). One 0x00 after the final block
-// makes the tail an empty stored block (header 000, LEN 0, NLEN 0xffff), which leaves every
-// inflater at a block boundary. Empty when that is not smaller than the message.
-namespace {
-std::span<const std::byte> after_final_block(std::vector<std::byte>& s, std::size_t n,
-                                             std::size_t original) {
-  if (n == 0 || n + 1 >= original) return {};
-  s[n] = std::byte{0};
-  return {s.data(), n + 1};
-}
-}  // namespace
-
 std::span<const std::byte> Codec::compress(std::span<const std::byte> in, int window_bits) {
   assert(window_bits >= 8 && window_bits <= 15);
-  // libdeflate's window is 32 KiB, but no match in a message of at most 2^B bytes reaches
-  // further back than 2^B: such messages need no smaller window whatever B is.
-  if (window_bits == 15 || in.size() <= (std::size_t{1} << window_bits)) {
-    auto& s = scratch(libdeflate_deflate_compress_bound(compressor_, in.size()) + 1);
-    std::size_t n =
-        libdeflate_deflate_compress(compressor_, in.data(), in.size(), s.data(), s.size());
-    return after_final_block(s, n, in.size());
+  // zlib has no raw 256-byte window; a message no longer than 256 bytes refers back less than
+  // that whatever the stream's window, so a 9-bit stream serves it.
+  if (window_bits == 8) {
+    if (in.size() > 256) return {};
+    window_bits = 9;
   }
-  if (window_bits == 8) return {};  // zlib refuses a raw 256-byte window (deflateInit2)
   z_stream*& z = window_deflaters_[window_bits];
   if (!z) {
     z = new z_stream{};
@@ -219,17 +196,42 @@ std::span<const std::byte> Codec::compress(std::span<const std::byte> in, int wi
   } else {
     deflateReset(z);
   }
-  // Messages here are longer than 512 bytes but well under 4 GiB (--max-message), so one call
-  // with deflateBound's room finishes (zlib guarantees Z_STREAM_END for it).
-  auto& s = scratch(deflateBound(z, static_cast<uLong>(in.size())) + 1);
-  z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data()));
-  z->avail_in = static_cast<uInt>(in.size());
-  z->next_out = reinterpret_cast<Bytef*>(s.data());
-  z->avail_out = static_cast<uInt>(s.size());
-  int rc = ::deflate(z, Z_FINISH);
-  assert(rc == Z_STREAM_END);
-  (void)rc;
-  return after_final_block(s, z->total_out, in.size());
+  std::span<const std::byte> out = sync_flush(z, in);
+  return out.size() < in.size() ? out : std::span<const std::byte>{};
+}
+
+// Messages end in a sync flush, never in a final block (which libdeflate, a whole-buffer
+// compressor, always writes): Beast 1.74 and websocketpp 0.8.2 fail the connection on a
+// message that ends in one, and Chromium reads the receiver's tail after one as the start of a
+// stored block and fails on the next message. docs/DEFLATE.md §3 has the measurements.
+std::span<const std::byte> Codec::sync_flush(z_stream_s* z, std::span<const std::byte> in) {
+  // deflateBound is for Z_FINISH; a sync flush adds its empty stored block (5 bytes) and the
+  // bits of the block before it. Should that still not fit, the loop grows the scratch.
+  auto* s = &scratch(deflateBound(z, static_cast<uLong>(std::min(in.size(), kMaxPiece))) + 16);
+  std::size_t fed = 0, n = 0;
+  for (;;) {
+    if (z->avail_in == 0 && fed < in.size()) {
+      std::size_t piece = std::min(in.size() - fed, kMaxPiece);
+      z->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + fed));
+      z->avail_in = static_cast<uInt>(piece);
+      fed += piece;
+    }
+    if (n == s->size()) s->resize(s->size() * 2);
+    z->next_out = reinterpret_cast<Bytef*>(s->data() + n);
+    z->avail_out = static_cast<uInt>(std::min(s->size() - n, kMaxPiece));
+    uInt avail_out = z->avail_out;
+    // Only the end of the message flushes (pieces exist only past 4 GiB).
+    int rc = ::deflate(z, fed == in.size() ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+    assert(rc == Z_OK || rc == Z_BUF_ERROR);
+    (void)rc;
+    n += avail_out - z->avail_out;
+    // Done when all input went in and the flush fitted (zlib asks to be called again while
+    // avail_out is 0).
+    if (fed == in.size() && z->avail_in == 0 && z->avail_out > 0) break;
+  }
+  // The sync flush's empty stored block: its LEN/NLEN are the tail the receiver appends back.
+  assert(n >= 4 && std::memcmp(s->data() + n - 4, kTail, 4) == 0);
+  return {s->data(), n - 4};
 }
 
 InflateResult Codec::inflate(std::span<const std::byte> in, std::uint64_t max_size,
@@ -258,34 +260,7 @@ DeflateStream::~DeflateStream() {
 }
 
 std::span<const std::byte> DeflateStream::compress(std::span<const std::byte> in, Codec& codec) {
-  // deflateBound is for Z_FINISH; a sync flush adds its empty stored block (5 bytes) and the
-  // bits of the block before it. Should that still not fit, the loop grows the scratch.
-  auto* s =
-      &codec.scratch(deflateBound(z_, static_cast<uLong>(std::min(in.size(), kMaxPiece))) + 16);
-  std::size_t fed = 0, n = 0;
-  for (;;) {
-    if (z_->avail_in == 0 && fed < in.size()) {
-      std::size_t piece = std::min(in.size() - fed, kMaxPiece);
-      z_->next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + fed));
-      z_->avail_in = static_cast<uInt>(piece);
-      fed += piece;
-    }
-    if (n == s->size()) s->resize(s->size() * 2);
-    z_->next_out = reinterpret_cast<Bytef*>(s->data() + n);
-    z_->avail_out = static_cast<uInt>(std::min(s->size() - n, kMaxPiece));
-    uInt avail_out = z_->avail_out;
-    // Only the end of the message flushes (pieces exist only past 4 GiB).
-    int rc = ::deflate(z_, fed == in.size() ? Z_SYNC_FLUSH : Z_NO_FLUSH);
-    assert(rc == Z_OK || rc == Z_BUF_ERROR);
-    (void)rc;
-    n += avail_out - z_->avail_out;
-    // Done when all input went in and the flush fitted (zlib asks to be called again while
-    // avail_out is 0).
-    if (fed == in.size() && z_->avail_in == 0 && z_->avail_out > 0) break;
-  }
-  // The sync flush's empty stored block: its LEN/NLEN are the tail the receiver appends back.
-  assert(n >= 4 && std::memcmp(s->data() + n - 4, kTail, 4) == 0);
-  return {s->data(), n - 4};
+  return codec.sync_flush(z_, in);
 }
 
 std::size_t InflateStream::footprint(int window_bits) {

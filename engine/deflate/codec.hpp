@@ -4,12 +4,14 @@
 // decides what to compress). docs/DEFLATE.md §3–§5.
 //
 // Two kinds of state. A Codec per core serves every connection that negotiated no context
-// takeover: each message is compressed on its own by libdeflate (a whole-buffer compressor: at
-// level 6 as fast as zlib on 1 KiB of JSON, 1.6x faster on 16 KiB, bench/micro.cpp) and
-// inflated by one reusable zlib stream, so such a connection holds no compression state at all
-// between messages. A connection with context takeover (opt-in) owns a DeflateStream and/or an
-// InflateStream: zlib streams whose window carries from one message to the next, their memory
-// counted exactly (zalloc/zfree) in the core's MemoryBudget.
+// takeover: each message is compressed on its own by a zlib stream of the core's (one per peer
+// window, reset per message, ending in a sync flush) and inflated by another, so such a
+// connection holds no compression state at all between messages. (libdeflate compresses whole
+// buffers 1.6x faster at 16 KiB, as fast at 1 KiB, but can only end a message in a final
+// block, which Beast, websocketpp and Chromium fail on: codec.cpp, Codec::sync_flush.) A connection
+// with context takeover (opt-in) owns a DeflateStream and/or an InflateStream: zlib streams whose
+// window carries from one message to the next, their memory counted exactly (zalloc/zfree) in the
+// core's MemoryBudget.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -17,7 +19,6 @@
 
 #include "engine/memory/buffer_pool.hpp"
 
-struct libdeflate_compressor;
 struct z_stream_s;
 
 namespace wsedge::deflate {
@@ -40,19 +41,18 @@ enum class InflateResult : std::uint8_t {
 
 class Codec {
  public:
-  explicit Codec(int level);  // 1..9, zlib's scale (libdeflate's levels match at 1..9)
+  explicit Codec(int level);  // 1..9, zlib's
   ~Codec();
   Codec(const Codec&) = delete;
   Codec& operator=(const Codec&) = delete;
 
   // One whole message compressed on its own for a peer whose LZ77 window is 2^window_bits
   // (8..15) bytes: the payload permessage-deflate sends with RSV1 (deflate data ending in a
-  // final block and one 0x00, which the receiver's 00 00 ff ff tail completes into an empty
-  // stored block: codec.cpp, after_final_block, says why). A view of the codec's
-  // scratch, valid until its next compress or DeflateStream::compress. Empty when the message
-  // is better sent uncompressed: the result would not be smaller than `in`, or no compressor
-  // here keeps to the window at this size (window_bits 8 and more than 256 bytes: zlib's
-  // smallest raw window is 512 bytes). The scratch keeps its capacity up to kKeepScratch so the
+  // sync flush, its 00 00 ff ff tail removed). A view of the codec's scratch, valid until its
+  // next compress or DeflateStream::compress. Empty when the message is better sent
+  // uncompressed: the result would not be smaller than `in`, or no compressor here keeps to
+  // the window at this size (window_bits 8 and more than 256 bytes: zlib's smallest raw
+  // window is 512 bytes). The scratch keeps its capacity up to kKeepScratch so the
   // steady state allocates nothing; a larger one is let go by the next message that fits in
   // kKeepScratch (a run of large messages reuses it).
   std::span<const std::byte> compress(std::span<const std::byte> in, int window_bits);
@@ -70,10 +70,12 @@ class Codec {
   friend class DeflateStream;
   // The scratch for a new message of at most `need` output bytes (contents not kept).
   std::vector<std::byte>& scratch(std::size_t need);
+  // `in` through `z` (a raw deflater where the message starts) into the scratch, ending in a
+  // sync flush whose tail is removed.
+  std::span<const std::byte> sync_flush(z_stream_s* z, std::span<const std::byte> in);
 
   int level_;
-  libdeflate_compressor* compressor_ = nullptr;
-  z_stream_s* window_deflaters_[16] = {};  // by window bits 9..14, created on first use
+  z_stream_s* window_deflaters_[16] = {};  // by window bits 9..15, created on first use
   z_stream_s* inflater_ = nullptr;         // raw inflate, 32 KiB window, reset per message
   std::vector<std::byte> scratch_;
 };

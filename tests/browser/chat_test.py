@@ -2,8 +2,9 @@
 """The demo page in a real browser: chat_test.py WSEDGE_BINARY ARTIFACT_DIR
 
 Starts wsedge over wss:// with a self-signed certificate and its embedded chat backend, opens
-the page it serves at / in two headless Chromium pages, and checks that what page A sends
-reaches page B, and that after A joins another room B no longer sees A. Then, against a server
+the page it serves at / in two headless Chromium pages, checks that both negotiated
+permessage-deflate, that what page A sends (short, and long enough to be compressed) reaches
+page B, and that after A joins another room B no longer sees A. Then, against a server
 that requires tokens (docs/AUTH.md), a page connects with its token as a `bearer.` subprotocol
 (browsers cannot set headers) and is greeted by the token's name; without one it is refused. Leaves a screenshot of
 page B in ARTIFACT_DIR/chat.png (also when a check fails: it shows what B saw). Exit status 0
@@ -80,6 +81,11 @@ def open_chat(driver, url, name):
 def chat(page_a, page_b, url):
     open_chat(page_a, url, "A")
     open_chat(page_b, url, "B")
+    # Chromium always offers permessage-deflate; the server's default mode accepts it
+    # (docs/DEFLATE.md). `ws` is the page's own socket (a global of its script).
+    for name, page in (("A", page_a), ("B", page_b)):
+        ext = page.execute_script("return ws.extensions")
+        assert ext.startswith("permessage-deflate"), f"{name}: ws.extensions is {ext!r}"
 
     submit(page_a, "nick", "rename", "alice")
     wait(page_a, EC.text_to_be_present_in_element((By.ID, "messages"), "you are now alice"),
@@ -91,6 +97,11 @@ def chat(page_a, page_b, url):
     assert "alice" in messages(page_b), "B shows the message without A's name"
     assert "<b>not bold</b>" in messages(page_b), "B rendered A's text as HTML"
     assert not page_b.find_elements(By.CSS_SELECTOR, "#messages b"), "B made elements of A's text"
+    # Long enough to be compressed both ways (past --deflate-min-size).
+    long_text = "compressed " + "all the way from A to B " * 20 + "end"
+    submit(page_a, "text", "send", long_text)
+    wait(page_b, EC.text_to_be_present_in_element((By.ID, "messages"), long_text),
+         "B: A's long message")
 
     submit(page_a, "room", "join", "elsewhere")
     wait(page_a, EC.text_to_be_present_in_element((By.ID, "current-room"), "elsewhere"),

@@ -1,5 +1,7 @@
 // Interop with Node's `ws` (Debian node-ws) against a running wsedge.
-// WSEDGE_URL names the server (tests/support/wsedge_server.py sets it).
+// WSEDGE_URL names the server (tests/support/wsedge_server.py sets it); WSEDGE_DEFLATE its
+// --deflate mode (docs/DEFLATE.md; default no-context-takeover), which decides what the
+// compression cases expect it to negotiate.
 'use strict';
 const WebSocket = require('ws');
 const crypto = require('crypto');
@@ -8,6 +10,7 @@ const fs = require('fs');
 
 const URL = process.env.WSEDGE_URL;
 const TLS = process.env.WSEDGE_CA ? { ca: fs.readFileSync(process.env.WSEDGE_CA) } : {};
+const DEFLATE = process.env.WSEDGE_DEFLATE || 'no-context-takeover';
 const results = [];
 function check(name, ok, detail = '') {
   results.push(ok);
@@ -102,8 +105,55 @@ async function concurrent(n = 1000) {
   check(`${n} concurrent connections, 3 echoes each`, oks.every(Boolean), `${oks.filter((x) => !x).length} failed`);
 }
 
+function jsonText(n) {
+  const rows = [];
+  for (let i = 0, size = 0; size < n; i++) {
+    const row = `{"id":${i},"user":"user${i % 7}","score":${(i * 37) % 1000},"tags":["alpha","beta"]},`;
+    rows.push(row);
+    size += row.length;
+  }
+  return rows.join('').slice(0, n);
+}
+
+// ws's own offer, "permessage-deflate; client_max_window_bits" (perMessageDeflate is on by
+// default in its client): what wsedge answers in its mode, and compressible messages above ws's
+// 1024-byte threshold (ws compresses those) both ways. The server's compressed replies are
+// counted by wrapping the extension's decompress, which ws calls only for RSV1 messages.
+async function deflate() {
+  const want = {
+    'no-context-takeover': 'permessage-deflate; server_no_context_takeover; client_no_context_takeover',
+    'context-takeover': 'permessage-deflate; client_max_window_bits=15',
+  }[DEFLATE];
+  const ws = new WebSocket(URL, { maxPayload: 0, ...TLS });
+  let answer;
+  ws.once('upgrade', (res) => { answer = res.headers['sec-websocket-extensions']; });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  check(`${DEFLATE}: ws.extensions is permessage-deflate`, ws.extensions === 'permessage-deflate', ws.extensions);
+  check(`${DEFLATE}: ws's default offer answered ${want}`, answer === want, answer);
+  const pmd = ws._extensions['permessage-deflate'];
+  let compressed = 0;
+  const decompress = pmd.decompress.bind(pmd);
+  pmd.decompress = (data, fin, cb) => { compressed++; decompress(data, fin, cb); };
+  const sizes = [2000, 64 << 10, 1 << 20, 2000, 64 << 10];
+  for (const size of sizes) {
+    const text = jsonText(size);
+    ws.send(text);
+    let m = await next(ws);
+    check(`${DEFLATE}: compressed text echo ${size} bytes`, !m.isBinary && m.data.toString() === text,
+      `${m.data.length} bytes back`);
+    const bin = Buffer.from(text);
+    ws.send(bin);
+    m = await next(ws);
+    check(`${DEFLATE}: compressed binary echo ${size} bytes`, m.isBinary && Buffer.compare(m.data, bin) === 0,
+      `${m.data.length} bytes back`);
+  }
+  check(`${DEFLATE}: every echo came back compressed`, compressed === 2 * sizes.length, `${compressed} compressed`);
+  ws.close();
+  await closed(ws);
+}
+
 (async () => {
-  for (const t of [echoSizes, fragmented, ping, closeCodes, concurrent]) {
+  for (const t of [deflate, echoSizes, fragmented, ping, closeCodes, concurrent]) {
     try {
       await t();
     } catch (e) {

@@ -7,7 +7,6 @@
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
 //             --deflate to offer permessage-deflate without context takeover (docs/DEFLATE.md
 //             §6) and fail unless the server's messages came compressed (see below),
-//             --plain-sends: with --deflate, wsload's own messages go uncompressed (see Options),
 //             --json (echo, fanout): the payload is JSON-like text (ids, names, timestamps,
 //             nested arrays, numbers) that compresses as API traffic does,
 //             --target PATH: the upgrade's request-target (default "/"; "/?token=..." carries
@@ -42,7 +41,6 @@
 #include <cstdio>
 #include <cstring>
 #include <latch>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -137,13 +135,7 @@ struct Options {
   bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
   bool resume = false;            // offer the last session: resumed handshakes
   bool deflate = false;           // offer permessage-deflate, no context takeover
-  // With deflate: send every message uncompressed (RSV1 clear, which RFC 7692 §6 allows
-  // message by message) while the server's are still inflated. The engine compresses each
-  // message on its own with libdeflate, whose output ends in a final (BFINAL) block; Boost.Beast
-  // 1.74 stops answering on such a message and websocketpp 0.8.2 inflates every later one to
-  // nothing (its inflater is never reset), so the baselines can only be measured this way.
-  bool plain_sends = false;
-  bool json = false;  // JSON-like text payloads (json_payload)
+  bool json = false;              // JSON-like text payloads (json_payload)
   bool fanout() const { return mode == "fanout"; }
 };
 
@@ -595,7 +587,7 @@ std::vector<int> parse_cpus(const std::string& list) {
       "[-k INFLIGHT]\n"
       "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
       "              [--cpu LIST] [--tls] [--resume] [--max-connecting M] [--target PATH]\n"
-      "              [--prefix TEXT (fanout)] [--deflate [--plain-sends]] [--json (echo, "
+      "              [--prefix TEXT (fanout)] [--deflate] [--json (echo, "
       "fanout)]\n",
       why);
   std::exit(2);
@@ -645,8 +637,6 @@ Options parse(int argc, char** argv) {
       o.resume = o.tls = true;
     else if (a == "--deflate")
       o.deflate = true;
-    else if (a == "--plain-sends")
-      o.plain_sends = true;
     else if (a == "--json")
       o.json = o.text = true;
     else
@@ -657,7 +647,6 @@ Options parse(int argc, char** argv) {
   if (!o.prefix.empty() && o.mode != "fanout") usage("--prefix applies to fanout only");
   if (o.path.empty() || o.path[0] != '/') usage("--target must start with '/'");
   if (o.json && o.mode != "echo" && o.mode != "fanout") usage("--json applies to echo and fanout");
-  if (o.plain_sends && !o.deflate) usage("--plain-sends applies with --deflate");
   if (o.json && o.size < kJsonHead.size() + kJsonTail.size())
     usage("--json needs --size of at least 29");
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
@@ -708,7 +697,6 @@ void run_thread(const Options& opt, Group& g, unsigned index, std::latch& regist
     ec.ping_interval_ms = 0;  // the server pings; the loader only answers
     ec.max_message = std::max<std::uint64_t>(opt.size, 1024);
     if (opt.deflate) ec.deflate.mode = ws::DeflateMode::kNoContextTakeover;
-    if (opt.plain_sends) ec.deflate.min_size = std::numeric_limits<std::uint32_t>::max();
     app = std::make_unique<LoadApp>(opt, g, share);
     ep = std::make_unique<ws::Endpoint<LoadApp>>(*reactor, ec, *app);
     app->attach(ep.get(), reactor.get());

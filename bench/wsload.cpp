@@ -6,7 +6,8 @@
 //   wsload fanout  --connect HOST:PORT [-c N] [-k K] [--size B] [--duration S]
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
 //             --deflate to offer permessage-deflate without context takeover (docs/DEFLATE.md
-//             §6) and fail unless the server's messages came compressed (see below),
+//             §6); a connection whose server declines it is an error, and so is a --json run
+//             whose received wire bytes are not below its payload bytes,
 //             --json (echo, fanout): the payload is JSON-like text (ids, names, timestamps,
 //             nested arrays, numbers) that compresses as API traffic does,
 //             --target PATH: the upgrade's request-target (default "/"; "/?token=..." carries
@@ -156,7 +157,7 @@ struct Group {
   std::mutex mu;
   Histogram hist;
   std::uint64_t bytes = 0, errors = 0, resumed = 0;
-  std::uint64_t payload_sent = 0, wire_sent = 0, wire_received = 0;  // bytes: payload received
+  std::uint64_t payload_sent = 0, wire_sent = 0, wire_received = 0;  // payload received: bytes
   unsigned opened = 0;
 
   void mark_start() {

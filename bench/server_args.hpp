@@ -1,5 +1,6 @@
 #pragma once
-// The command line every baseline server shares: --listen HOST:PORT [--tls-cert F --tls-key F].
+// The command line every baseline server shares:
+//   --listen HOST:PORT [--tls-cert F --tls-key F] [--deflate] [--broadcast]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -10,29 +11,42 @@ struct ServerArgs {
   std::string host;
   unsigned short port = 0;
   std::string cert, key;  // both empty: plain ws://
+  // permessage-deflate offered by a client is accepted (each library's own negotiation).
+  bool deflate = false;
+  // Fan-out instead of echo: every connection gets a text "ready" when it opens, and every
+  // message received is sent to every open connection (wsload fanout's server side).
+  bool broadcast = false;
 };
 
-// Exits with a usage line naming `program` when the arguments are wrong.
+// Exits with a usage line naming `program` when the arguments are wrong. `library`: the
+// library baselines take TLS, deflate and broadcast; the floor is a bare yardstick and takes none.
 inline ServerArgs parse_server_args(int argc, char** argv, const char* program,
-                                    bool tls_allowed = true) {
+                                    bool library = true) {
   ServerArgs a;
   std::string listen;
-  bool ok = argc % 2 == 1;
-  for (int i = 1; ok && i + 1 < argc; i += 2) {
+  bool ok = true;
+  for (int i = 1; ok && i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--listen")
-      listen = argv[i + 1];
-    else if (flag == "--tls-cert" && tls_allowed)
-      a.cert = argv[i + 1];
-    else if (flag == "--tls-key" && tls_allowed)
-      a.key = argv[i + 1];
+    bool has_value = i + 1 < argc;
+    if (flag == "--listen" && has_value)
+      listen = argv[++i];
+    else if (!library)
+      ok = false;
+    else if (flag == "--deflate")
+      a.deflate = true;
+    else if (flag == "--broadcast")
+      a.broadcast = true;
+    else if (flag == "--tls-cert" && has_value)
+      a.cert = argv[++i];
+    else if (flag == "--tls-key" && has_value)
+      a.key = argv[++i];
     else
       ok = false;
   }
   auto colon = listen.rfind(':');
   if (!ok || colon == std::string::npos || a.cert.empty() != a.key.empty()) {
     std::fprintf(stderr, "usage: %s --listen HOST:PORT%s\n", program,
-                 tls_allowed ? " [--tls-cert FILE --tls-key FILE]" : "");
+                 library ? " [--tls-cert FILE --tls-key FILE] [--deflate] [--broadcast]" : "");
     std::exit(2);
   }
   a.host = listen.substr(0, colon);

@@ -5,6 +5,11 @@
 //   wsload idle    --connect HOST:PORT [-c N] [--duration S]
 //   wsload fanout  --connect HOST:PORT [-c N] [-k K] [--size B] [--duration S]
 //   any mode: --tls for wss://, --resume (connect) to resume the last TLS session,
+//             --deflate to offer permessage-deflate without context takeover (docs/DEFLATE.md
+//             §6); a connection whose server declines it is an error, and so is a --json run
+//             whose received wire bytes are not below its payload bytes,
+//             --json (echo, fanout): the payload is JSON-like text (ids, names, timestamps,
+//             nested arrays, numbers) that compresses as API traffic does,
 //             --target PATH: the upgrade's request-target (default "/"; "/?token=..." carries
 //             a token in the query),
 //             --max-connecting M: at most M handshakes in progress at once (default 256),
@@ -22,7 +27,10 @@
 // checked against the payload alone: "wsedge:pub bench " makes each trigger a client publish
 // the edge checks against its ACL (docs/AUTH.md §6) instead of a message to the backend.
 // Prints "measure-start"/"measure-end" at the edges of the measured window, so a driver can
-// sample the server at the same moments, and a JSON summary as its last line.
+// sample the server at the same moments, and a JSON summary as its last line. The summary has
+// the window's payload bytes and wire bytes (what the sockets carried: frame headers, masks,
+// compressed payloads) each way, so a compression ratio is measured here, alike for every
+// server: payload_received / wire_received is the server's.
 // With threads, each owns its share of the connections (its own ring, nothing shared per
 // message); the window opens for all of them together once every connection is open.
 #include <sched.h>
@@ -58,6 +66,58 @@ double cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// --json: the sequence field is the 8 characters after {"seq":" (kJsonHead).
+constexpr std::string_view kJsonHead = "{\"seq\":\"00000000\",\"items\":[", kJsonTail = "]}";
+constexpr std::size_t kJsonSeqAt = 8;
+
+// JSON-like text of exactly `size` bytes (at least kJsonHead and kJsonTail), shaped like API
+// traffic, so it compresses as that does: a list of records with ids, names, e-mail addresses,
+// ISO timestamps, flags, numbers, tags and nested objects and arrays, whose values vary (a
+// fixed LCG: the same text every run, for every server), then a note of words that fills the
+// size exactly. Filling with spaces instead would compress far better than traffic does.
+std::string json_payload(std::size_t size) {
+  static constexpr const char* kWords[] = {
+      "alpha",  "bravo", "charlie", "delta", "echo",  "foxtrot", "golf",   "hotel", "india",
+      "juliet", "kilo",  "lima",    "mike",  "oscar", "papa",    "quebec", "romeo", "sierra"};
+  std::uint32_t x = 20261130;
+  auto next = [&x](std::uint32_t below) {
+    x = x * 1103515245u + 12345u;
+    return (x >> 8) % below;
+  };
+  std::string out(kJsonHead);
+  char rec[512];
+  for (unsigned id = 0;; ++id) {
+    unsigned user = next(10000);
+    int n = std::snprintf(
+        rec, sizeof rec,
+        "%s{\"id\":%u,\"name\":\"user-%04u\",\"email\":\"user-%04u@example.com\","
+        "\"created\":\"2026-11-%02uT%02u:%02u:%02u.%03uZ\",\"active\":%s,\"score\":%u.%02u,"
+        "\"tags\":[\"%s\",\"%s\"],\"geo\":{\"lat\":%u.%04u,\"lon\":%u.%04u},"
+        "\"history\":[%u,%u,%u,%u]}",
+        id == 0 ? "" : ",", 100000 + next(900000), user, user, 1 + next(30), next(24), next(60),
+        next(60), next(1000), next(2) ? "true" : "false", next(100), next(100),
+        kWords[next(std::size(kWords))], kWords[next(std::size(kWords))], next(90), next(10000),
+        next(180), next(10000), next(1000), next(1000), next(1000), next(1000));
+    if (out.size() + static_cast<std::size_t>(n) + kJsonTail.size() > size) break;
+    out.append(rec, static_cast<std::size_t>(n));
+  }
+  std::string_view note = out.size() == kJsonHead.size() ? "{\"note\":\"" : ",{\"note\":\"";
+  std::size_t room = size - kJsonTail.size() - out.size();
+  if (room > note.size() + 2) {  // 2: the closing "}
+    out += note;
+    std::size_t text_end = out.size() + room - note.size() - 2;
+    while (out.size() < text_end) {
+      out += kWords[next(std::size(kWords))];
+      out += ' ';
+    }
+    out.resize(text_end);
+    out += "\"}";
+  }
+  out.append(size - kJsonTail.size() - out.size(), ' ');  // too little room for a note
+  out += kJsonTail;
+  return out;
+}
+
 struct Options {
   std::string mode;
   io::Address target;
@@ -75,6 +135,8 @@ struct Options {
   unsigned max_connecting = 256;  // connects in progress at once, so a big N ramps up politely
   bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
   bool resume = false;            // offer the last session: resumed handshakes
+  bool deflate = false;           // offer permessage-deflate, no context takeover
+  bool json = false;              // JSON-like text payloads (json_payload)
   bool fanout() const { return mode == "fanout"; }
 };
 
@@ -95,6 +157,7 @@ struct Group {
   std::mutex mu;
   Histogram hist;
   std::uint64_t bytes = 0, errors = 0, resumed = 0;
+  std::uint64_t payload_sent = 0, wire_sent = 0, wire_received = 0;  // payload received: bytes
   unsigned opened = 0;
 
   void mark_start() {
@@ -114,10 +177,16 @@ struct Group {
 class LoadApp {
  public:
   LoadApp(const Options& o, Group& g, unsigned connections)
-      : opt_(o), group_(g), connections_(connections) {
-    pattern_.resize(o.size);
-    for (std::size_t i = 0; i < o.size; ++i)
-      pattern_[i] = static_cast<std::byte>(o.text ? 'a' + i % 26 : (i * 131 + 7) & 0xFF);
+      : opt_(o), group_(g), connections_(connections), seq_at_(o.json ? kJsonSeqAt : 0) {
+    if (o.json) {
+      std::string json = json_payload(o.size);
+      const auto* j = reinterpret_cast<const std::byte*>(json.data());
+      pattern_.assign(j, j + json.size());
+    } else {
+      pattern_.resize(o.size);
+      for (std::size_t i = 0; i < o.size; ++i)
+        pattern_[i] = static_cast<std::byte>(o.text ? 'a' + i % 26 : (i * 131 + 7) & 0xFF);
+    }
     // A trigger is the prefix then the payload; the payload part is what must be delivered.
     const auto* prefix = reinterpret_cast<const std::byte*>(o.prefix.data());
     send_buf_.assign(prefix, prefix + o.prefix.size());
@@ -154,6 +223,12 @@ class LoadApp {
     Conn& s = conns_[ep_->state(c)->index];
     s.conn = c;
     s.open = true;
+    // The client role counts each answer that accepted its offer before on_open: a server that
+    // declined would otherwise be measured as if it compressed (an error; the run goes on).
+    if (opt_.deflate && ep_->counters().deflate_negotiated.get() != opened_) {
+      ++errors_;
+      if (errors_ <= 5) std::fprintf(stderr, "wsload: the server declined permessage-deflate\n");
+    }
     std::uint64_t t = reactor_->now_ns();
     if (opt_.mode == "connect") {
       record_if_measuring(t, t - s.connect_started, 0);
@@ -211,6 +286,13 @@ class LoadApp {
     std::lock_guard<std::mutex> lock(group_.mu);
     group_.hist.merge(hist_);
     group_.bytes += bytes_;
+    group_.payload_sent += payload_sent_;
+    if (measuring_) {
+      // A thread whose last message came before the window's end has not taken its snapshot.
+      Wire end = past_end_ ? wire_end_ : wire();
+      group_.wire_sent += end.sent - wire_start_.sent;
+      group_.wire_received += end.received - wire_start_.received;
+    }
     group_.errors += errors_;
     group_.opened += opened_;
     group_.resumed += ep_->counters().tls_resumed;
@@ -244,8 +326,8 @@ class LoadApp {
       return;
     }
     std::uint64_t seq = 0;
-    bool ok = op == Opcode::kText && p.size() == pattern_.size() && p.size() >= 8;
-    for (std::size_t i = 0; ok && i < 8; ++i) {
+    bool ok = op == Opcode::kText && p.size() == pattern_.size();
+    for (std::size_t i = seq_at_; ok && i < seq_at_ + 8; ++i) {
       auto ch = static_cast<char>(p[i]);
       if (ch >= '0' && ch <= '9')
         seq = seq << 4 | static_cast<unsigned>(ch - '0');
@@ -254,8 +336,7 @@ class LoadApp {
       else
         ok = false;
     }
-    ok = ok && seq < pub_sent_ && seq >= pub_done_ &&
-         std::memcmp(p.data() + 8, pattern_.data() + 8, p.size() - 8) == 0;
+    ok = ok && seq < pub_sent_ && seq >= pub_done_ && same_around_seq(p);
     if (!ok) {
       ++errors_;
       return;
@@ -277,10 +358,11 @@ class LoadApp {
   void publish_next(std::uint64_t t) {
     std::uint64_t seq = pub_sent_++;
     static constexpr char kHex[] = "0123456789abcdef";
-    std::byte* payload = send_buf_.data() + opt_.prefix.size();
+    std::byte* field = send_buf_.data() + opt_.prefix.size() + seq_at_;
     for (std::size_t i = 0; i < 8; ++i)
-      payload[i] = static_cast<std::byte>(kHex[(seq >> (4 * (7 - i))) & 15]);
+      field[i] = static_cast<std::byte>(kHex[(seq >> (4 * (7 - i))) & 15]);
     pub_at_[seq % kRing] = t;
+    if (in_window(t)) payload_sent_ += send_buf_.size();
     conns_[0].conn.send(Opcode::kText, send_buf_);
   }
 
@@ -350,30 +432,54 @@ class LoadApp {
 
   bool finished(std::uint64_t t) const { return measure_end_ != 0 && t >= measure_end_; }
 
-  void record_if_measuring(std::uint64_t t, std::uint64_t latency, std::size_t bytes) {
-    if (measure_start_ == 0 || t < measure_start_) return;
+  struct Wire {
+    std::uint64_t sent = 0, received = 0;
+  };
+  Wire wire() const {
+    return {reactor_->counters().bytes_out.get(), reactor_->counters().bytes_in.get()};
+  }
+
+  // Whether t is inside the measured window. At its edges (once per thread: the shared flags
+  // are not for every late echo) it marks them and takes the wire snapshots, so wire and
+  // payload bytes cover the same messages.
+  bool in_window(std::uint64_t t) {
+    if (measure_start_ == 0 || t < measure_start_) return false;
     if (t >= measure_end_) {
-      if (!past_end_) {  // once per thread: the shared flags are not for every late echo
+      if (!past_end_) {
         past_end_ = true;
+        wire_end_ = wire();
         group_.mark_end();
       }
-      return;
+      return false;
     }
     if (!measuring_) {
       measuring_ = true;
+      wire_start_ = wire();
       group_.mark_start();
     }
+    return true;
+  }
+
+  void record_if_measuring(std::uint64_t t, std::uint64_t latency, std::size_t bytes) {
+    if (!in_window(t)) return;
     hist_.record(latency);
     bytes_ += bytes;
   }
 
-  // The first 8 payload bytes carry the message's sequence number; the rest is the pattern.
+  // The 8 payload bytes at seq_at_ carry the message's sequence number; the rest is the pattern.
   void stamp(std::uint64_t seq) {
-    std::size_t n = std::min<std::size_t>(8, send_buf_.size());
+    std::size_t n = std::min<std::size_t>(8, send_buf_.size() - seq_at_);
     for (std::size_t i = 0; i < n; ++i) {
       auto nibble = static_cast<std::uint8_t>((seq >> (8 * i)) & 0xFF);
-      send_buf_[i] = static_cast<std::byte>(opt_.text ? 'a' + (nibble & 15) : nibble);
+      send_buf_[seq_at_ + i] = static_cast<std::byte>(opt_.text ? 'a' + (nibble & 15) : nibble);
     }
+  }
+
+  // p (of the pattern's size) is the pattern outside the sequence field.
+  bool same_around_seq(std::span<const std::byte> p) const {
+    std::size_t end = std::min(seq_at_ + 8, p.size());
+    return std::memcmp(p.data(), pattern_.data(), seq_at_) == 0 &&
+           std::memcmp(p.data() + end, pattern_.data() + end, p.size() - end) == 0;
   }
 
   // Echoes come back in order, so sends and receipts walk the same ring (no division per message).
@@ -388,6 +494,7 @@ class LoadApp {
     s.sent_at[next_slot(s.send_slot)] = t;
     ++s.sent;
     ++s.outstanding;
+    if (in_window(t)) payload_sent_ += send_buf_.size();
     s.conn.send(opt_.text ? Opcode::kText : Opcode::kBinary, send_buf_);
   }
 
@@ -395,9 +502,9 @@ class LoadApp {
     if (op != (opt_.text ? Opcode::kText : Opcode::kBinary) || p.size() != pattern_.size())
       return false;
     stamp(s.received);
-    std::size_t n = std::min<std::size_t>(8, p.size());
-    return std::memcmp(p.data(), send_buf_.data(), n) == 0 &&
-           std::memcmp(p.data() + n, pattern_.data() + n, p.size() - n) == 0;
+    std::size_t n = std::min<std::size_t>(8, p.size() - seq_at_);
+    return std::memcmp(p.data() + seq_at_, send_buf_.data() + seq_at_, n) == 0 &&
+           same_around_seq(p);
   }
 
   void done() { reactor_->exit_when_idle(); }
@@ -405,6 +512,7 @@ class LoadApp {
   const Options& opt_;
   Group& group_;
   const unsigned connections_;  // this thread's share
+  const std::size_t seq_at_;    // where in the payload the sequence field is
   StartTask start_task_;
   ws::Endpoint<LoadApp>* ep_ = nullptr;
   io::Reactor* reactor_ = nullptr;
@@ -412,7 +520,8 @@ class LoadApp {
   std::vector<Conn> conns_;
   std::vector<std::uint64_t> sent_at_;
   Histogram hist_;
-  std::uint64_t bytes_ = 0, errors_ = 0;
+  std::uint64_t bytes_ = 0, errors_ = 0, payload_sent_ = 0;
+  Wire wire_start_, wire_end_;  // the reactor's socket bytes at the window's edges
   std::uint64_t measure_start_ = 0, measure_end_ = 0;  // the group's window, once it opened
   unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0, ready_ = 0;
   std::uint64_t pub_sent_ = 0, pub_done_ = 0;  // fanout: triggers sent, publishes complete
@@ -441,12 +550,17 @@ void print_summary(const Group& g) {
       "{\"mode\":\"%s\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"text\":%s,"
       "\"threads\":%u,\"seconds\":%.3f,\"count\":%llu,\"rate\":%.1f,\"mb_per_s\":%.2f,"
       "\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,\"max_us\":%.2f,\"errors\":%llu,"
-      "\"opened\":%u,\"loader_cpu_pct\":%.1f,\"tls\":%s,\"resumed\":%llu}\n",
+      "\"opened\":%u,\"loader_cpu_pct\":%.1f,\"tls\":%s,\"resumed\":%llu,\"deflate\":%s,"
+      "\"json\":%s,\"payload_sent\":%llu,\"wire_sent\":%llu,\"payload_received\":%llu,"
+      "\"wire_received\":%llu}\n",
       opt.mode.c_str(), opt.connections, opt.inflight, opt.size, opt.text ? "true" : "false",
       opt.threads, secs, static_cast<unsigned long long>(h.count()), rate, mbps,
       us(h.percentile(50)), us(h.percentile(99)), us(h.percentile(99.9)), us(h.max()),
       static_cast<unsigned long long>(g.errors), g.opened, cpu, opt.tls ? "true" : "false",
-      static_cast<unsigned long long>(g.resumed));
+      static_cast<unsigned long long>(g.resumed), opt.deflate ? "true" : "false",
+      opt.json ? "true" : "false", static_cast<unsigned long long>(g.payload_sent),
+      static_cast<unsigned long long>(g.wire_sent), static_cast<unsigned long long>(g.bytes),
+      static_cast<unsigned long long>(g.wire_received));
   std::fflush(stdout);
 }
 
@@ -474,7 +588,8 @@ std::vector<int> parse_cpus(const std::string& list) {
       "[-k INFLIGHT]\n"
       "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
       "              [--cpu LIST] [--tls] [--resume] [--max-connecting M] [--target PATH]\n"
-      "              [--prefix TEXT (fanout)]\n",
+      "              [--prefix TEXT (fanout)] [--deflate] [--json (echo, "
+      "fanout)]\n",
       why);
   std::exit(2);
 }
@@ -521,6 +636,10 @@ Options parse(int argc, char** argv) {
       o.prefix = value();
     else if (a == "--resume")
       o.resume = o.tls = true;
+    else if (a == "--deflate")
+      o.deflate = true;
+    else if (a == "--json")
+      o.json = o.text = true;
     else
       usage(("unknown flag " + a).c_str());
   }
@@ -528,6 +647,9 @@ Options parse(int argc, char** argv) {
   // An echo carries the prefix back, and its check stamps the first bytes: only fanout strips it.
   if (!o.prefix.empty() && o.mode != "fanout") usage("--prefix applies to fanout only");
   if (o.path.empty() || o.path[0] != '/') usage("--target must start with '/'");
+  if (o.json && o.mode != "echo" && o.mode != "fanout") usage("--json applies to echo and fanout");
+  if (o.json && o.size < kJsonHead.size() + kJsonTail.size())
+    usage("--json needs --size of at least 29");
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
   if (o.threads == 0 || o.threads > o.connections)
     usage("threads must be at least 1 and at most the connections");
@@ -575,6 +697,7 @@ void run_thread(const Options& opt, Group& g, unsigned index, std::latch& regist
     ws::EndpointConfig ec;
     ec.ping_interval_ms = 0;  // the server pings; the loader only answers
     ec.max_message = std::max<std::uint64_t>(opt.size, 1024);
+    if (opt.deflate) ec.deflate.mode = ws::DeflateMode::kNoContextTakeover;
     app = std::make_unique<LoadApp>(opt, g, share);
     ep = std::make_unique<ws::Endpoint<LoadApp>>(*reactor, ec, *app);
     app->attach(ep.get(), reactor.get());
@@ -651,6 +774,16 @@ int main(int argc, char** argv) {
   release.count_down();
   for (std::thread& t : threads) t.join();
   group.mark_end();
+  // The server must also have compressed what it sent: JSON text always compresses well below
+  // its size, so its wire bytes tell (a server may send any message uncompressed, RFC 7692 §6).
+  if (opt.deflate && opt.json && group.bytes > 0 && group.wire_received >= group.bytes) {
+    std::fprintf(stderr,
+                 "wsload: --deflate, but the server's messages came uncompressed (%llu wire bytes "
+                 "for %llu payload bytes)\n",
+                 static_cast<unsigned long long>(group.wire_received),
+                 static_cast<unsigned long long>(group.bytes));
+    ++group.errors;
+  }
   bench::print_summary(group);
   return group.errors || failed ? 1 : 0;
 }

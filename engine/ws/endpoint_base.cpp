@@ -203,7 +203,10 @@ void EndpointBase::finish(io::SocketId id, std::uint16_t code, std::string_view 
   // (A slot's figures from before a reload turned the log on are zero: no line for them.)
   if (ConnStats* st = stats(id); st && st->start_ms && !(c.flags & kClient))
     log_access(id, code, peer);
+  io::SocketId outer = finishing_;
+  finishing_ = id;
   on_close_hook_(this, id, code, reason);
+  finishing_ = outer;
 }
 
 void EndpointBase::log_access(io::SocketId id, std::uint16_t code, bool by_peer) {

@@ -86,7 +86,8 @@ class EndpointBase {
   }
   // The id still names a connection this endpoint tracks (upgrade to on_close).
   bool is_current(io::SocketId id) const {
-    return reactor_.current(id) && id.idx < conns_.size() && conns_[id.idx].phase != kIdle;
+    return (reactor_.current(id) || id == finishing_) && id.idx < conns_.size() &&
+           conns_[id.idx].phase != kIdle;
   }
   std::size_t buffered(io::SocketId id) const {
     return reactor_.alive(id) ? reactor_.queued(id) : 0;
@@ -422,7 +423,11 @@ class EndpointBase {
   std::vector<bool> proxy_listeners_;              // by listener index: PROXY header first
   protocol::AssemblyBudget assembly_;              // bytes of this core's unfinished messages
   protocol::MessageReader* delivering_ = nullptr;  // whose message on_message is handling
-  std::uint64_t mask_state_;                       // xorshift state for client masking keys
+  // Whose on_close is running: a client whose connect failed has had its socket released by
+  // the reactor already, and its state (ConnState, is_client) must still answer (wsload
+  // crashed reading a null state there).
+  io::SocketId finishing_;
+  std::uint64_t mask_state_;  // xorshift state for client masking keys
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
   std::function<EndpointConfig()> config_loader_;

@@ -976,6 +976,30 @@ TEST(EngineApi, APausedClientStillCompletesTheClosingHandshake) {
   EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(closed - closing).count(), 1000);
 }
 
+TEST(EngineApi, AClientWhoseConnectIsRefusedStillHasItsStateInOnClose) {
+  // The reactor releases a refused connect's socket before reporting it; on_close must still
+  // see the connection as its own (a load generator crashed reading a null state there).
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  int fd = io::open_listener(addr, 1);
+  addr.set_port(io::local_address(fd).port());
+  ::close(fd);  // nothing listens there now: the connect is refused
+  Server srv;
+  auto [reactor, app, ep] = srv.parts();
+  std::vector<std::uint16_t> codes;
+  app.closed = [&](Connection c, std::uint16_t code) {
+    EXPECT_TRUE(c.is_client());
+    ASSERT_NE(ep.state(c), nullptr);
+    EXPECT_EQ(ep.state(c)->tag, 0);
+    codes.push_back(code);
+    reactor.exit_when_idle();
+  };
+  Connection c = ep.connect(addr, "localhost", "/");
+  ep.state(c)->tag = 0;
+  reactor.run(ep);
+  EXPECT_EQ(codes, std::vector<std::uint16_t>{1006});
+  EXPECT_EQ(ep.state(c), nullptr);  // cleared after on_close
+}
+
 TEST(EngineApi, AConnectThatHangsEndsAtTheHandshakeDeadline) {
   // A listener that never accepts, its queue full: the kernel drops further SYNs, as a black
   // hole would. Before, a connect there waited for the kernel's SYN retries (minutes).

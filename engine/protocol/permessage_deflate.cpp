@@ -126,9 +126,10 @@ DeflateAnswer accept_deflate_answer(std::string_view extensions, bool context_ta
   });
   if (!valid || count > 1 || !ok) return DeflateAnswer::kInvalid;
   if (count == 0) return DeflateAnswer::kNone;
-  // Only what was offered may be answered (§7.1.2.1, §7.1.2.2), and an offered
-  // server_no_context_takeover must be accepted as such (§7.1.1.1).
-  if (a.server_max_window_bits) return DeflateAnswer::kInvalid;
+  // Only what was offered may be answered (§7.1.2.2), and an offered server_no_context_takeover
+  // must be accepted as such (§7.1.1.1). server_max_window_bits is the exception: a server may
+  // name its window unasked (§7.1.2.1), and our inflater, at 15 bits, reads any smaller one
+  // (failing such a server's answer lost the connection for nothing).
   if (a.client_max_window_bits && !context_takeover) return DeflateAnswer::kInvalid;
   if (!context_takeover && !a.server_no_context_takeover) return DeflateAnswer::kInvalid;
   DeflateAgreement g;

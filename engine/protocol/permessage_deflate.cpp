@@ -133,9 +133,12 @@ DeflateAnswer accept_deflate_answer(std::string_view extensions, bool context_ta
   if (a.client_max_window_bits && !context_takeover) return DeflateAnswer::kInvalid;
   if (!context_takeover && !a.server_no_context_takeover) return DeflateAnswer::kInvalid;
   DeflateAgreement g;
-  g.send_context = context_takeover && !a.client_no_context_takeover;
-  g.recv_context = !a.server_no_context_takeover;
   if (a.client_max_window_bits) g.send_window_bits = a.client_max_window_bits;
+  // As the server's side (negotiate_deflate): zlib has no raw 256-byte window, so at 8 bits
+  // each message is compressed on its own, which any inflater reads. A stream would throw
+  // from deflateInit2, out of the handshake and the core's loop.
+  g.send_context = context_takeover && !a.client_no_context_takeover && g.send_window_bits > 8;
+  g.recv_context = !a.server_no_context_takeover;
   agreement = g;
   return DeflateAnswer::kAccepted;
 }

@@ -1752,5 +1752,142 @@ TEST(EngineApi, DeflateAnUpgradeDecidedInsideAnotherConnectionsMessage) {
   EXPECT_EQ(reactor.pool().in_use(), 0u);
 }
 
+// A server for the engine's client role, byte-exact: it answers the upgrade with `extensions`,
+// sends `frames` (unmasked), and reads what the client sends until it closes.
+struct RawServer {
+  int lfd = -1;
+  std::uint16_t port = 0;
+  std::string got;
+  std::thread t;
+  RawServer(std::string extensions, std::string frames) {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(lfd, 4);
+    socklen_t len = sizeof a;
+    getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this, extensions, frames] {
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string req;
+      char buf[4096];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string_view field = "Sec-WebSocket-Key: ";
+      std::size_t k = req.find(field);
+      std::string key = req.substr(k + field.size(), 24);
+      protocol::AcceptKey accept = protocol::accept_key(key);
+      std::string resp =
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: " +
+          std::string(accept.data(), accept.size()) + "\r\n";
+      if (!extensions.empty()) resp += "Sec-WebSocket-Extensions: " + extensions + "\r\n";
+      resp += "\r\n" + frames;
+      ::send(fd, resp.data(), resp.size(), MSG_NOSIGNAL);
+      timeval tv{5, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      while (!closed()) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+      }
+      ::close(fd);  // the client's Close read: the TCP close answers it
+    });
+  }
+  // Whether the client's frames so far include its Close.
+  bool closed() const {
+    std::string_view v(got);
+    protocol::FrameHeader h;
+    while (protocol::parse_frame_header(reinterpret_cast<const std::byte*>(v.data()), v.size(),
+                                        h) == protocol::HeaderParse::kOk &&
+           v.size() >= h.size + h.payload_len) {
+      if (h.opcode == 8) return true;
+      v.remove_prefix(h.size + h.payload_len);
+    }
+    return false;
+  }
+  ~RawServer() {
+    if (t.joinable()) t.join();
+    ::close(lfd);
+  }
+};
+
+// A server frame as a raw server sends it (unmasked).
+std::string server_frame(int opcode, std::string_view payload, int rsv = 0) {
+  return test::str(test::frame(opcode, payload, true, false, rsv));
+}
+
+struct ClientRun {
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> codes;
+  ws::EndpointCounters counters;
+  std::string server_got;
+};
+// The engine's client, offering deflate in `mode`, against a RawServer; it closes once it got
+// a message.
+ClientRun client_against(ws::DeflateMode mode, std::string extensions, std::string frames,
+                         std::string_view send = {}) {
+  RawServer server(std::move(extensions), std::move(frames));
+  ws::EndpointConfig cfg;
+  cfg.deflate.mode = mode;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  app.opened = [&](Connection c) {
+    if (!send.empty()) c.send_text(send);
+  };
+  app.message = [&](Connection c, Opcode, std::span<std::byte>) { c.close(1000, "got it"); };
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(server.port);
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  ClientRun r{app.messages, app.close_codes, ep.counters(), {}};
+  EXPECT_EQ(reactor.pool().in_use(), 0u);
+  server.t.join();
+  r.server_got = server.got;
+  return r;
+}
+
+TEST(EngineApi, DeflateTheClientRoleSurvivesWhatAServerAnswersAndSends) {
+  std::string text;
+  for (int i = 0; text.size() < 3000; ++i) text += "{\"k\":" + std::to_string(i) + "},";
+  const std::string z = deflate_as_peer({text});
+  // A valid answer, then a compressed message: inflated.
+  ClientRun ok =
+      client_against(ws::DeflateMode::kNoContextTakeover,
+                     "permessage-deflate; server_no_context_takeover", server_frame(1, z, kRsv1));
+  EXPECT_EQ(ok.messages, std::vector<std::string>{text});
+  EXPECT_EQ(ok.counters.deflate_negotiated, 1u);
+  EXPECT_EQ(ok.counters.messages_inflated, 1u);
+  // RSV1 from a server that answered no extension: 1002, no crash, nothing delivered.
+  ClientRun none =
+      client_against(ws::DeflateMode::kNoContextTakeover, "", server_frame(1, z, kRsv1));
+  EXPECT_TRUE(none.messages.empty());
+  EXPECT_EQ(none.codes, std::vector<std::uint16_t>{1002});
+  EXPECT_EQ(none.counters.protocol_errors, 1u);
+  EXPECT_EQ(none.counters.deflate_negotiated, 0u);
+  // An answer our offer forbids: the connection fails before it opens.
+  ClientRun bad = client_against(ws::DeflateMode::kNoContextTakeover, "permessage-deflate",
+                                 server_frame(1, "hi"));
+  EXPECT_TRUE(bad.messages.empty());
+  EXPECT_EQ(bad.counters.handshake_rejected, 1u);
+  // A window of 8 bits for our messages with context takeover: zlib has no raw 256-byte
+  // window (deflateInit2 refuses it), so the client compresses each message on its own,
+  // within 256 bytes, instead of creating a stream that cannot exist.
+  std::string small(200, 's');
+  ClientRun eight = client_against(ws::DeflateMode::kContextTakeover,
+                                   "permessage-deflate; client_max_window_bits=8",
+                                   server_frame(1, z, kRsv1), small);
+  EXPECT_EQ(eight.messages, std::vector<std::string>{text});
+  EXPECT_EQ(eight.counters.deflate_negotiated, 1u);
+  EXPECT_EQ(eight.counters.messages_deflated, 1u);
+}
+
 }  // namespace
 }  // namespace wsedge

@@ -173,6 +173,13 @@ TEST(PermessageDeflate, ClientChecksTheServersAnswer) {
   EXPECT_EQ(client("permessage-deflate; client_max_window_bits=9", true, &a),
             DeflateAnswer::kAccepted);
   EXPECT_EQ(a.send_window_bits, 9);
+  // zlib has no raw 256-byte window: a stream cannot keep to 8 bits, so each message is
+  // compressed on its own (which every server inflates, whatever it allowed).
+  EXPECT_EQ(client("permessage-deflate; client_max_window_bits=8", true, &a),
+            DeflateAnswer::kAccepted);
+  EXPECT_FALSE(a.send_context);
+  EXPECT_TRUE(a.recv_context);
+  EXPECT_EQ(a.send_window_bits, 8);
   EXPECT_EQ(client("permessage-deflate; client_no_context_takeover", true, &a),
             DeflateAnswer::kAccepted);
   EXPECT_FALSE(a.send_context);

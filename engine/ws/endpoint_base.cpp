@@ -434,6 +434,8 @@ bool EndpointBase::accept_upgrade(io::SocketId id, const protocol::UpgradeReques
   }
   emit(id, out, n);
   ++counters_.handshakes;
+  // Counted once the 101 carries it: a refused answer negotiated nothing.
+  if (!ours.empty()) ++counters_.deflate_negotiated;
   counters_.handshake_time.record(now_us() - c.accepted_us);
   c.phase = kOpen;
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.

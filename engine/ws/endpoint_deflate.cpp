@@ -62,7 +62,9 @@ bool EndpointBase::accept_answer(io::SocketId id, std::string_view extensions) {
     case protocol::DeflateAnswer::kAccepted:
       break;
   }
-  return agree(id, a);
+  if (!agree(id, a)) return false;
+  ++counters_.deflate_negotiated;
+  return true;
 }
 
 bool EndpointBase::agree(io::SocketId id, const protocol::DeflateAgreement& a) {
@@ -90,7 +92,6 @@ bool EndpointBase::agree(io::SocketId id, const protocol::DeflateAgreement& a) {
   }
   dc.send_bits = a.send_window_bits;
   conns_[id.idx].rsv |= protocol::kRsv1;
-  ++counters_.deflate_negotiated;
   return true;
 }
 

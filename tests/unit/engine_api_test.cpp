@@ -1889,5 +1889,28 @@ TEST(EngineApi, DeflateTheClientRoleSurvivesWhatAServerAnswersAndSends) {
   EXPECT_EQ(eight.counters.messages_deflated, 1u);
 }
 
+TEST(EngineApi, DeflateAnUpgradeRefusedAfterNegotiationCountsNothingAndHoldsNothing) {
+  // The application's extra headers leave no room for the 101: it becomes a 500 after the
+  // offer was negotiated (context streams made, with context takeover).
+  const std::string headers = "X-Big: " + std::string(2300, 'h') + "\r\n";
+  for (ws::DeflateMode mode :
+       {ws::DeflateMode::kNoContextTakeover, ws::DeflateMode::kContextTakeover}) {
+    ws::EndpointConfig cfg = deflate_server();
+    cfg.deflate.mode = mode;
+    DeflatePeer p =
+        deflate_peer("permessage-deflate", {}, cfg, [&](Recorder& app, ws::Endpoint<Recorder>&) {
+          app.upgrade = [&](Connection) {
+            app.stop();  // once the refused connection is gone
+            return ws::UpgradeDecision{.headers = headers};
+          };
+        });
+    EXPECT_EQ(p.got.rfind("HTTP/1.1 500", 0), 0u) << p.got.substr(0, 40);
+    EXPECT_EQ(p.counters.handshakes, 0u);
+    EXPECT_EQ(p.counters.deflate_negotiated, 0u);
+    EXPECT_EQ(p.counters.deflate_context_bytes, 0u);
+    EXPECT_EQ(p.pool_in_use, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace wsedge

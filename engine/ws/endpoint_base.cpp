@@ -308,6 +308,13 @@ memory::Buffer* EndpointBase::prepare_frame(Opcode op, std::span<const std::byte
 }
 
 SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
+  SendResult r = queue_prepared(id, frame);
+  if (r != SendResult::kOk) return r;
+  const std::byte* bytes = frame->bytes() + frame->off;
+  return sent(id, frame->len - frame->off - protocol::frame_header_size(bytes));
+}
+
+SendResult EndpointBase::queue_prepared(io::SocketId id, memory::Buffer* frame) {
   if (!is_open(id)) return SendResult::kClosed;
   Conn& c = conns_[id.idx];
   // Client frames are masked with a key of their own each: one frame cannot serve them.
@@ -327,7 +334,7 @@ SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
   } else {
     reactor_.write_shared(id, frame);
   }
-  return sent(id, len - protocol::frame_header_size(bytes));
+  return SendResult::kOk;
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {

@@ -199,12 +199,13 @@ SendResult EndpointBase::send_prepared(io::SocketId id, PreparedMessage& m) {
     if (!c.empty()) z = prepare_frame(m.op, c, protocol::kRsv1);
   }
   if (!z) return send_prepared(id, m.plain);
-  std::size_t wire = z->len - protocol::frame_header_size(z->data());
-  SendResult r = send_prepared(id, z);
+  SendResult r = queue_prepared(id, z);
+  if (r != SendResult::kOk) return r;
   ++counters_.messages_deflated;
   counters_.deflate_in_bytes += m.payload.size();
-  counters_.deflate_out_bytes += wire;
-  return r;
+  counters_.deflate_out_bytes += z->len - protocol::frame_header_size(z->data());
+  // The application's payload, as send() counts it: not the variant's compressed bytes.
+  return sent(id, m.payload.size());
 }
 
 void EndpointBase::release_prepared(PreparedMessage& m) {

@@ -867,10 +867,11 @@ std::string ext_upgrade() {
 }
 
 // Serves one raw client that offers x-flip and sends `frames`; returns what it read.
-std::string converse(ExtensionApp& app, std::initializer_list<test::Bytes> frames) {
+std::string converse(ExtensionApp& app, std::initializer_list<test::Bytes> frames,
+                     const ws::EndpointConfig& cfg = {}) {
   io::Reactor reactor(test::small_reactor(), 0);
   app.reactor = &reactor;
-  ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
+  ws::Endpoint<ExtensionApp> ep(reactor, cfg, app);
   RawClient client(listen_on(reactor));
   client.send(ext_upgrade());
   for (const test::Bytes& f : frames) client.send(f);
@@ -909,6 +910,20 @@ TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
   ServerFrame close = parse_server_frame(rest);
   ASSERT_EQ(close.opcode, 8);
   EXPECT_EQ(close_code_of(close), 1002);
+}
+
+TEST(EngineApi, AnApplicationsOwnRsv1ExtensionGetsNoDeflateAllowanceOnMaxMessage) {
+  // The reader lets a permessage-deflate connection's compressed messages pass max_message by
+  // deflate's overhead (the inflater holds the limit itself). An application's own RSV1
+  // extension has no such check after the reader: its messages meet the limit there.
+  ws::EndpointConfig cfg;
+  cfg.max_message = 1000;
+  ExtensionApp app;
+  std::string got = converse(app, {test::frame(2, std::string(1001, 'x'), true, true, 0x40)}, cfg);
+  EXPECT_TRUE(app.got.empty());
+  ServerFrame close = parse_server_frame(after_head(got));
+  ASSERT_EQ(close.opcode, 8);
+  EXPECT_EQ(close_code_of(close), 1009);
 }
 
 TEST(EngineApi, WithoutTheExtensionRsv1IsAProtocolError) {
@@ -1236,6 +1251,8 @@ TEST(EngineApi, APreparedMessageIsCompressedOncePerWindowItsSubscribersNeed) {
   }
   EXPECT_EQ(ep.counters().deflate_negotiated, 3u);
   EXPECT_EQ(ep.counters().messages_deflated, 6u);  // by delivery: two messages to three peers
+  // Payload bytes out are the application's, as send() counts them, whatever variant went.
+  EXPECT_EQ(ep.counters().payload_bytes_out, 4 * (big.size() + mid.size() + tiny.size()));
   EXPECT_EQ(reactor.pool().in_use(), 0u);
 }
 

@@ -126,15 +126,19 @@ DeflateAnswer accept_deflate_answer(std::string_view extensions, bool context_ta
   });
   if (!valid || count > 1 || !ok) return DeflateAnswer::kInvalid;
   if (count == 0) return DeflateAnswer::kNone;
-  // Only what was offered may be answered (§7.1.2.1, §7.1.2.2), and an offered
-  // server_no_context_takeover must be accepted as such (§7.1.1.1).
-  if (a.server_max_window_bits) return DeflateAnswer::kInvalid;
+  // Only what was offered may be answered (§7.1.2.2), and an offered server_no_context_takeover
+  // must be accepted as such (§7.1.1.1). server_max_window_bits is the exception: a server may
+  // name its window unasked (§7.1.2.1), and our inflater, at 15 bits, reads any smaller one
+  // (failing such a server's answer lost the connection for nothing).
   if (a.client_max_window_bits && !context_takeover) return DeflateAnswer::kInvalid;
   if (!context_takeover && !a.server_no_context_takeover) return DeflateAnswer::kInvalid;
   DeflateAgreement g;
-  g.send_context = context_takeover && !a.client_no_context_takeover;
-  g.recv_context = !a.server_no_context_takeover;
   if (a.client_max_window_bits) g.send_window_bits = a.client_max_window_bits;
+  // As the server's side (negotiate_deflate): zlib has no raw 256-byte window, so at 8 bits
+  // each message is compressed on its own, which any inflater reads. A stream would throw
+  // from deflateInit2, out of the handshake and the core's loop.
+  g.send_context = context_takeover && !a.client_no_context_takeover && g.send_window_bits > 8;
+  g.recv_context = !a.server_no_context_takeover;
   agreement = g;
   return DeflateAnswer::kAccepted;
 }

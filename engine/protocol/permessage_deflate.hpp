@@ -67,8 +67,8 @@ std::string_view deflate_client_offer(bool context_takeover);
 enum class DeflateAnswer : std::uint8_t {
   kNone,      // no extension answered: messages go uncompressed
   kAccepted,  // `agreement` filled
-  kInvalid,   // fail the connection (RFC 7692 §5): an extension or parameter not offered,
-              // an invalid value, more than one extension
+  kInvalid,   // fail the connection (RFC 7692 §5): an extension or parameter not offered
+              // (server_max_window_bits aside, §7.1.2.1), an invalid value, more than one
 };
 // Client: the server's Sec-WebSocket-Extensions answer to deflate_client_offer(context_takeover).
 DeflateAnswer accept_deflate_answer(std::string_view extensions, bool context_takeover,

@@ -402,7 +402,7 @@ class Endpoint : public EndpointBase {
 
   void frames(io::SocketId id, Conn& c, std::byte* data, std::size_t len) {
     using protocol::ReadEvent;
-    const protocol::ReaderLimits lim = limits(c);
+    const protocol::ReaderLimits lim = limits(id, c);
     memory::BufferPool& pool = reactor_.pool();
     const std::size_t read_len = len;
     c.flags = static_cast<std::uint8_t>((c.flags | kHeardFrom) & ~kAwaitingPong);

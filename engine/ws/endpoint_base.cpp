@@ -311,6 +311,13 @@ memory::Buffer* EndpointBase::prepare_frame(Opcode op, std::span<const std::byte
 }
 
 SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
+  SendResult r = queue_prepared(id, frame);
+  if (r != SendResult::kOk) return r;
+  const std::byte* bytes = frame->bytes() + frame->off;
+  return sent(id, frame->len - frame->off - protocol::frame_header_size(bytes));
+}
+
+SendResult EndpointBase::queue_prepared(io::SocketId id, memory::Buffer* frame) {
   if (!is_open(id)) return SendResult::kClosed;
   Conn& c = conns_[id.idx];
   // Client frames are masked with a key of their own each: one frame cannot serve them.
@@ -330,7 +337,7 @@ SendResult EndpointBase::send_prepared(io::SocketId id, memory::Buffer* frame) {
   } else {
     reactor_.write_shared(id, frame);
   }
-  return sent(id, len - protocol::frame_header_size(bytes));
+  return SendResult::kOk;
 }
 
 SendResult EndpointBase::ping(io::SocketId id, std::span<const std::byte> payload) {
@@ -437,6 +444,8 @@ bool EndpointBase::accept_upgrade(io::SocketId id, const protocol::UpgradeReques
   }
   emit(id, out, n);
   ++counters_.handshakes;
+  // Counted once the 101 carries it: a refused answer negotiated nothing.
+  if (!ours.empty()) ++counters_.deflate_negotiated;
   counters_.handshake_time.record(now_us() - c.accepted_us);
   c.phase = kOpen;
   // The handshake's use of the flag ends: keep-alive starts from not having heard anything.

@@ -293,11 +293,12 @@ class EndpointBase {
   // meanwhile. Nested calls for the same connection leave the reset to the outermost.
   template <class Fn>
   void busy(io::SocketId id, Fn&& fn);
-  protocol::ReaderLimits limits(const Conn& c) {
+  protocol::ReaderLimits limits(io::SocketId id, const Conn& c) {
     // A compressed message may be a little larger than the inflated one it carries (stored
     // blocks: 5 bytes per 64 KiB, and a few more); inflate_message holds the limit itself.
+    // Only permessage-deflate's: an application's own RSV1 extension has no check after this.
     std::uint64_t max = cfg_.max_message;
-    if (c.rsv & protocol::kRsv1) max += (max >> 10) + 64;
+    if (deflate_conn(id)) max += (max >> 10) + 64;
     return {max, !(c.flags & kClient), c.rsv, cfg_.max_fragments, &assembly_};
   }
 
@@ -318,6 +319,8 @@ class EndpointBase {
   // Answers a plain GET: /healthz, a configured static page, or 426 (this port speaks
   // WebSocket); then closes.
   void answer_plain_get(io::SocketId id, std::string_view target);
+  // send_prepared(frame) without its epilogue: the checks, then the frame queued (kOk).
+  SendResult queue_prepared(io::SocketId id, memory::Buffer* frame);
   // send()'s epilogue: counts the message (and its payload bytes, for the access log), closes a
   // peer past max_outbound, reports backpressure.
   SendResult sent(io::SocketId id, std::size_t payload_bytes);

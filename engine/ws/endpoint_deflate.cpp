@@ -62,7 +62,9 @@ bool EndpointBase::accept_answer(io::SocketId id, std::string_view extensions) {
     case protocol::DeflateAnswer::kAccepted:
       break;
   }
-  return agree(id, a);
+  if (!agree(id, a)) return false;
+  ++counters_.deflate_negotiated;
+  return true;
 }
 
 bool EndpointBase::agree(io::SocketId id, const protocol::DeflateAgreement& a) {
@@ -90,7 +92,6 @@ bool EndpointBase::agree(io::SocketId id, const protocol::DeflateAgreement& a) {
   }
   dc.send_bits = a.send_window_bits;
   conns_[id.idx].rsv |= protocol::kRsv1;
-  ++counters_.deflate_negotiated;
   return true;
 }
 
@@ -198,12 +199,13 @@ SendResult EndpointBase::send_prepared(io::SocketId id, PreparedMessage& m) {
     if (!c.empty()) z = prepare_frame(m.op, c, protocol::kRsv1);
   }
   if (!z) return send_prepared(id, m.plain);
-  std::size_t wire = z->len - protocol::frame_header_size(z->data());
-  SendResult r = send_prepared(id, z);
+  SendResult r = queue_prepared(id, z);
+  if (r != SendResult::kOk) return r;
   ++counters_.messages_deflated;
   counters_.deflate_in_bytes += m.payload.size();
-  counters_.deflate_out_bytes += wire;
-  return r;
+  counters_.deflate_out_bytes += z->len - protocol::frame_header_size(z->data());
+  // The application's payload, as send() counts it: not the variant's compressed bytes.
+  return sent(id, m.payload.size());
 }
 
 void EndpointBase::release_prepared(PreparedMessage& m) {

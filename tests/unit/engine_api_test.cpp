@@ -146,6 +146,8 @@ struct Recorder {
   std::function<void(Connection)> opened;
   std::function<ws::UpgradeDecision(Connection)> upgrade;
   std::function<void(Connection, std::uint16_t)> closed;
+  // After a message is recorded, instead of the echo.
+  std::function<void(Connection, Opcode, std::span<std::byte>)> message;
   std::vector<std::string> messages;
   std::vector<std::uint16_t> close_codes;
 
@@ -157,7 +159,10 @@ struct Recorder {
   }
   void on_message(Connection c, Opcode op, std::span<std::byte> p) {
     messages.push_back(test::str(p));
-    if (echo && !c.is_client()) c.send(op, p);
+    if (message)
+      message(c, op, p);
+    else if (echo && !c.is_client())
+      c.send(op, p);
   }
   void on_close(Connection c, std::uint16_t code, std::string_view) {
     close_codes.push_back(code);
@@ -862,10 +867,11 @@ std::string ext_upgrade() {
 }
 
 // Serves one raw client that offers x-flip and sends `frames`; returns what it read.
-std::string converse(ExtensionApp& app, std::initializer_list<test::Bytes> frames) {
+std::string converse(ExtensionApp& app, std::initializer_list<test::Bytes> frames,
+                     const ws::EndpointConfig& cfg = {}) {
   io::Reactor reactor(test::small_reactor(), 0);
   app.reactor = &reactor;
-  ws::Endpoint<ExtensionApp> ep(reactor, {}, app);
+  ws::Endpoint<ExtensionApp> ep(reactor, cfg, app);
   RawClient client(listen_on(reactor));
   client.send(ext_upgrade());
   for (const test::Bytes& f : frames) client.send(f);
@@ -904,6 +910,20 @@ TEST(EngineApi, AnAcceptedExtensionGetsItsRsvBitsAndValidatesItsOwnText) {
   ServerFrame close = parse_server_frame(rest);
   ASSERT_EQ(close.opcode, 8);
   EXPECT_EQ(close_code_of(close), 1002);
+}
+
+TEST(EngineApi, AnApplicationsOwnRsv1ExtensionGetsNoDeflateAllowanceOnMaxMessage) {
+  // The reader lets a permessage-deflate connection's compressed messages pass max_message by
+  // deflate's overhead (the inflater holds the limit itself). An application's own RSV1
+  // extension has no such check after the reader: its messages meet the limit there.
+  ws::EndpointConfig cfg;
+  cfg.max_message = 1000;
+  ExtensionApp app;
+  std::string got = converse(app, {test::frame(2, std::string(1001, 'x'), true, true, 0x40)}, cfg);
+  EXPECT_TRUE(app.got.empty());
+  ServerFrame close = parse_server_frame(after_head(got));
+  ASSERT_EQ(close.opcode, 8);
+  EXPECT_EQ(close_code_of(close), 1009);
 }
 
 TEST(EngineApi, WithoutTheExtensionRsv1IsAProtocolError) {
@@ -1255,6 +1275,8 @@ TEST(EngineApi, APreparedMessageIsCompressedOncePerWindowItsSubscribersNeed) {
   }
   EXPECT_EQ(ep.counters().deflate_negotiated, 3u);
   EXPECT_EQ(ep.counters().messages_deflated, 6u);  // by delivery: two messages to three peers
+  // Payload bytes out are the application's, as send() counts them, whatever variant went.
+  EXPECT_EQ(ep.counters().payload_bytes_out, 4 * (big.size() + mid.size() + tiny.size()));
   EXPECT_EQ(reactor.pool().in_use(), 0u);
 }
 
@@ -1450,6 +1472,485 @@ TEST(EngineApi, ForEachOpenVisitsOpenConnectionsOnly) {
   reactor.run(ep);
   ASSERT_EQ(seen_clients.size(), 4u);
   EXPECT_EQ(std::count(seen_clients.begin(), seen_clients.end(), true), 2);
+}
+
+}  // namespace
+}  // namespace wsedge
+
+// permessage-deflate from a raw peer's side: what the server accepts, refuses and counts
+// (docs/DEFLATE.md §4), and what an application may do with an inflated message.
+namespace wsedge {
+namespace {
+
+// What a zlib peer sends for a message given in `blocks`: raw deflate, one sync flush after
+// each block (so a character may be split across blocks), the last flush's tail removed
+// (RFC 7692 §7.2.1).
+std::string deflate_as_peer(std::initializer_list<std::string_view> blocks) {
+  z_stream s{};
+  EXPECT_EQ(deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out;
+  for (std::string_view b : blocks) {
+    std::string piece(deflateBound(&s, b.size()) + 16, '\0');
+    s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data()));
+    s.avail_in = static_cast<uInt>(b.size());
+    s.next_out = reinterpret_cast<Bytef*>(piece.data());
+    s.avail_out = static_cast<uInt>(piece.size());
+    EXPECT_EQ(::deflate(&s, Z_SYNC_FLUSH), Z_OK);
+    piece.resize(piece.size() - s.avail_out);
+    out += piece;
+  }
+  deflateEnd(&s);
+  EXPECT_EQ(out.substr(out.size() - 4), std::string("\x00\x00\xff\xff", 4));
+  out.resize(out.size() - 4);
+  return out;
+}
+
+ws::EndpointConfig deflate_server(std::uint64_t max_message = std::uint64_t{16} << 20) {
+  ws::EndpointConfig cfg;
+  cfg.deflate.mode = ws::DeflateMode::kNoContextTakeover;
+  cfg.max_message = max_message;
+  return cfg;
+}
+
+constexpr int kRsv1 = 0x40;
+const test::Bytes kClientClose = test::frame(8, "\x03\xe8");
+
+// One raw client that offers `offer` (none when empty) and sends `frames`, against a fresh
+// server; it reads until the server's Close.
+struct DeflatePeer {
+  std::string got;
+  std::vector<ServerFrame> frames;  // after the 101
+  std::vector<std::string> messages;
+  ws::EndpointCounters counters;
+  std::size_t pool_in_use = 0;
+  std::uint16_t close_code() const {
+    return !frames.empty() && frames.back().opcode == 8 ? close_code_of(frames.back()) : 0;
+  }
+};
+DeflatePeer deflate_peer(std::string_view offer, std::initializer_list<test::Bytes> frames,
+                         const ws::EndpointConfig& cfg = deflate_server(),
+                         std::function<void(Recorder&, ws::Endpoint<Recorder>&)> setup = {}) {
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  if (setup) setup(app, ep);
+  RawClient client(listen_on(reactor));
+  std::string req(kUpgrade.substr(0, kUpgrade.size() - 2));
+  if (!offer.empty()) req.append("Sec-WebSocket-Extensions: ").append(offer).append("\r\n");
+  client.send(req.append("\r\n"));
+  for (const test::Bytes& f : frames) client.send(f);
+  DeflatePeer r;
+  auto closed = [](const std::string& g) {
+    for (const ServerFrame& f : frames_after_head(g))
+      if (f.opcode == 8) return true;
+    return false;
+  };
+  std::thread t = client.read_then_leave(r.got, 5000, closed);
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  reactor.run(ep);
+  t.join();
+  r.frames = frames_after_head(r.got);
+  r.messages = app.messages;
+  r.counters = ep.counters();
+  r.pool_in_use = reactor.pool().in_use();
+  return r;
+}
+
+TEST(EngineApi, DeflateRsv1BelongsOnTheFirstFrameOfANegotiatedDataMessageOnly) {
+  const std::string z = deflate_as_peer({"first half, ", "second half"});
+  struct Case {
+    const char* what;
+    std::string_view offer;
+    test::Bytes frames;
+  };
+  const Case cases[] = {
+      {"on a continuation", "permessage-deflate",
+       test::cat({test::frame(1, z.substr(0, 5), false, true, kRsv1),
+                  test::frame(0, z.substr(5), true, true, kRsv1)})},
+      {"on a ping", "permessage-deflate", test::frame(9, "p", true, true, kRsv1)},
+      {"on a ping inside a compressed message", "permessage-deflate",
+       test::cat({test::frame(1, z.substr(0, 5), false, true, kRsv1),
+                  test::frame(9, "p", true, true, kRsv1), test::frame(0, z.substr(5))})},
+      {"on a close", "permessage-deflate", test::frame(8, "\x03\xe8", true, true, kRsv1)},
+      {"without an offer", "", test::frame(1, z, true, true, kRsv1)},
+      {"RSV2 with the extension", "permessage-deflate", test::frame(1, z, true, true, 0x20)},
+      {"RSV1|RSV3 with the extension", "permessage-deflate",
+       test::frame(1, z, true, true, kRsv1 | 0x10)},
+  };
+  for (const Case& c : cases) {
+    DeflatePeer p = deflate_peer(c.offer, {c.frames});
+    EXPECT_EQ(p.close_code(), 1002) << c.what;
+    EXPECT_TRUE(p.messages.empty()) << c.what;
+    EXPECT_EQ(p.counters.protocol_errors, 1u) << c.what;
+    EXPECT_EQ(p.counters.inflate_errors, 0u) << c.what;  // the reader's refusal, not zlib's
+    EXPECT_EQ(p.pool_in_use, 0u) << c.what;
+  }
+}
+
+TEST(EngineApi, DeflateFragmentsWithControlFramesBetweenAreInflatedAsOneMessage) {
+  std::string text;
+  for (int i = 0; text.size() < 20000; ++i) text += "{\"n\":" + std::to_string(i) + "},";
+  const std::string z = deflate_as_peer(
+      {std::string_view(text).substr(0, 7000), std::string_view(text).substr(7000)});
+  const std::size_t a = z.size() / 3, b = 2 * z.size() / 3;
+  DeflatePeer p =
+      deflate_peer("permessage-deflate",
+                   {test::frame(1, z.substr(0, a), false, true, kRsv1), test::frame(9, "ping"),
+                    test::frame(0, z.substr(a, b - a), false), test::frame(10, "unsolicited pong"),
+                    test::frame(0, z.substr(b)), kClientClose});
+  ASSERT_EQ(p.messages, std::vector<std::string>{text});
+  ASSERT_EQ(p.frames.size(), 3u);
+  EXPECT_EQ(p.frames[0].opcode, 10);
+  EXPECT_EQ(p.frames[0].payload, "ping");
+  EXPECT_EQ(p.frames[1].opcode, 1);  // the echo, compressed as a whole
+  EXPECT_EQ(p.frames[1].rsv, kRsv1);
+  EXPECT_EQ(inflate_as_peer(p.frames[1].payload, 15), text);
+  EXPECT_EQ(p.close_code(), 1000);
+  EXPECT_EQ(p.counters.messages_inflated, 1u);
+  EXPECT_EQ(p.counters.inflate_in_bytes, z.size());
+  EXPECT_EQ(p.counters.inflate_out_bytes, text.size());
+  EXPECT_EQ(p.counters.payload_bytes_in, text.size());
+  EXPECT_EQ(p.counters.messages_deflated, 1u);
+  EXPECT_EQ(p.counters.deflate_in_bytes, text.size());
+  EXPECT_EQ(p.counters.deflate_out_bytes, p.frames[1].payload.size());
+  EXPECT_EQ(p.pool_in_use, 0u);
+}
+
+TEST(EngineApi, DeflateMaxMessageIsTheInflatedSizeExactlyAtAndOneOver) {
+  const std::uint64_t kMax = 1000;
+  const std::string at(kMax, 'x'), over(kMax + 1, 'x');
+  struct Case {
+    const char* what;
+    test::Bytes frame;
+    bool delivered;
+    std::uint64_t too_big, inflate_too_big;
+  };
+  const Case cases[] = {
+      {"compressed, inflated to the limit",
+       test::frame(1, deflate_as_peer({at}), true, true, kRsv1), true, 0, 0},
+      {"compressed, one over", test::frame(1, deflate_as_peer({over}), true, true, kRsv1), false, 1,
+       1},
+      {"uncompressed at the limit", test::frame(1, at), true, 0, 0},
+      // Within the reader's allowance for deflate's overhead, but not compressed.
+      {"uncompressed, one over", test::frame(1, over), false, 1, 0},
+      {"uncompressed, 64 over", test::frame(1, std::string(kMax + 64, 'x')), false, 1, 0},
+  };
+  for (const Case& c : cases) {
+    DeflatePeer p =
+        deflate_peer("permessage-deflate", {c.frame, kClientClose}, deflate_server(kMax),
+                     [](Recorder& app, ws::Endpoint<Recorder>&) { app.echo = false; });
+    EXPECT_EQ(p.messages.size(), c.delivered ? 1u : 0u) << c.what;
+    EXPECT_EQ(p.close_code(), c.delivered ? 1000 : 1009) << c.what;
+    EXPECT_EQ(p.counters.too_big, c.too_big) << c.what;
+    EXPECT_EQ(p.counters.inflate_too_big, c.inflate_too_big) << c.what;
+    EXPECT_EQ(p.counters.protocol_errors, 0u) << c.what;
+    EXPECT_EQ(p.pool_in_use, 0u) << c.what;
+  }
+}
+
+TEST(EngineApi, DeflateBadDataClosesOnceWithItsCode) {
+  const std::string z = deflate_as_peer({"a message long enough to be cut inside its block"});
+  const std::string euro = "price: \xe2\x82\xac 5";  // U+20AC, 3 bytes
+  struct Case {
+    const char* what;
+    test::Bytes frame;
+    std::uint16_t code;  // 1000: delivered
+    std::string delivered;
+    std::uint64_t inflate_errors = 0;
+  };
+  const Case cases[] = {
+      {"not deflate data", test::frame(2, "\xff\xff\xff\xff", true, true, kRsv1), 1002, "", 1},
+      {"cut inside its block", test::frame(1, z.substr(0, z.size() / 2), true, true, kRsv1), 1002,
+       "", 1},
+      {"bytes after a final block",
+       test::frame(1, std::string("\x03\x00", 2) + "junk", true, true, kRsv1), 1002, "", 1},
+      // RFC 7692 §7.2.3.6: an empty message is sent compressed as one 0x00 octet. An empty
+      // payload with RSV1 is 00 00 ff ff alone: a stored block cut short.
+      {"empty payload", test::frame(1, "", true, true, kRsv1), 1002, "", 1},
+      {"the empty block", test::frame(1, std::string(1, '\0'), true, true, kRsv1), 1000, ""},
+      {"a final empty block", test::frame(2, std::string("\x03\x00", 2), true, true, kRsv1), 1000,
+       ""},
+      {"invalid UTF-8 once inflated",
+       test::frame(1, deflate_as_peer({"ok \xc3\x28 not"}), true, true, kRsv1), 1007, ""},
+      {"a character split across blocks",
+       test::frame(
+           1,
+           deflate_as_peer({std::string_view(euro).substr(0, 8), std::string_view(euro).substr(8)}),
+           true, true, kRsv1),
+       1000, euro},
+      // The reader leaves compressed text's UTF-8 to the inflater; uncompressed text on the
+      // same connection is still the reader's.
+      {"uncompressed invalid UTF-8", test::frame(1, "bad \xc3\x28"), 1007, ""},
+  };
+  for (const Case& c : cases) {
+    DeflatePeer p = deflate_peer("permessage-deflate", {c.frame, kClientClose}, deflate_server(),
+                                 [](Recorder& app, ws::Endpoint<Recorder>&) { app.echo = false; });
+    EXPECT_EQ(p.close_code(), c.code) << c.what;
+    if (c.code == 1000)
+      EXPECT_EQ(p.messages, std::vector<std::string>{c.delivered}) << c.what;
+    else
+      EXPECT_TRUE(p.messages.empty()) << c.what;
+    EXPECT_EQ(p.counters.inflate_errors, c.inflate_errors) << c.what;
+    EXPECT_EQ(p.counters.protocol_errors, c.code == 1002 ? 1u : 0u) << c.what;
+    EXPECT_EQ(p.counters.invalid_utf8, c.code == 1007 ? 1u : 0u) << c.what;
+    EXPECT_EQ(p.counters.too_big, 0u) << c.what;
+    EXPECT_EQ(p.pool_in_use, 0u) << c.what;
+  }
+}
+
+TEST(EngineApi, DeflateAnInflatedMessageOutlivesWhatOnMessageDoesWithIt) {
+  // Large enough for write_frame's no-copy paths, and noise, so that the echo does not
+  // compress: it is sent from the inflated buffer itself. on_message echoes it twice, closes
+  // the connection, and sends once more (refused: closing).
+  std::string noise(40000, '\0');
+  for (std::uint64_t i = 0, x = 88172645463325252ull; i < noise.size(); ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    noise[i] = static_cast<char>(x >> 32);
+  }
+  const std::string z = deflate_as_peer({noise});
+  std::vector<ws::SendResult> results;
+  DeflatePeer p =
+      deflate_peer("permessage-deflate", {test::frame(2, z, true, true, kRsv1)}, deflate_server(),
+                   [&](Recorder& app, ws::Endpoint<Recorder>&) {
+                     app.message = [&](Connection c, Opcode op, std::span<std::byte> m) {
+                       results.push_back(c.send(op, m));
+                       results.push_back(c.send(op, m));
+                       c.close(4000, "enough");
+                       results.push_back(c.send(op, m));
+                     };
+                   });
+  EXPECT_EQ(results, (std::vector<ws::SendResult>{ws::SendResult::kOk, ws::SendResult::kOk,
+                                                  ws::SendResult::kClosed}));
+  ASSERT_EQ(p.frames.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(p.frames[i].rsv, 0) << i;
+    EXPECT_TRUE(p.frames[i].payload == noise) << i;
+  }
+  EXPECT_EQ(p.close_code(), 4000);
+  EXPECT_EQ(p.pool_in_use, 0u);
+}
+
+TEST(EngineApi, DeflateAnUpgradeDecidedInsideAnotherConnectionsMessage) {
+  // B's upgrade waits; its compressed messages wait behind it in the handshake buffer. A's
+  // compressed message decides it from on_message: B's messages are inflated and delivered
+  // (nested, through the same core inflater) while A's inflated message is still being
+  // handled; then A echoes its own, which must be intact.
+  Server srv(deflate_server());
+  auto [reactor, app, ep] = srv.parts();
+  std::uint16_t port = listen_on(reactor);
+  std::string text_a, text_b;
+  for (int i = 0; text_a.size() < 30000; ++i) text_a += "a:" + std::to_string(i) + ";";
+  for (int i = 0; text_b.size() < 30000; ++i) text_b += "b=" + std::to_string(i * 3) + "|";
+  std::string req(kUpgrade.substr(0, kUpgrade.size() - 2));
+  req.append("Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+  ws::Connection pending_b;
+  int upgrades = 0;
+  app.upgrade = [&](Connection c) {
+    if (++upgrades == 1) return ws::UpgradeDecision{};  // A
+    pending_b = c;
+    return ws::UpgradeDecision::pending();
+  };
+  app.message = [&](Connection c, Opcode op, std::span<std::byte> m) {
+    if (pending_b.current() && !pending_b.open()) pending_b.decide({});
+    c.send(op, m);
+  };
+  int closed = 0;
+  app.closed = [&](Connection, std::uint16_t) {
+    if (++closed == 2) app.stop();
+  };
+  RawClient a(port);
+  a.send(req);
+  std::string got_a, got_b;
+  auto echoed = [](const std::string& g) { return frames_after_head(g).size() >= 1; };
+  std::thread ta = a.read_then_leave(got_a, 5000, echoed);
+  Later b_connects;
+  std::unique_ptr<RawClient> b;
+  std::thread tb;
+  b_connects.fn = [&] {
+    b = std::make_unique<RawClient>(port);
+    b->send(req);
+    b->send(test::frame(1, deflate_as_peer({text_b}), true, true, kRsv1));
+    Later* send_a = new Later;
+    send_a->fn = [&, send_a] {
+      a.send(test::frame(1, deflate_as_peer({text_a}), true, true, kRsv1));
+      delete send_a;
+    };
+    send_a->after(reactor, 50);
+    tb = b->read_then_leave(got_b, 5000, echoed);
+  };
+  b_connects.after(reactor, 20);
+  reactor.run(ep);
+  ta.join();
+  tb.join();
+  std::vector<ServerFrame> fa = frames_after_head(got_a), fb = frames_after_head(got_b);
+  ASSERT_GE(fa.size(), 1u);
+  ASSERT_GE(fb.size(), 1u);
+  EXPECT_TRUE(inflate_as_peer(fa[0].payload, 15) == text_a);
+  EXPECT_TRUE(inflate_as_peer(fb[0].payload, 15) == text_b);
+  EXPECT_EQ(app.messages, (std::vector<std::string>{text_a, text_b}));
+  EXPECT_EQ(ep.counters().deflate_negotiated, 2u);
+  EXPECT_EQ(reactor.pool().in_use(), 0u);
+}
+
+// A server for the engine's client role, byte-exact: it answers the upgrade with `extensions`,
+// sends `frames` (unmasked), and reads what the client sends until it closes.
+struct RawServer {
+  int lfd = -1;
+  std::uint16_t port = 0;
+  std::string got;
+  std::thread t;
+  RawServer(std::string extensions, std::string frames) {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(lfd, 4);
+    socklen_t len = sizeof a;
+    getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    t = std::thread([this, extensions, frames] {
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string req;
+      char buf[4096];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string_view field = "Sec-WebSocket-Key: ";
+      std::size_t k = req.find(field);
+      std::string key = req.substr(k + field.size(), 24);
+      protocol::AcceptKey accept = protocol::accept_key(key);
+      std::string resp =
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          "Sec-WebSocket-Accept: " +
+          std::string(accept.data(), accept.size()) + "\r\n";
+      if (!extensions.empty()) resp += "Sec-WebSocket-Extensions: " + extensions + "\r\n";
+      resp += "\r\n" + frames;
+      ::send(fd, resp.data(), resp.size(), MSG_NOSIGNAL);
+      timeval tv{5, 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      while (!closed()) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+      }
+      ::close(fd);  // the client's Close read: the TCP close answers it
+    });
+  }
+  // Whether the client's frames so far include its Close.
+  bool closed() const {
+    std::string_view v(got);
+    protocol::FrameHeader h;
+    while (protocol::parse_frame_header(reinterpret_cast<const std::byte*>(v.data()), v.size(),
+                                        h) == protocol::HeaderParse::kOk &&
+           v.size() >= h.size + h.payload_len) {
+      if (h.opcode == 8) return true;
+      v.remove_prefix(h.size + h.payload_len);
+    }
+    return false;
+  }
+  ~RawServer() {
+    if (t.joinable()) t.join();
+    ::close(lfd);
+  }
+};
+
+// A server frame as a raw server sends it (unmasked).
+std::string server_frame(int opcode, std::string_view payload, int rsv = 0) {
+  return test::str(test::frame(opcode, payload, true, false, rsv));
+}
+
+struct ClientRun {
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> codes;
+  ws::EndpointCounters counters;
+  std::string server_got;
+};
+// The engine's client, offering deflate in `mode`, against a RawServer; it closes once it got
+// a message.
+ClientRun client_against(ws::DeflateMode mode, std::string extensions, std::string frames,
+                         std::string_view send = {}) {
+  RawServer server(std::move(extensions), std::move(frames));
+  ws::EndpointConfig cfg;
+  cfg.deflate.mode = mode;
+  Server srv(cfg);
+  auto [reactor, app, ep] = srv.parts();
+  app.opened = [&](Connection c) {
+    if (!send.empty()) c.send_text(send);
+  };
+  app.message = [&](Connection c, Opcode, std::span<std::byte>) { c.close(1000, "got it"); };
+  app.closed = [&](Connection, std::uint16_t) { app.stop(); };
+  io::Address addr = io::parse_address("127.0.0.1:0");
+  addr.set_port(server.port);
+  ep.connect(addr, "localhost", "/");
+  reactor.run(ep);
+  ClientRun r{app.messages, app.close_codes, ep.counters(), {}};
+  EXPECT_EQ(reactor.pool().in_use(), 0u);
+  server.t.join();
+  r.server_got = server.got;
+  return r;
+}
+
+TEST(EngineApi, DeflateTheClientRoleSurvivesWhatAServerAnswersAndSends) {
+  std::string text;
+  for (int i = 0; text.size() < 3000; ++i) text += "{\"k\":" + std::to_string(i) + "},";
+  const std::string z = deflate_as_peer({text});
+  // A valid answer, then a compressed message: inflated.
+  ClientRun ok =
+      client_against(ws::DeflateMode::kNoContextTakeover,
+                     "permessage-deflate; server_no_context_takeover", server_frame(1, z, kRsv1));
+  EXPECT_EQ(ok.messages, std::vector<std::string>{text});
+  EXPECT_EQ(ok.counters.deflate_negotiated, 1u);
+  EXPECT_EQ(ok.counters.messages_inflated, 1u);
+  // RSV1 from a server that answered no extension: 1002, no crash, nothing delivered.
+  ClientRun none =
+      client_against(ws::DeflateMode::kNoContextTakeover, "", server_frame(1, z, kRsv1));
+  EXPECT_TRUE(none.messages.empty());
+  EXPECT_EQ(none.codes, std::vector<std::uint16_t>{1002});
+  EXPECT_EQ(none.counters.protocol_errors, 1u);
+  EXPECT_EQ(none.counters.deflate_negotiated, 0u);
+  // An answer our offer forbids: the connection fails before it opens.
+  ClientRun bad = client_against(ws::DeflateMode::kNoContextTakeover, "permessage-deflate",
+                                 server_frame(1, "hi"));
+  EXPECT_TRUE(bad.messages.empty());
+  EXPECT_EQ(bad.counters.handshake_rejected, 1u);
+  // A window of 8 bits for our messages with context takeover: zlib has no raw 256-byte
+  // window (deflateInit2 refuses it), so the client compresses each message on its own,
+  // within 256 bytes, instead of creating a stream that cannot exist.
+  std::string small(200, 's');
+  ClientRun eight = client_against(ws::DeflateMode::kContextTakeover,
+                                   "permessage-deflate; client_max_window_bits=8",
+                                   server_frame(1, z, kRsv1), small);
+  EXPECT_EQ(eight.messages, std::vector<std::string>{text});
+  EXPECT_EQ(eight.counters.deflate_negotiated, 1u);
+  EXPECT_EQ(eight.counters.messages_deflated, 1u);
+}
+
+TEST(EngineApi, DeflateAnUpgradeRefusedAfterNegotiationCountsNothingAndHoldsNothing) {
+  // The application's extra headers leave no room for the 101: it becomes a 500 after the
+  // offer was negotiated (context streams made, with context takeover).
+  const std::string headers = "X-Big: " + std::string(2300, 'h') + "\r\n";
+  for (ws::DeflateMode mode :
+       {ws::DeflateMode::kNoContextTakeover, ws::DeflateMode::kContextTakeover}) {
+    ws::EndpointConfig cfg = deflate_server();
+    cfg.deflate.mode = mode;
+    DeflatePeer p =
+        deflate_peer("permessage-deflate", {}, cfg, [&](Recorder& app, ws::Endpoint<Recorder>&) {
+          app.upgrade = [&](Connection) {
+            app.stop();  // once the refused connection is gone
+            return ws::UpgradeDecision{.headers = headers};
+          };
+        });
+    EXPECT_EQ(p.got.rfind("HTTP/1.1 500", 0), 0u) << p.got.substr(0, 40);
+    EXPECT_EQ(p.counters.handshakes, 0u);
+    EXPECT_EQ(p.counters.deflate_negotiated, 0u);
+    EXPECT_EQ(p.counters.deflate_context_bytes, 0u);
+    EXPECT_EQ(p.pool_in_use, 0u);
+  }
 }
 
 }  // namespace

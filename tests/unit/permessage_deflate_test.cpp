@@ -173,12 +173,29 @@ TEST(PermessageDeflate, ClientChecksTheServersAnswer) {
   EXPECT_EQ(client("permessage-deflate; client_max_window_bits=9", true, &a),
             DeflateAnswer::kAccepted);
   EXPECT_EQ(a.send_window_bits, 9);
+  // zlib has no raw 256-byte window: a stream cannot keep to 8 bits, so each message is
+  // compressed on its own (which every server inflates, whatever it allowed).
+  EXPECT_EQ(client("permessage-deflate; client_max_window_bits=8", true, &a),
+            DeflateAnswer::kAccepted);
+  EXPECT_FALSE(a.send_context);
+  EXPECT_TRUE(a.recv_context);
+  EXPECT_EQ(a.send_window_bits, 8);
   EXPECT_EQ(client("permessage-deflate; client_no_context_takeover", true, &a),
             DeflateAnswer::kAccepted);
   EXPECT_FALSE(a.send_context);
+  // A server may name its own window unasked (RFC 7692 §7.1.2.1, last paragraph): our inflater
+  // reads any window up to 15 bits. Python's websockets and Node's ws accept it too.
+  for (bool context : {false, true}) {
+    std::string ext =
+        std::string(context ? "permessage-deflate" : kStateless) + "; server_max_window_bits=10";
+    EXPECT_EQ(client(ext, context, &a), DeflateAnswer::kAccepted) << ext;
+    EXPECT_EQ(a.recv_context, context) << ext;
+    EXPECT_EQ(a.recv_window_bits, 15) << ext;
+  }
   // Not offered, invalid, or not alone: the connection fails.
   for (const char* bad :
-       {"permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+       {"permessage-deflate; server_no_context_takeover; server_max_window_bits=16",
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits",
         "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
         "permessage-deflate; server_no_context_takeover; client_max_window_bits",
         "permessage-deflate; server_no_context_takeover; x=1", "x-other",

@@ -135,5 +135,55 @@ TEST(Reconfigure, MaxMessageAppliesFromTheNextFrame) {
   EXPECT_EQ(h.app.client_codes, (std::vector<std::uint16_t>{1009}));
 }
 
+TEST(Reconfigure, DeflateSettingsChangeUnderCompressedConnections) {
+  // Two connections with context takeover both ways (zlib streams at level 9). After the first
+  // echo a reload lowers the level (a new codec), turns deflate off and leaves no context
+  // budget, below what the streams hold: the open connections keep compressing with their
+  // streams; a connection made after it negotiates nothing.
+  Harness h;
+  ws::EndpointConfig context;
+  context.deflate.mode = ws::DeflateMode::kContextTakeover;
+  context.deflate.level = 9;
+  ws::EndpointConfig off;
+  off.deflate.mode = ws::DeflateMode::kOff;
+  off.deflate.level = 1;
+  off.deflate.context_memory = 0;
+  h.ep.reconfigure(context);
+  std::string text;
+  for (int i = 0; text.size() < 4000; ++i) text += "{\"seq\":" + std::to_string(i) + "},";
+  std::vector<int> rounds(64);
+  std::uint64_t context_bytes_before = 0;
+  int opened = 0, closed = 0;
+  h.app.opened = [&](ws::Connection c) {
+    ++opened;
+    c.send_text(text);
+  };
+  h.app.echoed = [&](ws::Connection c) {
+    if (++rounds[c.id().idx] == 5) return c.close(1000, "done");
+    if (opened == 2 && context_bytes_before == 0) {
+      context_bytes_before = h.ep.counters().deflate_context_bytes;
+      h.ep.reconfigure(off);
+    }
+    c.send_text(text);
+  };
+  h.app.closed = [&] {
+    if (++closed == 2) h.connect();  // after the reload
+    if (closed == 3) h.finish();
+  };
+  h.connect();
+  h.connect();
+  h.reactor.run(h.ep);
+  EXPECT_EQ(h.app.client_codes, (std::vector<std::uint16_t>{1000, 1000, 1000}));
+  // Four streams each way (client and server ends of two connections) were held.
+  EXPECT_GT(context_bytes_before, 4u * (256u << 10));
+  const ws::EndpointCounters& n = h.ep.counters();
+  EXPECT_EQ(n.deflate_negotiated, 4u);  // both ends of the first two only
+  EXPECT_EQ(n.messages_deflated, 20u);  // 5 messages and 5 echoes each
+  EXPECT_EQ(n.messages_inflated, 20u);
+  EXPECT_EQ(n.inflate_errors, 0u);
+  EXPECT_EQ(n.protocol_errors, 0u);
+  EXPECT_EQ(n.deflate_context_bytes, 0u);  // every stream given back
+}
+
 }  // namespace
 }  // namespace wsedge

@@ -58,7 +58,9 @@ void check_deflate(const UpgradeRequest& req, std::string_view any) {
       DeflateAgreement client;
       if (accept_deflate_answer(answer, true, client) == DeflateAnswer::kAccepted) {
         check(client.recv_context == server.send_context);
-        check(client.send_context == server.recv_context);
+        // A client may always compress each message on its own (ours does at 8 bits, which
+        // zlib cannot keep as a stream); it keeps context only where the server keeps it.
+        check(!client.send_context || server.recv_context);
       }
     }
   }

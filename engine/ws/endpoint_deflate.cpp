@@ -79,9 +79,11 @@ bool EndpointBase::agree(io::SocketId id, const protocol::DeflateAgreement& a) {
       if (a.send_context)
         dc.streams->out = std::make_unique<deflate::DeflateStream>(
             cfg_.deflate.level, a.send_window_bits, deflate_memory_);
+      // A peer told 8 bits that deflates with zlib gets 9 (zlib has no raw 256-byte window and
+      // older ones quietly widened it): an 8-bit inflater would refuse its distances.
       if (a.recv_context)
-        dc.streams->in =
-            std::make_unique<deflate::InflateStream>(a.recv_window_bits, deflate_memory_);
+        dc.streams->in = std::make_unique<deflate::InflateStream>(
+            std::max<int>(a.recv_window_bits, 9), deflate_memory_);
     } catch (const std::bad_alloc&) {
       dc.streams.reset();
       counters_.deflate_context_bytes.set(deflate_memory_.used);

@@ -25,8 +25,8 @@ std::string_view EndpointBase::negotiate(io::SocketId id, const protocol::Upgrad
   bool ctx = mode == DeflateMode::kContextTakeover;
   protocol::DeflateServerPolicy policy{.context_takeover = ctx};
   if (ctx) {
-    // Our window's stream first: what it saves goes to every message sent, and a publish
-    // shares one compressed frame with every connection anyway.
+    // Our stream first: every message the connection is sent goes through it, publishes
+    // included, where the client's stream only serves what that one client sends.
     std::size_t out_bytes = deflate::DeflateStream::footprint(cfg_.deflate.level, 15);
     policy.send_context_fits = deflate_memory_.fits(out_bytes);
     policy.recv_context_fits = deflate_memory_.fits(deflate::InflateStream::footprint(15) +

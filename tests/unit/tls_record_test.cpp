@@ -49,6 +49,12 @@ std::string str(std::span<const std::uint8_t> b) {
   return {b.begin(), b.end()};
 }
 
+// MemorySession's ciphertext (std::byte) as the record layer's bytes.
+Bytes u8(const std::vector<std::byte>& b) {
+  const auto* p = reinterpret_cast<const std::uint8_t*>(b.data());
+  return Bytes(p, p + b.size());
+}
+
 DirectionState state(Suite s, const Bytes& secret, std::uint64_t seq = 0) {
   DirectionState st;
   EXPECT_TRUE(init(st, s, secret, seq));
@@ -339,9 +345,7 @@ struct Link {
   Bytes client_writes(std::span<const std::uint8_t> plain) {
     EXPECT_EQ((*client)->write(reinterpret_cast<const std::byte*>(plain.data()), plain.size()),
               Session::Result::kOk);
-    auto w = client->take();
-    return Bytes(reinterpret_cast<const std::uint8_t*>(w.data()),
-                 reinterpret_cast<const std::uint8_t*>(w.data()) + w.size());
+    return u8(client->take());
   }
 
   // Moves the handshake both ways until neither side sends anything.
@@ -357,11 +361,10 @@ struct Link {
           ASSERT_EQ((*server)->read(plain, sizeof plain, n), Session::Result::kOk);
         } while (n > 0);
       }
-      auto s = server->take();
-      const auto* sp = reinterpret_cast<const std::uint8_t*>(s.data());
-      server_wire.insert(server_wire.end(), sp, sp + s.size());
+      const Bytes s = u8(server->take());
+      server_wire.insert(server_wire.end(), s.begin(), s.end());
       if (!s.empty()) {
-        ASSERT_EQ(client_reads(Bytes(sp, sp + s.size())), "");
+        ASSERT_EQ(client_reads(s), "");
       }
       if (c.empty() && s.empty()) break;
     }
@@ -381,13 +384,14 @@ struct Link {
   }
 };
 
-// The records the server's OpenSSL sent under its application key: the records of
-// server_wire, after those under handshake keys (which do not open), each opened in turn.
-// Returns the handshake message types they carried.
-std::vector<int> server_app_records(Link& l, RecordCrypto& c) {
-  DirectionState st = state(l.suite(), l.secret("SERVER_TRAFFIC_SECRET_0"));
-  std::vector<int> types;
-  std::span<const std::uint8_t> wire = l.server_wire;
+// The records of `wire` protected under `secret` (application_traffic_secret_0): those after
+// the ones under handshake keys (which do not open under it), opened in turn from sequence 0.
+// Returns their inner content types.
+std::vector<ContentType> app_records(Suite suite, const Bytes& secret,
+                                     std::span<const std::uint8_t> wire) {
+  DirectionState st = state(suite, secret);
+  RecordCrypto c;
+  std::vector<ContentType> types;
   while (!wire.empty()) {
     NextRecord n = next_record(wire);
     EXPECT_EQ(n.status, NextRecord::Status::kReady);
@@ -396,8 +400,11 @@ std::vector<int> server_app_records(Link& l, RecordCrypto& c) {
     wire = wire.subspan(n.size);
     Opened o = c.open(st, rec);
     if (o.status == OpenStatus::kOk) {
-      EXPECT_EQ(o.type, ContentType::kHandshake);
-      types.push_back(o.plaintext.empty() ? -1 : o.plaintext[0]);
+      // A handshake message in it is a NewSessionTicket (type 4), whole in its record.
+      if (o.type == ContentType::kHandshake) {
+        EXPECT_EQ(o.plaintext[0], 4);
+      }
+      types.push_back(o.type);
     } else {
       EXPECT_TRUE(types.empty()) << "a record under the handshake key after application ones";
     }
@@ -410,10 +417,12 @@ struct Ours {
   RecordCrypto crypto;
   DirectionState read, write;
 
-  explicit Ours(Link& l) {
-    const std::size_t sent = server_app_records(l, crypto).size();
-    EXPECT_TRUE(init(read, l.suite(), l.secret("CLIENT_TRAFFIC_SECRET_0"), 0));
-    EXPECT_TRUE(init(write, l.suite(), l.secret("SERVER_TRAFFIC_SECRET_0"), sent));
+  // `read_seq`: the client's records under its application key that the server's OpenSSL read.
+  explicit Ours(Link& l, std::uint64_t read_seq = 0) {
+    const Bytes secret = l.secret("SERVER_TRAFFIC_SECRET_0");
+    const std::size_t sent = app_records(l.suite(), secret, l.server_wire).size();
+    EXPECT_TRUE(init(read, l.suite(), l.secret("CLIENT_TRAFFIC_SECRET_0"), read_seq));
+    EXPECT_TRUE(init(write, l.suite(), secret, sent));
   }
   Bytes seal(std::span<const std::uint8_t> plain, ContentType t = ContentType::kApplicationData) {
     return record::seal(crypto, write, plain, t);
@@ -464,10 +473,57 @@ TEST(TlsRecordDifferential, ServerSendsOneRecordPerTicketBeforeTheHandover) {
   for (int tickets : {0, 1, 2, 3}) {
     Link l("TLS_AES_128_GCM_SHA256", tickets);
     l.handshake();
-    RecordCrypto c;
-    std::vector<int> types = server_app_records(l, c);
-    EXPECT_EQ(types, std::vector<int>(static_cast<std::size_t>(tickets), 4))
-        << tickets << " tickets: one NewSessionTicket (type 4) record each";
+    auto types = app_records(l.suite(), l.secret("SERVER_TRAFFIC_SECRET_0"), l.server_wire);
+    EXPECT_EQ(types, std::vector(static_cast<std::size_t>(tickets), ContentType::kHandshake))
+        << tickets << " tickets: one NewSessionTicket record each";
+  }
+}
+
+// FINDING: a client sends its first data right behind its Finished (a wss client its HTTP
+// upgrade). The server's OpenSSL writes its tickets inside the SSL_do_handshake call that reads
+// the client's Finished, before it returns 1, and reads the data only in the SSL_read after:
+// the handover's read sequence number is the number of records SSL_read took after the
+// handshake, here 1.
+TEST(TlsRecordDifferential, ClientDataInItsFinishedFlight) {
+  for (const SuiteCase& sc : kSuites) {
+    SCOPED_TRACE(sc.name);
+    Link l(sc.name, 1);
+    std::byte plain[1 << 15];
+    std::size_t n = 0;
+    ASSERT_EQ((*l.client)->read(plain, sizeof plain, n), Session::Result::kOk);  // ClientHello
+    auto hello = l.client->take();
+    (*l.server)->feed(hello.data(), hello.size());
+    ASSERT_EQ((*l.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+    l.server_wire = u8(l.server->take());
+    ASSERT_EQ(l.client_reads(l.server_wire), "");
+    ASSERT_TRUE((*l.client)->handshake_done());
+    const Bytes upgrade = pattern(300);
+    const Bytes finished_and_data = l.client_writes(upgrade);  // Finished, then the data
+
+    SSL* ssl = (*l.server)->ssl();
+    (*l.server)->feed(reinterpret_cast<const std::byte*>(finished_and_data.data()),
+                      finished_and_data.size());
+    ASSERT_EQ(SSL_do_handshake(ssl), 1);
+    const Bytes tickets = u8(l.server->take());
+    EXPECT_EQ(app_records(l.suite(), l.secret("SERVER_TRAFFIC_SECRET_0"), tickets),
+              std::vector{ContentType::kHandshake})
+        << "the ticket is out when SSL_do_handshake returns";
+    l.server_wire.insert(l.server_wire.end(), tickets.begin(), tickets.end());
+    EXPECT_EQ(SSL_pending(ssl), 0) << "the data record is not read yet";
+    ASSERT_EQ((*l.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(plain), n), str(upgrade));
+    ASSERT_EQ((*l.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+    EXPECT_EQ(n, 0u);
+    EXPECT_TRUE(l.server->take().empty()) << "nothing more from the server's OpenSSL";
+    auto client_app =
+        app_records(l.suite(), l.secret("CLIENT_TRAFFIC_SECRET_0"), finished_and_data);
+    EXPECT_EQ(client_app, std::vector{ContentType::kApplicationData});
+    ASSERT_EQ(l.client_reads(tickets), "");
+
+    Ours ours(l, client_app.size());
+    EXPECT_EQ(ours.write.seq, 1u);
+    EXPECT_EQ(ours.open_all(l.client_writes(pattern(10))), str(pattern(10)));
+    EXPECT_EQ(l.client_reads(ours.seal(pattern(11))), str(pattern(11)));
   }
 }
 
@@ -495,15 +551,18 @@ TEST(TlsRecordDifferential, EverySuiteBothWays) {
   }
 }
 
-TEST(TlsRecordDifferential, EveryRecordSizeAes128Gcm) {
-  Link l("TLS_AES_128_GCM_SHA256", 1);
-  l.handshake();
-  Ours ours(l);
-  for (std::size_t size = 0; size <= kMaxPlaintext; ++size) {
-    Bytes plain = pattern(size, static_cast<std::uint8_t>(size >> 3));
-    ASSERT_EQ(l.client_reads(ours.seal(plain)), str(plain)) << size;
-    if (size > 0) {
-      ASSERT_EQ(ours.open_all(l.client_writes(plain)), str(plain)) << size;
+TEST(TlsRecordDifferential, EveryRecordSizeEverySuite) {
+  for (const SuiteCase& sc : kSuites) {
+    SCOPED_TRACE(sc.name);
+    Link l(sc.name, 1);
+    l.handshake();
+    Ours ours(l);
+    for (std::size_t size = 0; size <= kMaxPlaintext; ++size) {
+      Bytes plain = pattern(size, static_cast<std::uint8_t>(size >> 3));
+      ASSERT_EQ(l.client_reads(ours.seal(plain)), str(plain)) << size;
+      if (size > 0) {
+        ASSERT_EQ(ours.open_all(l.client_writes(plain)), str(plain)) << size;
+      }
     }
   }
 }
@@ -614,9 +673,7 @@ TEST(TlsRecordDifferential, CloseNotifyBothWays) {
   l.handshake();
   Ours ours(l);
   (*l.client)->shutdown();
-  auto w = l.client->take();
-  Bytes wire(reinterpret_cast<const std::uint8_t*>(w.data()),
-             reinterpret_cast<const std::uint8_t*>(w.data()) + w.size());
+  Bytes wire = u8(l.client->take());
   Opened o = ours.crypto.open(ours.read, wire);
   ASSERT_EQ(o.status, OpenStatus::kOk);
   EXPECT_EQ(o.type, ContentType::kAlert);

@@ -27,10 +27,10 @@ const char* digest_name(Suite s) {
   return s == Suite::kAes256GcmSha384 ? "SHA384" : "SHA256";
 }
 
-// OpenSSL 3.0 also has "TLS13-KDF", but only its own TLS code uses it (its parameters are
-// undocumented in 3.0); plain HKDF in expand-only mode over the HkdfLabel we build is the
-// definition in §7.1, and the RFC 8448 vectors pin it. Fetched once: a fetch walks the
-// provider's algorithm table under a lock.
+// OpenSSL 3.0 also has "TLS13-KDF" (EVP_KDF-TLS13_KDF(7)), but its page says it is meant for
+// libssl's own use and supports less than HKDF; plain HKDF in expand-only mode over the
+// HkdfLabel built here is §7.1's definition, and the RFC 8448 vectors pin it. Fetched once: a
+// fetch walks the provider's algorithm table under a lock.
 EVP_KDF* hkdf() {
   static EVP_KDF* const kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
   return kdf;

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=(upgrade_request_fuzz frame_reader_fuzz utf8_fuzz jwt_fuzz acl_file_fuzz proxy_header_fuzz
-     inflate_fuzz)
+     inflate_fuzz record_open_fuzz)
 
 [ -f build-fuzz/build.ninja ] || CC=clang CXX=clang++ meson setup build-fuzz \
   --buildtype=debugoptimized -Dfuzz=true -Dtests=false -Dbench=false -Dmimalloc=disabled

@@ -213,7 +213,37 @@ def proxy_seeds():
     proxy("no_header_get", b"", split=1)
 
 
+# record_open_fuzz: a body, then (taken from the end, in this order) `sealed` (bit 0), the suite
+# (0-2), the flip count and 2-byte flip offsets, the cut count and 2-byte cut offsets. Sealed
+# bodies are records to seal: [inner type][length, 2 bytes little-endian][plaintext].
+def record_seeds():
+    def seed(name, body, sealed=True, suite=0, flips=(), cuts=()):
+        taken = [int(sealed), suite, len(flips)]
+        for f in flips:
+            taken += [f >> 8, f & 0xFF]  # FuzzedDataProvider reads the high byte first
+        taken.append(len(cuts))
+        for c in cuts:
+            taken += [c >> 8, c & 0xFF]
+        write("record_open_fuzz", name, body + bytes(reversed(taken)))
+
+    def rec(inner_type, plain):
+        return bytes([inner_type]) + struct.pack("<H", len(plain)) + plain
+
+    seed("app_data", rec(23, b"hello, record layer"))
+    seed("every_type_chacha", rec(22, bytes([24, 0, 0, 1, 1])) + rec(21, b"\x01\x00") +
+         rec(23, bytes(range(256)) * 2), suite=2, cuts=(3, 5, 40, 41))
+    seed("padding_then_zeros_aes256", rec(0, b"ok\x17\x00\x00") + rec(0, b"") + rec(23, b"x"),
+         suite=1, cuts=(1,))
+    seed("unknown_inner_type", rec(20, b"\x01") + rec(23, b"never"))
+    seed("tag_flipped", rec(23, b"tampered") + rec(23, b"after"), flips=(28,))
+    seed("length_flipped", rec(23, b"reframed"), flips=(4,), cuts=(2, 9))
+    seed("raw_overflow", bytes([23, 3, 3, 0x41, 0x01]) + b"\0" * 20, sealed=False)
+    seed("raw_short", bytes([23, 3, 3, 0, 5, 1, 2, 3, 4, 5, 21, 3, 3, 0, 2, 1, 0]), sealed=False,
+         cuts=(2, 7))
+
+
 def main():
+    record_seeds()
     proxy_seeds()
     inflate_seeds()
     upgrade("valid", request(), split=40)

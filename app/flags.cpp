@@ -278,6 +278,17 @@ const std::vector<Spec>& specs() {
          f.server.ticket_rotation_s =
              static_cast<unsigned>(number("--tls-ticket-rotation", v, 60, 7 * 86400));
        }},
+      {"--tls-record-layer", "openssl|own",
+       "after a TLS 1.3 handshake: keep OpenSSL's record layer, or free its per-connection state "
+       "(~14 KB) and seal and open records in wsedge (TLS 1.2 always keeps OpenSSL's)",
+       [](const Flags& f) {
+         return std::string(f.server.endpoint.tls_own_records ? "own" : "openssl");
+       },
+       [](Flags& f, std::string_view v) {
+         if (v != "own" && v != "openssl")
+           throw std::invalid_argument("--tls-record-layer: openssl or own");
+         f.server.endpoint.tls_own_records = v == "own";
+       }},
       {"--plain", nullptr, "serve plain ws:// instead of wss:// (development and benchmarks only)",
        [](const Flags&) { return std::string("off"); },
        [](Flags& f, std::string_view) { f.server.plain = true; }},

@@ -1,5 +1,7 @@
 #include "context.hpp"
 
+#include "session.hpp"
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -71,6 +73,7 @@ CtxPtr make_ctx(const CertKey& ck) {
                           SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);  // stateless tickets only: no shared cache
   SSL_CTX_set_num_tickets(c, 1);
+  Session::enable_handover(c);  // sessions given a RecordShard leave OpenSSL after TLS 1.3
   SSL_CTX_set_tlsext_ticket_key_evp_cb(c, ticket_cb);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
   if (SSL_CTX_use_certificate_chain_file(c, ck.cert_file.c_str()) != 1)

@@ -12,7 +12,9 @@ namespace wsedge::tls {
 
 class MemorySession {
  public:
-  MemorySession(SSL_CTX* ctx, bool server) : session_(ctx, server, &collect, this, 0) {}
+  // A server with a `shard` moves to our record layer after a TLS 1.3 handshake.
+  MemorySession(SSL_CTX* ctx, bool server, RecordShard* shard = nullptr)
+      : session_(ctx, server, &collect, this, 0, shard) {}
   MemorySession(const MemorySession&) = delete;
   MemorySession& operator=(const MemorySession&) = delete;
 

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/kdf.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -241,6 +242,15 @@ std::size_t RecordCrypto::seal(DirectionState& st, ContentType type,
 }
 
 Opened RecordCrypto::open(DirectionState& st, std::span<std::uint8_t> record) {
+  // A view as long as the largest body: the open() below writes only the ciphertext's length,
+  // inside the record's own body, and only after checking it is at most kMaxOpened.
+  std::span<std::uint8_t> body = record.size() > kHeaderLen ? record.subspan(kHeaderLen) : record;
+  return open(st, std::span<const std::uint8_t>(record),
+              std::span<std::uint8_t, kMaxOpened>(body.data(), kMaxOpened));
+}
+
+Opened RecordCrypto::open(DirectionState& st, std::span<const std::uint8_t> record,
+                          std::span<std::uint8_t, kMaxOpened> out) {
   Opened r{OpenStatus::kDecodeError, ContentType::kApplicationData, {}};
   NextRecord next = next_record(record);
   if (next.status == NextRecord::Status::kOverflow) {
@@ -264,12 +274,17 @@ Opened RecordCrypto::open(DirectionState& st, std::span<std::uint8_t> record) {
   if (r.status != OpenStatus::kDecodeError) return r;
 
   EVP_CIPHER_CTX* ctx = ctx_for(st.suite, st, false);
-  std::uint8_t* body = record.data() + kHeaderLen;
+  const std::uint8_t* in = record.data() + kHeaderLen;
+  std::uint8_t* body = out.data();
   const std::size_t ct_len = len - kTagLen;
+  // The tag is copied out first: decrypting in place overwrites nothing past ct_len, but
+  // SET_TAG wants a writable pointer and the record may be const.
+  std::array<std::uint8_t, kTagLen> tag;
+  std::memcpy(tag.data(), in + ct_len, kTagLen);
   int got = 0;
   bool ok = ctx && EVP_DecryptUpdate(ctx, nullptr, &got, record.data(), kHeaderLen) == 1 &&
-            EVP_DecryptUpdate(ctx, body, &got, body, static_cast<int>(ct_len)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagLen, body + ct_len) == 1 &&
+            EVP_DecryptUpdate(ctx, body, &got, in, static_cast<int>(ct_len)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagLen, tag.data()) == 1 &&
             EVP_DecryptFinal_ex(ctx, body + ct_len, &got) == 1;
   if (!ok) {
     r.status = OpenStatus::kBadRecordMac;
@@ -289,6 +304,29 @@ Opened RecordCrypto::open(DirectionState& st, std::span<std::uint8_t> record) {
   r.type = static_cast<ContentType>(type);
   r.plaintext = std::span(body, end - 1);
   return r;
+}
+
+void RecordCounter::feed(std::span<const std::uint8_t> bytes) {
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    if (left > 0) {
+      std::size_t take = std::min<std::size_t>(left, bytes.size() - i);
+      left -= static_cast<std::uint32_t>(take);
+      i += take;
+      if (left == 0) ++records;
+      continue;
+    }
+    // Header: type, version (2), length (2).
+    if (have == 3) len_hi = bytes[i];
+    if (++have < kHeaderLen) {
+      ++i;
+      continue;
+    }
+    left = static_cast<std::uint32_t>(len_hi) << 8 | bytes[i];
+    have = 0;
+    ++i;
+    if (left == 0) ++records;  // an empty body: the header was the whole record
+  }
 }
 
 std::array<std::uint8_t, kKeyUpdateLen> key_update_message(bool request_update) {

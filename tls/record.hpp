@@ -50,6 +50,9 @@ constexpr std::size_t sealed_size(std::size_t n) {
   return kHeaderLen + n + 1 + kTagLen;
 }
 inline constexpr std::size_t kMaxSealed = sealed_size(kMaxPlaintext);
+// The most an accepted record decrypts to: 2^14 bytes of content and its type byte (padding
+// beyond that is refused as record_overflow, §5.4).
+inline constexpr std::size_t kMaxOpened = kMaxPlaintext + 1;
 // Records sealed under one key before we must send a KeyUpdate: AES-GCM's limit is 2^24.5 full
 // records (§5.5); ChaCha20-Poly1305's is far higher, the same count is well inside it.
 inline constexpr std::uint64_t kRecordsPerKey = std::uint64_t{1} << 24;
@@ -148,11 +151,30 @@ class RecordCrypto {
   // Opens exactly one record (as next_record() cut it), decrypting in place into the record's
   // own bytes; seq + 1 only on kOk. On a refusal the record's bytes are garbage.
   Opened open(DirectionState& st, std::span<std::uint8_t> record);
+  // The same, decrypting into `out` instead (at least kMaxOpened bytes): the record can stay
+  // where it arrived, in a receive buffer that is not ours to write. On a refusal `out` holds
+  // garbage.
+  Opened open(DirectionState& st, std::span<const std::uint8_t> record,
+              std::span<std::uint8_t, kMaxOpened> out);
 
  private:
   EVP_CIPHER_CTX* ctx_for(Suite s, const DirectionState& st, bool encrypt);
   void release();
   std::array<EVP_CIPHER_CTX*, 3> ctx_{};  // indexed by suite id - 0x1301
+};
+
+// Counts whole records in a stream of records that arrives in pieces of any size. The handover
+// needs the number of records OpenSSL has written under the new keys (docs/TLS-RECORD.md §3),
+// which OpenSSL 3.0 does not expose; our BIO sees every byte it writes.
+struct RecordCounter {
+  std::uint64_t records = 0;  // whole records so far
+  std::uint32_t left = 0;     // bytes of the current record's body still to come
+  std::uint8_t have = 0;      // bytes of the current record's header seen (0..4)
+  std::uint8_t len_hi = 0;    // the header's length, high byte, once seen
+
+  void feed(std::span<const std::uint8_t> bytes);
+  // No record begun and unfinished.
+  bool at_boundary() const { return left == 0 && have == 0; }
 };
 
 // KeyUpdate (§4.6.3): handshake type 24, length 1, request_update 0 or 1.

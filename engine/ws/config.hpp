@@ -86,6 +86,9 @@ struct EndpointConfig {
   bool access_log = false;
   std::uint32_t access_log_rate = 1000;
   DeflateConfig deflate;
+  // After a TLS 1.3 handshake, free OpenSSL's SSL object (~14 KB) and seal and open records
+  // ourselves (docs/TLS-RECORD.md); false keeps OpenSSL's record layer. TLS 1.2 always keeps it.
+  bool tls_own_records = true;
 };
 
 }  // namespace wsedge::ws

@@ -72,6 +72,7 @@ struct EndpointCounters {
   Counter abnormal_closes;  // TCP ended without a Close handshake
   Counter tls_handshakes;
   Counter tls_resumed;          // handshakes that resumed a session (ticket)
+  Counter tls_own_records;      // TLS 1.3 connections handed to our record layer
   Counter tls_errors;           // failed handshakes, bad records, plain HTTP on TLS
   Counter first_byte_timeouts;  // dropped: sent nothing after accept
   Counter slow_recv_closes;     // 408 or 1008: a request or frame arrived below min_recv_rate
@@ -149,6 +150,9 @@ inline constexpr MetricInfo<EndpointCounters> kEndpointMetrics[] = {
      &EndpointCounters::tls_handshakes},
     {"tls_resumed_total", "TLS handshakes that resumed a session", MetricType::kCounter,
      &EndpointCounters::tls_resumed},
+    {"tls_own_record_layer_total",
+     "TLS 1.3 connections whose records moved from OpenSSL to our own layer after the handshake",
+     MetricType::kCounter, &EndpointCounters::tls_own_records},
     {"tls_errors_total", "TLS failures (bad handshakes and records, plain HTTP on TLS)",
      MetricType::kCounter, &EndpointCounters::tls_errors},
     {"first_byte_timeouts_total", "connections dropped for sending nothing after accept",

@@ -29,7 +29,7 @@ EndpointBase::EndpointBase(io::Reactor& reactor, const EndpointConfig& cfg)
       assembly_{cfg.max_assembly_bytes},
       deflate_memory_{cfg.deflate.context_memory} {
   conns_.reserve(reactor.config().max_connections);
-  tls_plain_.resize(kTlsRecord);  // one record's plaintext at most
+  tls_plain_.resize(tls::Session::kReadCapacity);  // one record's plaintext at most
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&mask_state_), sizeof mask_state_) != 1 ||
       mask_state_ == 0)
     mask_state_ = 0x9E3779B97F4A7C15ull;
@@ -754,8 +754,13 @@ void EndpointBase::start_tls(io::SocketId id) {
 
 std::unique_ptr<tls::Session> EndpointBase::new_session(io::SocketId id, SSL_CTX* ctx,
                                                         bool server) {
+  tls::RecordShard* shard = nullptr;
+  if (server && cfg_.tls_own_records) {
+    if (!record_shard_) record_shard_ = std::make_unique<tls::RecordShard>();
+    shard = record_shard_.get();
+  }
   return std::make_unique<tls::Session>(ctx, server, tls_out, this,
-                                        std::uint64_t{id.gen} << 32 | id.idx);
+                                        std::uint64_t{id.gen} << 32 | id.idx, shard);
 }
 
 void EndpointBase::tls_out(void* self, std::uint64_t key, const std::byte* data, std::size_t len) {

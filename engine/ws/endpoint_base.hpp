@@ -434,6 +434,9 @@ class EndpointBase {
   std::shared_ptr<tls::Context> tls_;
   std::function<std::shared_ptr<tls::Context>()> tls_loader_;
   std::function<EndpointConfig()> config_loader_;
+  // Cipher contexts and buffers of the own record layer, made with the first TLS connection
+  // that may use it; declared before tls_conns_, whose sessions return blocks to it.
+  std::unique_ptr<tls::RecordShard> record_shard_;
   std::vector<TlsConn> tls_conns_;          // indexed like conns_, only when serving TLS
   std::vector<ConnStats> stats_;            // indexed like conns_, only with the access log
   std::unique_ptr<deflate::Codec> codec_;   // once some connection negotiates permessage-deflate
@@ -528,9 +531,10 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
     if (!was_done && s.handshake_done()) {
       was_done = true;
       ++counters_.tls_handshakes;
-      if (SSL_session_reused(s.ssl())) ++counters_.tls_resumed;
+      if (s.resumed()) ++counters_.tls_resumed;
+      if (s.own_records()) ++counters_.tls_own_records;
     }
-    if (client_resume_ && !SSL_is_server(s.ssl()) && s.handshake_done()) remember_client_session(s);
+    if (client_resume_ && !s.server() && s.handshake_done()) remember_client_session(s);
     if (r != tls::Session::Result::kOk) {
       if (r == tls::Session::Result::kError) {
         ++counters_.tls_errors;

@@ -176,6 +176,9 @@ Session::Result Session::write(const std::byte* data, std::size_t len) {
 }
 
 void Session::shutdown() {
+  // After a fatal error the alert, if any, has gone out; OpenSSL must not be asked for more
+  // (SSL_shutdown(3): not after SSL_ERROR_SSL).
+  if (error_) return;
   if (ssl_) {
     if (handshake_done()) SSL_shutdown(ssl_);
     return;

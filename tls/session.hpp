@@ -79,7 +79,7 @@ class Session {
   Result read(std::byte* out, std::size_t cap, std::size_t& n);
   // Encrypts plaintext: everything is accepted (records are at most 16 KiB each).
   Result write(const std::byte* data, std::size_t len);
-  // Sends close_notify.
+  // Sends close_notify (not after an error: then the alert, if any, was the last record).
   void shutdown();
 
   bool handshake_done() const { return !ssl_ || SSL_is_init_finished(ssl_) == 1; }

@@ -546,11 +546,17 @@ bool EndpointBase::tls_receive(io::SocketId id, tls::Session& s, const std::byte
       } else if (conns_[id.idx].phase != kServerHandshake)
         ++counters_.abnormal_closes;
       // A close_notify is TLS's half-close (the peer may still read, RFC 8446 §6.1): what was
-      // queued in answer goes out, then ours. Only a TLS error drops the output.
+      // queued in answer goes out, then ours. A TLS error drops the plaintext not yet sealed,
+      // but the alert the session wrote still goes out before our FIN: RFC 8446 §5.2 makes a
+      // bad record end "with a bad_record_mac alert", and a client that failed a handshake
+      // learns why instead of reading a reset.
       bool error = r == tls::Session::Result::kError;
+      if (error && tls_conns_[id.idx].staged) {
+        reactor_.pool().release(tls_conns_[id.idx].staged);
+        tls_conns_[id.idx].staged = nullptr;
+      }
       end(id, protocol::close_code::kAbnormal,
-          error ? s.error() : "TLS closed without a Close frame",
-          error ? Ending::kAbort : Ending::kGraceful);
+          error ? s.error() : "TLS closed without a Close frame", Ending::kGraceful);
       return false;
     }
     if (n == 0) break;

@@ -27,6 +27,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, make_cert, start_server  # noqa: E402
 
 WAIT_S = 15
@@ -136,7 +137,7 @@ def token_in_browser(page, binary, tmp):
     token = jwt.encode({"sub": "browser-user", "exp": int(time.time()) + 300}, secret,
                        algorithm="HS256")
     with start_server(binary, "--cores", "1", "--auth-hs256-secret-file", secret_file,
-                      app="bridge", tls=make_cert(tmp, "localhost")) as (ws_url, _):
+                      app="bridge", tls=make_cert(tmp, "localhost")) as (ws_url, proc):
         host, port = host_port(ws_url)
         page.get(f"https://{host}:{port}/")  # the page is public; its WebSocket is not
         page.set_script_timeout(WAIT_S)
@@ -145,6 +146,9 @@ def token_in_browser(page, binary, tmp):
         assert "as browser-user" in got[1], f"the greeting does not name the token's user: {got}"
         got = page.execute_async_script(TOKEN_JS, f"wss://{host}:{port}/", None)
         assert got == ["closed", 1006], f"a page without a token got in: {got}"
+    # Chromium's page load and WebSockets went over our own TLS record layer (docs/TLS-RECORD.md).
+    handed = sum_counters(proc.log, "tls_own_record_layer_total", "core_stopped")
+    assert handed.get("tls_own_record_layer_total", 0) >= 2, f"not on our record layer: {handed}"
 
 
 def main(argv):

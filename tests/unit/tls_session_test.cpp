@@ -346,6 +346,41 @@ TEST(TlsOwnRecords, CloseNotifyBothWays) {
   EXPECT_EQ(q.client_got, "answer after their close_notify");
 }
 
+// Bytes nobody sealed, behind a good record and cut at every point: the good record's
+// plaintext comes out, then an error; never a crash, a hang or plaintext from the garbage.
+TEST(TlsOwnRecords, GarbageAfterAGoodRecordIsAnErrorAtEverySplit) {
+  TempCert cert;
+  std::vector<std::byte> garbage(300);
+  for (std::size_t i = 0; i < garbage.size(); ++i) garbage[i] = std::byte(i * 37 + 11);
+  garbage[0] = std::byte{23};  // a plausible header: application data, TLS 1.2, 295 bytes
+  garbage[1] = garbage[2] = std::byte{3};
+  garbage[3] = std::byte{1};
+  garbage[4] = std::byte{39};
+  for (std::size_t cut = 0; cut <= 40; ++cut) {
+    Pair p(cert, TLS1_3_VERSION, Layer::kOwn);
+    ASSERT_EQ(p.pump(), Session::Result::kOk);
+    p.client_writes("good");
+    std::vector<std::byte> wire = p.client->take();
+    wire.insert(wire.end(), garbage.begin(), garbage.end());
+    std::string got;
+    Session::Result last = Session::Result::kOk;
+    for (std::size_t off = 0; off < wire.size() && last == Session::Result::kOk;) {
+      std::size_t len = std::min(wire.size() - off, cut == 0 ? wire.size() : cut);
+      std::vector<std::byte> piece(wire.begin() + static_cast<std::ptrdiff_t>(off),
+                                   wire.begin() + static_cast<std::ptrdiff_t>(off + len));
+      (*p.server)->feed(piece.data(), piece.size());
+      std::byte plain[Session::kReadCapacity];
+      for (std::size_t n = 1; n > 0 && last == Session::Result::kOk;) {
+        last = (*p.server)->read(plain, sizeof plain, n);
+        got.append(reinterpret_cast<char*>(plain), last == Session::Result::kOk ? n : 0);
+      }
+      off += len;
+    }
+    EXPECT_EQ(got, "good") << cut;
+    EXPECT_EQ(last, Session::Result::kError) << cut;
+  }
+}
+
 TEST(TlsOwnRecords, AReadBufferTooSmallForARecordIsRefused) {
   TempCert cert;
   Pair p(cert, TLS1_3_VERSION, Layer::kOwn);

@@ -228,6 +228,9 @@ Session::Result Session::refuse(record::Alert a, const char* why) {
     send_record(record::ContentType::kAlert, record::alert_message(a));
   }
   release_partial();
+  // A failed EVP call may have queued errors on this thread; left there, the next SSL_get_error
+  // of another connection on this core would report them as its own.
+  ERR_clear_error();
   error_ = why;
   return Result::kError;
 }

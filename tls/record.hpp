@@ -88,10 +88,6 @@ bool update(DirectionState& st);
 // Overwrites keys and secrets (OPENSSL_cleanse, which the compiler may not drop as a dead
 // store): when a connection closes or a key is replaced.
 void wipe(DirectionState& st);
-// True once the write side should send a KeyUpdate (§5.5).
-inline bool needs_key_update(const DirectionState& st) {
-  return st.seq >= kRecordsPerKey;
-}
 
 // Where the next record in a byte stream ends.
 struct NextRecord {

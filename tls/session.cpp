@@ -326,7 +326,7 @@ Session::Result Session::read_own(std::uint8_t* out, std::size_t& n) {
 
 bool Session::send_record(record::ContentType type, std::span<const std::uint8_t> plaintext) {
   // Before a key reaches its usage limit (§5.5), the peer is told to move on.
-  if (record::needs_key_update(write_)) {
+  if (write_.seq >= shard_->records_per_key()) {
     std::size_t sent = record::send_key_update(shard_->crypto(), write_, false, shard_->sealed());
     if (sent == 0) return false;
     sink_(sink_arg_, sink_key_, reinterpret_cast<const std::byte*>(shard_->sealed().data()), sent);

@@ -27,10 +27,16 @@ namespace wsedge::tls {
 // across reads. Outlives its sessions.
 class RecordShard {
  public:
-  RecordShard() : sealed_(record::kMaxSealed) { spare_.reserve(kSpareBlocks); }
+  // `records_per_key`: how many records a write key seals before a KeyUpdate replaces it
+  // (RFC 8446 §5.5); lower only in tests, which cannot send 2^24 records.
+  explicit RecordShard(std::uint64_t records_per_key = record::kRecordsPerKey)
+      : sealed_(record::kMaxSealed), records_per_key_(records_per_key) {
+    spare_.reserve(kSpareBlocks);
+  }
 
   record::RecordCrypto& crypto() { return crypto_; }
   std::span<std::uint8_t> sealed() { return sealed_; }
+  std::uint64_t records_per_key() const { return records_per_key_; }
   // A block that holds one whole record (header and the largest body), and its return. A few
   // are kept: a bulk transfer splits nearly every record across reads.
   std::uint8_t* acquire();
@@ -41,6 +47,7 @@ class RecordShard {
   static constexpr std::size_t kSpareBlocks = 16;
   record::RecordCrypto crypto_;
   std::vector<std::uint8_t> sealed_;
+  std::uint64_t records_per_key_;
   std::vector<std::unique_ptr<std::uint8_t[]>> spare_;
 };
 

@@ -28,7 +28,7 @@ enum class Layer { kOpenSsl, kOwn };
 struct Pair {
   std::shared_ptr<Context> server_ctx;
   CtxPtr client_ctx{SSL_CTX_new(TLS_client_method()), SSL_CTX_free};
-  RecordShard shard;  // before the sessions, which give blocks back to it
+  RecordShard shard;  // before the sessions, which give blocks back to it (records_per_key())
   std::unique_ptr<MemorySession> server, client;
   std::string server_got, client_got;
 
@@ -36,8 +36,9 @@ struct Pair {
       : Pair(Context::load({{{c.cert, c.key}}}), client_max, layer) {}
 
   explicit Pair(std::shared_ptr<Context> ctx, int client_max = TLS1_3_VERSION,
-                Layer layer = Layer::kOpenSsl)
-      : server_ctx(std::move(ctx)) {
+                Layer layer = Layer::kOpenSsl,
+                std::uint64_t records_per_key = record::kRecordsPerKey)
+      : server_ctx(std::move(ctx)), shard(records_per_key) {
     SSL_CTX_set_max_proto_version(client_ctx.get(), client_max);
     SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
     SSL_CTX_set_security_level(client_ctx.get(), 0);
@@ -289,6 +290,32 @@ TEST(TlsOwnRecords, KeyUpdatesBothWaysMidStream) {
   }
   EXPECT_EQ(p.server_got, expect_server);
   EXPECT_EQ(p.client_got, expect_client);
+}
+
+// Before a write key reaches its usage limit (2^24 records, RFC 8446 §5.5; 3 here) a
+// KeyUpdate replaces it, and the client's OpenSSL follows every change.
+TEST(TlsOwnRecords, AKeyUpdateBeforeTheUsageLimit) {
+  TempCert cert;
+  Pair p(Context::load({{{cert.cert, cert.key}}}), TLS1_3_VERSION, Layer::kOwn, 3);
+  int key_updates = 0;
+  SSL_set_msg_callback((*p.client)->ssl(), [](int write_p, int, int type, const void* buf,
+                                              std::size_t len, SSL*, void* arg) {
+    if (!write_p && type == SSL3_RT_HANDSHAKE && len > 0 &&
+        static_cast<const std::uint8_t*>(buf)[0] == SSL3_MT_KEY_UPDATE)
+      ++*static_cast<int*>(arg);
+  });
+  SSL_set_msg_callback_arg((*p.client)->ssl(), &key_updates);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  ASSERT_TRUE((*p.server)->own_records());
+  std::string expect;
+  for (int i = 0; i < 10; ++i) {  // one record each; the ticket took sequence number 0
+    std::string msg = "record " + std::to_string(i) + ";";
+    p.server_writes(msg);
+    expect += msg;
+  }
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_EQ(p.client_got, expect);
+  EXPECT_EQ(key_updates, 3);  // before records 2, 5 and 8 (sequence numbers 3, 3, 3)
 }
 
 TEST(TlsOwnRecords, ATamperedRecordIsRefusedWithAnAlert) {

@@ -288,7 +288,7 @@ const std::vector<Spec>& specs() {
              static_cast<unsigned>(number("--cores", v, 1, server_detail::online_cpus()));
        }},
       {"--buf-count", "N",
-       "provided receive buffers per core (power of two); default 512 when buffers are consumed "
+       "provided receive buffers per core (power of two); default 128 when buffers are consumed "
        "incrementally, else 4096",
        [](const Flags& f) {
          return f.server.reactor.buf_count ? str(f.server.reactor.buf_count) : std::string("auto");

@@ -288,7 +288,6 @@ class Reactor {
   std::uint32_t live() const { return live_; }
   int ring_fd() const { return ring_.fd(); }
   const ReactorConfig& config() const { return cfg_; }
-  const BufferRing& buffers() const { return bufs_; }
 
  private:
   enum Op : std::uint8_t {

@@ -298,8 +298,12 @@ const std::vector<Spec>& specs() {
          f.server.cores =
              static_cast<unsigned>(number("--cores", v, 1, server_detail::online_cpus()));
        }},
-      {"--buf-count", "N", "provided receive buffers per core (power of two)",
-       [](const Flags& f) { return str(f.server.reactor.buf_count); },
+      {"--buf-count", "N",
+       "provided receive buffers per core (power of two); default 128 when buffers are consumed "
+       "incrementally, else 4096",
+       [](const Flags& f) {
+         return f.server.reactor.buf_count ? str(f.server.reactor.buf_count) : std::string("auto");
+       },
        [](Flags& f, std::string_view v) {
          auto n = number("--buf-count", v, 1, 32768);
          if (n & (n - 1)) throw std::invalid_argument("--buf-count: must be a power of two");
@@ -309,6 +313,17 @@ const std::vector<Spec>& specs() {
        [](const Flags& f) { return str(f.server.reactor.buf_size); },
        [](Flags& f, std::string_view v) {
          f.server.reactor.buf_size = static_cast<unsigned>(number("--buf-size", v, 256, 1 << 20));
+       }},
+      {"--buf-incremental", "auto|off",
+       "let small reads share receive buffers (IOU_PBUF_RING_INC, Linux 6.12): auto uses it "
+       "where the kernel has it",
+       [](const Flags& f) {
+         return std::string(f.server.reactor.buf_incremental ? "auto" : "off");
+       },
+       [](Flags& f, std::string_view v) {
+         if (v != "auto" && v != "off")
+           throw std::invalid_argument("--buf-incremental: auto or off");
+         f.server.reactor.buf_incremental = v == "auto";
        }},
       {"--ring-entries", "N", "io_uring submission queue entries per core",
        [](const Flags& f) { return str(f.server.reactor.ring_entries); },
@@ -1029,6 +1044,10 @@ std::vector<std::string> restart_keys(const Flags& next, const Flags& running) {
       {"buf-size",
        [](const Flags& a, const Flags& b) {
          return a.server.reactor.buf_size == b.server.reactor.buf_size;
+       }},
+      {"buf-incremental",
+       [](const Flags& a, const Flags& b) {
+         return a.server.reactor.buf_incremental == b.server.reactor.buf_incremental;
        }},
       {"ring-entries",
        [](const Flags& a, const Flags& b) {

@@ -1,16 +1,57 @@
 #include "buffer_ring.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
 namespace wsedge::io {
+namespace {
 
-BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group)
-    : ring_(ring), count_(count), size_(size), group_(group) {
-  if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
+// liburing 2.3 calls the registration's flags field `pad`; 6.12's headers call it `flags`.
+template <class Reg>
+void set_flags(Reg& reg, std::uint16_t flags) {
+  if constexpr (requires { reg.flags; })
+    reg.flags = flags;
+  else
+    reg.pad = flags;
+}
+
+int register_ring(io_uring* ring, io_uring_buf_ring* br, unsigned entries, unsigned short group,
+                  std::uint16_t flags) {
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(br);
+  reg.ring_entries = entries;
+  reg.bgid = group;
+  set_flags(reg, flags);
+  return io_uring_register_buf_ring(ring, &reg, 0);
+}
+
+}  // namespace
+
+bool BufferRing::kernel_has_incremental(io_uring* ring, unsigned short group) {
+  // The ring must be page aligned: a page of its own, for one entry.
+  auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* r = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (r == MAP_FAILED) throw std::runtime_error("mmap of buffer ring failed");
+  int rc = register_ring(ring, static_cast<io_uring_buf_ring*>(r), 1, group, kPbufRingIncremental);
+  if (rc == 0) io_uring_unregister_buf_ring(ring, group);
+  munmap(r, page);
+  if (rc < 0 && rc != -EINVAL)
+    throw std::runtime_error(std::string("register buffer ring: ").append(std::strerror(-rc)));
+  return rc == 0;
+}
+
+BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group,
+                       bool incremental)
+    : ring_(ring), size_(size), group_(group) {
+  incremental_ = incremental && kernel_has_incremental(ring, group);
+  if (count == 0) count = incremental_ ? kIncrementalCount : kWholeCount;
+  count_ = count;
+  if ((count & (count - 1)) != 0 || count > 32768)
     throw std::invalid_argument("buffer count must be a power of two, 1..32768");
   if (size < 256) throw std::invalid_argument("buffer size must be at least 256 bytes");
   ring_bytes_ = sizeof(io_uring_buf) * count;
@@ -21,13 +62,11 @@ BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned s
   if (r == MAP_FAILED || d == MAP_FAILED) throw std::runtime_error("mmap of buffer ring failed");
   br_ = static_cast<io_uring_buf_ring*>(r);
   base_ = static_cast<std::byte*>(d);
+  if (incremental_) offsets_.assign(count, 0);
   io_uring_buf_ring_init(br_);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(br_);
-  reg.ring_entries = count;
-  reg.bgid = group;
-  int rc = io_uring_register_buf_ring(ring_, &reg, 0);
-  if (rc < 0) throw std::runtime_error(std::string("register buffer ring: ") + std::strerror(-rc));
+  int rc = register_ring(ring_, br_, count, group, incremental_ ? kPbufRingIncremental : 0);
+  if (rc < 0)
+    throw std::runtime_error(std::string("register buffer ring: ").append(std::strerror(-rc)));
   int mask = io_uring_buf_ring_mask(count);
   for (unsigned i = 0; i < count; ++i)
     io_uring_buf_ring_add(br_, data(i), size, static_cast<unsigned short>(i), mask,
@@ -40,6 +79,26 @@ BufferRing::~BufferRing() {
   io_uring_unregister_buf_ring(ring_, group_);
   munmap(br_, ring_bytes_);
   munmap(base_, data_bytes_);
+}
+
+BufferRing::Slice BufferRing::consume(unsigned bid, unsigned len, unsigned cqe_flags) {
+  if (!incremental_) {
+    --available_;
+    return {data(bid), true};
+  }
+  std::uint32_t& off = offsets_[bid];
+  Slice s{data(bid) + off, false};
+  // An empty completion (EOF) consumed nothing, so the buffer is still the ring's head. Kernels
+  // before the fix of liburing issue 1553 leave F_BUF_MORE off then: recycling on that would
+  // put the buffer into the ring twice, and two recvs would fill it at once.
+  if ((cqe_flags & kCqeBufMore) || len == 0) {
+    off += len;
+    return s;
+  }
+  off = 0;
+  --available_;
+  s.last = true;
+  return s;
 }
 
 void BufferRing::recycle(unsigned bid) {

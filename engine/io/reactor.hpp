@@ -5,8 +5,8 @@
 //   void on_accept(SocketId);              new server-side connection, already reading
 //                                          (listener(id) says on which listening socket)
 //   void on_connect(SocketId, int err);    client connect finished (err 0) or failed (errno)
-//   void on_data(SocketId, std::byte*, std::size_t);  bytes from a provided buffer, which goes
-//                                          back to the kernel when this returns
+//   void on_data(SocketId, std::byte*, std::size_t);  bytes from a provided buffer, which the
+//                                          kernel may fill again once this returns
 //   void on_peer_closed(SocketId, int err);  the peer's FIN (0) or an error while open; every
 //                                          byte received before it was delivered. The handler
 //                                          must close() (flushes what is queued: a half-closed
@@ -55,8 +55,9 @@ struct SocketId {
 
 struct ReactorConfig {
   unsigned ring_entries = 4096;
-  unsigned buf_count = 4096;               // provided buffers per core (power of two)
-  unsigned buf_size = 16384;               // bytes per provided buffer
+  unsigned buf_count = 0;       // provided buffers per core (power of two); 0: BufferRing's default
+  unsigned buf_size = 16384;    // bytes per provided buffer
+  bool buf_incremental = true;  // consume buffers incrementally where the kernel can
   std::uint32_t max_connections = 262144;  // per core
   std::size_t out_high_water = 1 << 20;    // queued output that pauses reading
   std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_drain)
@@ -78,7 +79,8 @@ struct ReactorCounters {
   Counter io_errors;         // resets, broken pipes
   Counter peer_half_closes;  // FIN while open: what was received is handled, output flushed
   Counter linger_timeouts;
-  Counter recv_pauses;  // reading paused because output backed up
+  Counter recv_pauses;            // reading paused because output backed up
+  Counter recv_ring_incremental;  // gauge: 1 when the buffer ring is consumed incrementally
 };
 
 inline constexpr MetricInfo<ReactorCounters> kReactorMetrics[] = {
@@ -108,6 +110,9 @@ inline constexpr MetricInfo<ReactorCounters> kReactorMetrics[] = {
      MetricType::kCounter, &ReactorCounters::linger_timeouts},
     {"recv_pauses_total", "times reading paused because a peer's output backed up",
      MetricType::kCounter, &ReactorCounters::recv_pauses},
+    {"recv_ring_incremental",
+     "1 when receive buffers are shared by small reads (IOU_PBUF_RING_INC, Linux 6.12), else 0",
+     MetricType::kGauge, &ReactorCounters::recv_ring_incremental},
 };
 
 class Reactor;
@@ -525,15 +530,18 @@ void Reactor::dispatch(Handler& h, const io_uring_cqe* cqe) {
     case kOpRecv: {
       Socket* s = slot_of(ud);
       if (flags & IORING_CQE_F_BUFFER) {
-        bufs_.taken();
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        BufferRing::Slice slice =
+            bufs_.consume(bid, res > 0 ? static_cast<unsigned>(res) : 0, flags);
         if (res > 0 && s) {
           counters_.bytes_in += static_cast<unsigned>(res);
           // Bytes reaching a closing socket are read and dropped (lingering close).
           if (s->state == kOpen)
-            h.on_data(id_of(index_of(*s)), bufs_.data(bid), static_cast<std::size_t>(res));
+            h.on_data(id_of(index_of(*s)), slice.data, static_cast<std::size_t>(res));
         }
-        bufs_.recycle(bid);
+        // on_data has used or copied the bytes; a buffer the kernel still fills (incremental)
+        // stays in the ring.
+        if (slice.last) bufs_.recycle(bid);
       }
       if (s && !(flags & IORING_CQE_F_MORE)) on_recv_end(h, *s, res);
       break;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 namespace wsedge::io {
 namespace {
@@ -38,7 +39,8 @@ struct RingFixture : ::testing::Test {
 };
 
 TEST_F(RingFixture, AccountsForEveryBufferAndRefillsAfterEnobufs) {
-  BufferRing br(&ring, 4, 256, 7);
+  BufferRing br(&ring, 4, 256, 7, false);
+  EXPECT_FALSE(br.incremental());
   EXPECT_EQ(br.available(), 4u);
   arm(7);
   unsigned used[4];
@@ -48,9 +50,11 @@ TEST_F(RingFixture, AccountsForEveryBufferAndRefillsAfterEnobufs) {
     ASSERT_EQ(c.res, 10);
     ASSERT_TRUE(c.flags & IORING_CQE_F_BUFFER);
     ASSERT_TRUE(c.flags & IORING_CQE_F_MORE);
-    br.taken();
     used[i] = c.flags >> IORING_CQE_BUFFER_SHIFT;
-    EXPECT_EQ(std::string(reinterpret_cast<char*>(br.data(used[i])), 10), "0123456789");
+    BufferRing::Slice slice = br.consume(used[i], 10, c.flags);
+    EXPECT_TRUE(slice.last);  // a whole buffer per read, however small
+    EXPECT_EQ(slice.data, br.data(used[i]));
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(slice.data), 10), "0123456789");
     EXPECT_EQ(br.available(), 3u - i);
   }
   // The ring is dry: the multishot recv ends with ENOBUFS and the data waits in the socket.
@@ -69,11 +73,137 @@ TEST_F(RingFixture, AccountsForEveryBufferAndRefillsAfterEnobufs) {
   arm(7);  // re-armed once buffers are back: nothing was lost
   io_uring_cqe again = next();
   ASSERT_EQ(again.res, 5);
-  br.taken();
-  EXPECT_EQ(
-      std::string(reinterpret_cast<char*>(br.data(again.flags >> IORING_CQE_BUFFER_SHIFT)), 5),
-      "after");
+  BufferRing::Slice slice = br.consume(again.flags >> IORING_CQE_BUFFER_SHIFT, 5, again.flags);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(slice.data), 5), "after");
   EXPECT_EQ(br.available(), 3u);
+}
+
+// The kernel here (6.12 or later) has incremental consumption; an older one cannot run these.
+#define REQUIRE_INCREMENTAL(br)                       \
+  if (!(br).incremental()) {                          \
+    GTEST_SKIP() << "kernel lacks IOU_PBUF_RING_INC"; \
+  }
+
+std::string text(const std::byte* p, std::size_t n) {
+  return std::string(reinterpret_cast<const char*>(p), n);
+}
+
+TEST_F(RingFixture, IncrementalSmallReadsShareOneBuffer) {
+  BufferRing br(&ring, 4, 256, 7);
+  REQUIRE_INCREMENTAL(br);
+  arm(7);
+  unsigned first_bid = 0;
+  for (unsigned i = 0; i < 5; ++i) {
+    std::string msg = "message " + std::to_string(i);
+    ASSERT_EQ(write(sv[1], msg.data(), msg.size()), static_cast<ssize_t>(msg.size()));
+    io_uring_cqe c = next();
+    ASSERT_EQ(c.res, static_cast<int>(msg.size()));
+    ASSERT_TRUE(c.flags & IORING_CQE_F_BUFFER);
+    EXPECT_TRUE(c.flags & kCqeBufMore);  // the rest of the buffer stays in the ring
+    unsigned bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+    if (i == 0) first_bid = bid;
+    EXPECT_EQ(bid, first_bid);  // every read lands in the same buffer ...
+    BufferRing::Slice slice = br.consume(bid, msg.size(), c.flags);
+    EXPECT_EQ(slice.data, br.data(bid) + i * 9);  // ... right behind the one before
+    EXPECT_FALSE(slice.last);
+    EXPECT_EQ(text(slice.data, msg.size()), msg);
+  }
+  EXPECT_EQ(br.available(), 4u);  // none taken: the kernel still fills the first
+}
+
+TEST_F(RingFixture, IncrementalRecyclesOnlyWhenTheKernelIsDone) {
+  BufferRing br(&ring, 4, 256, 7);
+  REQUIRE_INCREMENTAL(br);
+  arm(7);
+  std::string a(200, 'a');
+  ASSERT_EQ(write(sv[1], a.data(), a.size()), 200);
+  io_uring_cqe c = next();
+  ASSERT_EQ(c.res, 200);
+  unsigned bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+  EXPECT_FALSE(br.consume(bid, 200, c.flags).last);
+  // 100 more bytes: 56 fill the buffer, which the kernel then gives up; 44 go to the next.
+  std::string b(56, 'b');
+  b.append(44, 'c');
+  ASSERT_EQ(write(sv[1], b.data(), b.size()), 100);
+  std::string got;
+  bool finished = false;
+  while (got.size() < 100) {
+    io_uring_cqe d = next();
+    ASSERT_GT(d.res, 0);
+    unsigned dbid = d.flags >> IORING_CQE_BUFFER_SHIFT;
+    BufferRing::Slice slice = br.consume(dbid, static_cast<unsigned>(d.res), d.flags);
+    got += text(slice.data, static_cast<std::size_t>(d.res));
+    if (dbid == bid) {
+      EXPECT_EQ(d.res, 56);
+      EXPECT_EQ(slice.data, br.data(bid) + 200);
+      EXPECT_TRUE(slice.last);
+      finished = true;
+    } else {
+      EXPECT_FALSE(slice.last);  // the next buffer has room left
+      EXPECT_EQ(slice.data, br.data(dbid));
+    }
+  }
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(got, b);
+  EXPECT_EQ(br.available(), 3u);
+  br.recycle(bid);
+  br.commit();
+  EXPECT_EQ(br.available(), 4u);
+}
+
+TEST_F(RingFixture, IncrementalRunsDryAndRecovers) {
+  BufferRing br(&ring, 1, 256, 7);
+  REQUIRE_INCREMENTAL(br);
+  arm(7);
+  std::string full(256, 'x');
+  ASSERT_EQ(write(sv[1], full.data(), full.size()), 256);
+  io_uring_cqe c = next();
+  ASSERT_EQ(c.res, 256);
+  EXPECT_FALSE(c.flags & kCqeBufMore);
+  unsigned bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+  EXPECT_TRUE(br.consume(bid, 256, c.flags).last);
+  EXPECT_EQ(br.available(), 0u);
+  ASSERT_EQ(write(sv[1], "after", 5), 5);
+  io_uring_cqe dry = next();
+  EXPECT_EQ(dry.res, -ENOBUFS);
+  br.recycle(bid);
+  br.commit();
+  arm(7);
+  io_uring_cqe again = next();
+  ASSERT_EQ(again.res, 5);
+  BufferRing::Slice slice = br.consume(bid, 5, again.flags);
+  EXPECT_EQ(slice.data, br.data(bid));  // a recycled buffer starts over at its beginning
+  EXPECT_EQ(text(slice.data, 5), "after");
+}
+
+TEST_F(RingFixture, IncrementalEndOfStreamKeepsTheBuffer) {
+  BufferRing br(&ring, 4, 256, 7);
+  REQUIRE_INCREMENTAL(br);
+  arm(7);
+  ASSERT_EQ(write(sv[1], "tail", 4), 4);
+  io_uring_cqe c = next();
+  unsigned bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+  EXPECT_FALSE(br.consume(bid, 4, c.flags).last);
+  shutdown(sv[1], SHUT_WR);
+  io_uring_cqe eof = next();
+  EXPECT_EQ(eof.res, 0);
+  // Whether or not the kernel names the buffer on an empty completion, nothing was consumed:
+  // recycling it would put the ring's head buffer in twice.
+  if (eof.flags & IORING_CQE_F_BUFFER) {
+    EXPECT_FALSE(br.consume(eof.flags >> IORING_CQE_BUFFER_SHIFT, 0, eof.flags).last);
+  }
+  EXPECT_EQ(br.consume(bid, 0, 0).data, br.data(bid) + 4);
+  EXPECT_EQ(br.available(), 4u);
+}
+
+TEST_F(RingFixture, DefaultCountFollowsTheMode) {
+  BufferRing whole(&ring, 0, 256, 1, false);
+  EXPECT_EQ(whole.count(), BufferRing::kWholeCount);
+  BufferRing inc(&ring, 0, 256, 2);
+  EXPECT_EQ(inc.count(),
+            inc.incremental() ? BufferRing::kIncrementalCount : BufferRing::kWholeCount);
+  BufferRing given(&ring, 64, 256, 3);
+  EXPECT_EQ(given.count(), 64u);
 }
 
 TEST_F(RingFixture, RejectsBadGeometry) {

@@ -109,7 +109,8 @@ RoundTripApp round_trips(std::size_t size, std::uint64_t rounds, unsigned client
 // With `tls`, the endpoint serves wss:// and its clients speak TLS too.
 void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
                      const test::TempCert* tls = nullptr, ws::EndpointCounters* counters = nullptr,
-                     const ws::EndpointConfig& cfg = {}) {
+                     const ws::EndpointConfig& cfg = {},
+                     io::ReactorCounters* reactor_counters = nullptr) {
   io::Reactor reactor(rc, 0);
   app.reactor = &reactor;
   ws::Endpoint<RoundTripApp> ep(reactor, cfg, app);
@@ -129,6 +130,7 @@ void run_round_trips(RoundTripApp& app, io::ReactorConfig rc = small_reactor(),
   EXPECT_EQ(reactor.live(), 0u);
   EXPECT_EQ(ep.counters().protocol_errors, 0u);
   if (counters) *counters = ep.counters();
+  if (reactor_counters) *reactor_counters = reactor.counters();
 }
 
 ws::EndpointConfig deflating(ws::DeflateMode mode) {
@@ -290,14 +292,39 @@ TEST(Endpoint, DeflateEchoesEverySizeBothRolesBothModes) {
 }
 
 TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
-  // 8 receive buffers of 256 bytes for 20 connections: recvs run dry (ENOBUFS) and re-arm.
+  // 8 receive buffers of 256 bytes for 20 connections: recvs run dry (ENOBUFS) and re-arm. A
+  // 3000-byte message spans many slices, of buffers other connections' reads share when they
+  // are consumed incrementally; both ways every byte arrives in order.
+  for (bool incremental : {true, false}) {
+    io::ReactorConfig rc = small_reactor();
+    rc.buf_count = 8;
+    rc.buf_size = 256;
+    rc.buf_incremental = incremental;
+    RoundTripApp app = round_trips(3000, 20, 20);
+    io::ReactorCounters counters;
+    run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
+    EXPECT_EQ(app.echoes, 400u) << incremental;
+    EXPECT_EQ(app.mismatches, 0u) << incremental;
+    EXPECT_GT(counters.recv_no_buffers, 0u) << incremental;
+    if (!incremental) {
+      EXPECT_EQ(counters.recv_ring_incremental, 0u);
+    }
+  }
+}
+
+TEST(Endpoint, SmallMessagesShareReceiveBuffersWhenIncremental) {
+  // 200 connections' handshakes and 64-byte echoes through 16 buffers of 16 KiB: one buffer per
+  // read would run dry at every turn; shared, the ring never does.
   io::ReactorConfig rc = small_reactor();
-  rc.buf_count = 8;
-  rc.buf_size = 256;
-  RoundTripApp app = round_trips(3000, 20, 20);
-  run_round_trips(app, rc);
-  EXPECT_EQ(app.echoes, 400u);
+  rc.buf_count = 16;
+  rc.buf_size = 16384;
+  RoundTripApp app = round_trips(64, 5, 200);
+  io::ReactorCounters counters;
+  run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
+  EXPECT_EQ(app.echoes, 1000u);
   EXPECT_EQ(app.mismatches, 0u);
+  if (counters.recv_ring_incremental == 0) GTEST_SKIP() << "kernel lacks IOU_PBUF_RING_INC";
+  EXPECT_EQ(counters.recv_no_buffers, 0u);
 }
 
 // Cross-core posts: A posts to B, B posts back to A, on each reactor's own thread.

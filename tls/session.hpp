@@ -55,6 +55,9 @@ class Session {
   using Sink = void (*)(void* arg, std::uint64_t key, const std::byte* data, std::size_t len);
   // read()'s `out` holds at least this much: one record's plaintext and its type byte.
   static constexpr std::size_t kReadCapacity = record::kMaxOpened;
+  // Records without data (empty, KeyUpdate, user_canceled) accepted in a row; one more is
+  // refused with unexpected_message (read_own() says why).
+  static constexpr std::uint8_t kMaxQuietRecords = 32;
 
   // Server side when `server`, client side otherwise (for tests and the load generator). A
   // server with a `shard` moves to our own record layer after a TLS 1.3 handshake; without
@@ -130,6 +133,7 @@ class Session {
   record::RecordCounter written_;  // records OpenSSL wrote, until the handover
   std::uint8_t read_secret_len_ = 0;
   std::uint8_t write_secret_len_ = 0;
+  std::uint8_t quiet_ = 0;  // records in a row that carried no application data
   bool server_;
   bool resumed_ = false;
   bool sent_close_ = false;

@@ -198,6 +198,41 @@ def tampered_record(addr, cert):
         check("a tampered record is answered with bad_record_mac", False, f"no alert in {got!r}")
 
 
+def data_in_the_finished_flight(addr, cert):
+    """The upgrade request sealed before the client's Finished is sent, so both arrive in one
+    read: the server hands over between the two records and opens the request at read
+    sequence 0."""
+    ctx = ssl.create_default_context(cafile=cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    sock = socket.create_connection(addr, timeout=5)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                sock.sendall(out.read())
+            inc.write(sock.recv(65536))
+    tls.write(conformance.request().encode())
+    sock.sendall(out.read())  # Finished and the request, one write
+    got = b""
+    try:
+        while b"\r\n\r\n" not in got and time.time() < deadline:
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                inc.write(chunk)
+    except (ssl.SSLError, OSError) as e:
+        got += repr(e).encode()
+    sock.close()
+    check("data in the client's Finished flight is read", b"101 Switching Protocols" in got, got)
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
@@ -244,10 +279,12 @@ def main():
             s_client_long_message_across_updates(addr[1])
             python_ssl(addr, cert)
             tampered_record(addr, cert)
+            data_in_the_finished_flight(addr, cert)
         got = counters(proc.log)
-        # s_client: 3 suites + the long message; Python: 1 + the tampered one. TLS 1.2: not.
+        # s_client: 3 suites + the long message; Python: 1 + the tampered one + data in the
+        # Finished flight. TLS 1.2: not.
         check("every TLS 1.3 connection was handed over, the TLS 1.2 one was not",
-              got.get("tls_own_record_layer_total") == got.get("tls_handshakes_total", 0) - 1 == 6, got)
+              got.get("tls_own_record_layer_total") == got.get("tls_handshakes_total", 0) - 1 == 7, got)
         check("the tampered record is counted", got.get("tls_errors_total") == 1, got)
 
         own, asan, got = idle_cost(binary, (cert, key), "own")

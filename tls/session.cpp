@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 namespace wsedge::tls {
 
@@ -57,9 +58,10 @@ long Session::bio_ctrl(BIO* b, int cmd, long, void*) {
 }
 
 Session::Session(SSL_CTX* ctx, bool server, Sink sink, void* arg, std::uint64_t key,
-                 RecordShard* shard)
+                 RecordShard* shard, std::shared_ptr<const void> owner)
     : ssl_(SSL_new(ctx)),
       shard_(server ? shard : nullptr),
+      owner_(std::move(owner)),
       sink_(sink),
       sink_arg_(arg),
       sink_key_(key),
@@ -142,6 +144,7 @@ Session::Result Session::read(std::byte* out, std::size_t cap, std::size_t& n) {
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return want_more();
       return fail("TLS handshake failed");
     }
+    owner_.reset();  // no callback of the context's runs after the handshake
     if (shard_) {
       hand_over(written_.records - written);
       if (!ssl_) return read_own(reinterpret_cast<std::uint8_t*>(out), n);

@@ -61,9 +61,12 @@ class Session {
 
   // Server side when `server`, client side otherwise (for tests and the load generator). A
   // server with a `shard` moves to our own record layer after a TLS 1.3 handshake; without
-  // one (or for TLS 1.2), OpenSSL keeps the connection to its end.
+  // one (or for TLS 1.2), OpenSSL keeps the connection to its end. `owner` is what `ctx`'s
+  // callbacks point into (a tls::Context: its SNI callback reads its certificate list), held
+  // until the handshake is done: a reload may drop every other reference before the
+  // ClientHello arrives.
   Session(SSL_CTX* ctx, bool server, Sink sink, void* arg, std::uint64_t key,
-          RecordShard* shard = nullptr);
+          RecordShard* shard = nullptr, std::shared_ptr<const void> owner = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -118,7 +121,8 @@ class Session {
 
   SSL* ssl_;
   RecordShard* shard_;
-  const std::byte* in_ = nullptr;  // ciphertext fed and not yet taken
+  std::shared_ptr<const void> owner_;  // until the handshake is done
+  const std::byte* in_ = nullptr;      // ciphertext fed and not yet taken
   std::size_t in_len_ = 0;
   Sink sink_;
   void* sink_arg_;

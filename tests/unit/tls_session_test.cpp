@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "temp_cert.hpp"
 #include "tls/context.hpp"
 #include "tls/memory_session.hpp"
+#include "tls/self_signed.hpp"
 
 namespace wsedge::tls {
 namespace {
@@ -43,7 +45,7 @@ struct Pair {
     SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
     SSL_CTX_set_security_level(client_ctx.get(), 0);
     server = std::make_unique<MemorySession>(server_ctx->default_ctx(), true,
-                                             layer == Layer::kOwn ? &shard : nullptr);
+                                             layer == Layer::kOwn ? &shard : nullptr, server_ctx);
     client = std::make_unique<MemorySession>(client_ctx.get(), false);
   }
 
@@ -826,6 +828,23 @@ TEST(TlsTicketKeys, RotationKeepsThePreviousKeyOnly) {
   keys.rotate();
   EXPECT_FALSE(keys.find(first.name.data(), found, current));  // two rotations old: expired
   EXPECT_TRUE(keys.find(second.name.data(), found, current));
+}
+
+// A reload (SIGHUP) replaces the endpoint's Context while a connection it accepted has not sent
+// its ClientHello yet: the servername callback its SSL_CTX calls then points into the old
+// Context, which the session keeps alive until its handshake is done.
+TEST(TlsContext, AHandshakeOutlivesAReloadedContext) {
+  TempCert local, other;
+  write_self_signed(other.cert, other.key, "other.example", 3600);
+  auto ctx = Context::load({{{local.cert, local.key}, {other.cert, other.key}}});
+  Pair p(ctx);
+  ctx.reset();
+  p.server_ctx.reset();  // the reload: nothing but the session holds the old Context now
+  ASSERT_EQ(SSL_set_tlsext_host_name((*p.client)->ssl(), "other.example"), 1);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  X509* cert = SSL_get0_peer_certificate((*p.client)->ssl());
+  ASSERT_NE(cert, nullptr);
+  EXPECT_EQ(X509_check_host(cert, "other.example", 0, 0, nullptr), 1);
 }
 
 TEST(TlsContext, BadFilesAreNamedInTheError) {

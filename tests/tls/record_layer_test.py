@@ -13,6 +13,7 @@ usage: record_layer_test.py PATH_TO_WSEDGE
 import os
 import re
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -233,6 +234,47 @@ def data_in_the_finished_flight(addr, cert):
     check("data in the client's Finished flight is read", b"101 Switching Protocols" in got, got)
 
 
+def reload_and_drain(binary, tls, tmp):
+    """--tls-record-layer switched by a config reload (SIGHUP): connections from before keep the
+    layer they have, new ones take the new setting; then SIGTERM drains them all, each with a
+    Close 1001 sealed by whichever layer it is on, and the server exits cleanly."""
+    path = os.path.join(tmp, "layer.toml")
+    with open(path, "w") as f:
+        f.write('tls-record-layer = "own"\n')
+    conformance.CLIENT_SSL = ssl.create_default_context(cafile=tls[0])
+    try:
+        with start_server(binary, "--cores", "1", "--config", path, "--drain-timeout", "200",
+                          tls=tls) as (url, proc):
+            addr = host_port(url)
+            own = conformance.Client(addr)
+            own.frame(1, b"own before")
+            own.expect(1, b"own before")
+            with open(path, "w") as f:
+                f.write('tls-record-layer = "openssl"\n')
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            kept = conformance.Client(addr)
+            for c, text in ((own, b"own after the reload"), (kept, b"openssl after the reload")):
+                c.frame(1, text)
+                c.expect(1, text)
+            check("a layer switched by a reload: both kinds of connection echo", True)
+            proc.send_signal(signal.SIGTERM)
+            for name, c in (("own", own), ("openssl", kept)):
+                try:
+                    c.expect_close(1001)
+                    check(f"drain: the {name} layer's connection gets Close 1001", True)
+                except (AssertionError, EOFError, OSError) as e:
+                    check(f"drain: the {name} layer's connection gets Close 1001", False, e)
+            proc.wait(timeout=10)
+    except (AssertionError, EOFError, OSError, RuntimeError) as e:
+        check("reload and drain", False, e)
+        return {}
+    finally:
+        conformance.CLIENT_SSL = None
+    check("drain: the server exits cleanly", proc.returncode == 0, proc.returncode)
+    return counters(proc.log)
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
@@ -286,6 +328,10 @@ def main():
         check("every TLS 1.3 connection was handed over, the TLS 1.2 one was not",
               got.get("tls_own_record_layer_total") == got.get("tls_handshakes_total", 0) - 1 == 7, got)
         check("the tampered record is counted", got.get("tls_errors_total") == 1, got)
+
+        got = reload_and_drain(binary, (cert, key), tmp)
+        check("after the reload, only the first connection was handed over",
+              got.get("tls_own_record_layer_total") == 1 and got.get("tls_handshakes_total") == 2, got)
 
         own, asan, got = idle_cost(binary, (cert, key), "own")
         check("own layer: every connection handed over", got.get("tls_own_record_layer_total") == 600, got)

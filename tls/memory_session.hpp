@@ -13,8 +13,9 @@ namespace wsedge::tls {
 class MemorySession {
  public:
   // A server with a `shard` moves to our record layer after a TLS 1.3 handshake.
-  MemorySession(SSL_CTX* ctx, bool server, RecordShard* shard = nullptr)
-      : session_(ctx, server, &collect, this, 0, shard) {}
+  MemorySession(SSL_CTX* ctx, bool server, RecordShard* shard = nullptr,
+                std::shared_ptr<const void> owner = {})
+      : session_(ctx, server, &collect, this, 0, shard, std::move(owner)) {}
   MemorySession(const MemorySession&) = delete;
   MemorySession& operator=(const MemorySession&) = delete;
 

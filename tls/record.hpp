@@ -118,6 +118,7 @@ enum class Alert : std::uint8_t {
   kDecodeError = 50,
   kIllegalParameter = 47,
   kInternalError = 80,
+  kUserCanceled = 90,  // received only: a closure alert (§6.1), not an error
 };
 Alert alert_for(OpenStatus s);  // not for kOk
 // An alert record's plaintext: level (1 warning for close_notify, else 2 fatal), description.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 namespace wsedge::tls {
 
@@ -57,9 +58,10 @@ long Session::bio_ctrl(BIO* b, int cmd, long, void*) {
 }
 
 Session::Session(SSL_CTX* ctx, bool server, Sink sink, void* arg, std::uint64_t key,
-                 RecordShard* shard)
+                 RecordShard* shard, std::shared_ptr<const void> owner)
     : ssl_(SSL_new(ctx)),
       shard_(server ? shard : nullptr),
+      owner_(std::move(owner)),
       sink_(sink),
       sink_arg_(arg),
       sink_key_(key),
@@ -142,6 +144,7 @@ Session::Result Session::read(std::byte* out, std::size_t cap, std::size_t& n) {
       if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return want_more();
       return fail("TLS handshake failed");
     }
+    owner_.reset();  // no callback of the context's runs after the handshake
     if (shard_) {
       hand_over(written_.records - written);
       if (!ssl_) return read_own(reinterpret_cast<std::uint8_t*>(out), n);
@@ -197,19 +200,26 @@ void Session::hand_over(std::uint64_t tickets) {
   // have not seen go by: no plaintext, no partial record either way.
   const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
   const std::uint16_t id = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
-  if (SSL_version(ssl_) != TLS1_3_VERSION || !record::supported(id) || SSL_has_pending(ssl_) ||
-      !written_.at_boundary())
-    return;
+  bool ok = SSL_version(ssl_) == TLS1_3_VERSION && record::supported(id) &&
+            !SSL_has_pending(ssl_) && written_.at_boundary();
   const auto suite = static_cast<record::Suite>(id);
-  const std::size_t len = record::secret_len(suite);
-  if (read_secret_len_ != len || write_secret_len_ != len) return;
-  // init() copies the secret into the state it fills: through a copy, not onto itself.
-  std::array<std::uint8_t, record::kMaxSecretLen> rs = read_.secret, ws = write_.secret;
-  bool ok = record::init(read_, suite, std::span(rs.data(), len), 0) &&
-            record::init(write_, suite, std::span(ws.data(), len), tickets);
-  OPENSSL_cleanse(rs.data(), rs.size());
-  OPENSSL_cleanse(ws.data(), ws.size());
-  if (!ok) return;  // OpenSSL keeps the connection, as with the flag off
+  const std::size_t len = ok ? record::secret_len(suite) : 0;
+  ok = ok && read_secret_len_ == len && write_secret_len_ == len;
+  if (ok) {
+    // init() copies the secret into the state it fills: through a copy, not onto itself.
+    std::array<std::uint8_t, record::kMaxSecretLen> rs = read_.secret, ws = write_.secret;
+    ok = record::init(read_, suite, std::span(rs.data(), len), 0) &&
+         record::init(write_, suite, std::span(ws.data(), len), tickets);
+    OPENSSL_cleanse(rs.data(), rs.size());
+    OPENSSL_cleanse(ws.data(), ws.size());
+  }
+  if (!ok) {
+    // OpenSSL keeps the connection, as with the flag off: the secrets the keylog callback gave
+    // must not wait in this session for the rest of its life (a CCM suite, a partial record).
+    record::wipe(read_);
+    record::wipe(write_);
+    return;
+  }
   resumed_ = SSL_session_reused(ssl_) == 1;
   SSL_free(ssl_);
   ssl_ = nullptr;
@@ -284,6 +294,15 @@ Session::Result Session::read_own(std::uint8_t* out, std::size_t& n) {
     if (partial_) release_partial();  // `rec` was the block: opened into `out` by now
     if (o.status != record::OpenStatus::kOk)
       return refuse(record::alert_for(o.status), "TLS record refused");
+    // A record without data (an empty one, a KeyUpdate, user_canceled) costs a decryption, a
+    // KeyUpdate six key derivations and maybe an answer, and the peer nothing: a stream of them
+    // would keep the core busy for free. OpenSSL refuses a 33rd empty record in a row
+    // (MAX_EMPTY_RECORDS), BoringSSL a 33rd KeyUpdate (kMaxKeyUpdates); so do we, for all of
+    // them together.
+    if (o.type == ContentType::kApplicationData && !o.plaintext.empty())
+      quiet_ = 0;
+    else if (++quiet_ > kMaxQuietRecords)
+      return refuse(record::Alert::kUnexpectedMessage, "TLS too many records without data");
     switch (o.type) {
       case ContentType::kApplicationData:
         if (o.plaintext.empty()) continue;  // legal, and 0 would read as "nothing more"
@@ -295,17 +314,23 @@ Session::Result Session::read_own(std::uint8_t* out, std::size_t& n) {
           in_len_ = 0;  // nothing after close_notify is read (RFC 8446 §6.1)
           return Result::kClosed;
         }
+        // A closure alert, not an error (§6.1): a close_notify should follow. OpenSSL ignores
+        // it too; failing on it would count a polite client's close as a TLS error.
+        if (o.plaintext[1] == static_cast<std::uint8_t>(record::Alert::kUserCanceled)) continue;
         error_ = "TLS alert received";
         return Result::kError;
       case ContentType::kHandshake:
         switch (record::parse_post_handshake(o.plaintext)) {
           case record::PostHandshake::kKeyUpdateRequested: {
-            // Our answer goes under the current write key, then that key moves on (§4.6.3).
-            std::size_t sent =
-                record::send_key_update(shard_->crypto(), write_, false, shard_->sealed());
-            if (sent == 0) return refuse(record::Alert::kInternalError, "TLS key update failed");
-            sink_(sink_arg_, sink_key_, reinterpret_cast<const std::byte*>(shard_->sealed().data()),
-                  sent);
+            // Our answer goes under the current write key, then that key moves on (§4.6.3);
+            // none once our close_notify is out: it was our last record (§6.1).
+            if (!sent_close_) {
+              std::size_t sent =
+                  record::send_key_update(shard_->crypto(), write_, false, shard_->sealed());
+              if (sent == 0) return refuse(record::Alert::kInternalError, "TLS key update failed");
+              sink_(sink_arg_, sink_key_,
+                    reinterpret_cast<const std::byte*>(shard_->sealed().data()), sent);
+            }
             [[fallthrough]];
           }
           case record::PostHandshake::kKeyUpdate:

@@ -62,12 +62,18 @@ class Session {
   using Sink = void (*)(void* arg, std::uint64_t key, const std::byte* data, std::size_t len);
   // read()'s `out` holds at least this much: one record's plaintext and its type byte.
   static constexpr std::size_t kReadCapacity = record::kMaxOpened;
+  // Records without data (empty, KeyUpdate, user_canceled) accepted in a row; one more is
+  // refused with unexpected_message (read_own() says why).
+  static constexpr std::uint8_t kMaxQuietRecords = 32;
 
   // Server side when `server`, client side otherwise (for tests and the load generator). A
   // server with a `shard` moves to our own record layer after a TLS 1.3 handshake; without
-  // one (or for TLS 1.2), OpenSSL keeps the connection to its end.
+  // one (or for TLS 1.2), OpenSSL keeps the connection to its end. `owner` is what `ctx`'s
+  // callbacks point into (a tls::Context: its SNI callback reads its certificate list), held
+  // until the handshake is done: a reload may drop every other reference before the
+  // ClientHello arrives.
   Session(SSL_CTX* ctx, bool server, Sink sink, void* arg, std::uint64_t key,
-          RecordShard* shard = nullptr);
+          RecordShard* shard = nullptr, std::shared_ptr<const void> owner = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -122,7 +128,8 @@ class Session {
 
   SSL* ssl_;
   RecordShard* shard_;
-  const std::byte* in_ = nullptr;  // ciphertext fed and not yet taken
+  std::shared_ptr<const void> owner_;  // until the handshake is done
+  const std::byte* in_ = nullptr;      // ciphertext fed and not yet taken
   std::size_t in_len_ = 0;
   Sink sink_;
   void* sink_arg_;
@@ -137,6 +144,7 @@ class Session {
   record::RecordCounter written_;  // records OpenSSL wrote, until the handover
   std::uint8_t read_secret_len_ = 0;
   std::uint8_t write_secret_len_ = 0;
+  std::uint8_t quiet_ = 0;  // records in a row that carried no application data
   bool server_;
   bool resumed_ = false;
   bool sent_close_ = false;

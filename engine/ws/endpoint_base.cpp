@@ -759,8 +759,11 @@ std::unique_ptr<tls::Session> EndpointBase::new_session(io::SocketId id, SSL_CTX
     if (!record_shard_) record_shard_ = std::make_unique<tls::RecordShard>();
     shard = record_shard_.get();
   }
+  // A server's context may be replaced by a reload before the ClientHello arrives: the session
+  // keeps it (its SNI callback reads it) until the handshake is done.
   return std::make_unique<tls::Session>(ctx, server, tls_out, this,
-                                        std::uint64_t{id.gen} << 32 | id.idx, shard);
+                                        std::uint64_t{id.gen} << 32 | id.idx, shard,
+                                        server ? tls_ : nullptr);
 }
 
 void EndpointBase::tls_out(void* self, std::uint64_t key, const std::byte* data, std::size_t len) {

@@ -13,6 +13,7 @@ usage: record_layer_test.py PATH_TO_WSEDGE
 import os
 import re
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -198,6 +199,82 @@ def tampered_record(addr, cert):
         check("a tampered record is answered with bad_record_mac", False, f"no alert in {got!r}")
 
 
+def data_in_the_finished_flight(addr, cert):
+    """The upgrade request sealed before the client's Finished is sent, so both arrive in one
+    read: the server hands over between the two records and opens the request at read
+    sequence 0."""
+    ctx = ssl.create_default_context(cafile=cert)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    sock = socket.create_connection(addr, timeout=5)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                sock.sendall(out.read())
+            inc.write(sock.recv(65536))
+    tls.write(conformance.request().encode())
+    sock.sendall(out.read())  # Finished and the request, one write
+    got = b""
+    try:
+        while b"\r\n\r\n" not in got and time.time() < deadline:
+            try:
+                got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                inc.write(chunk)
+    except (ssl.SSLError, OSError) as e:
+        got += repr(e).encode()
+    sock.close()
+    check("data in the client's Finished flight is read", b"101 Switching Protocols" in got, got)
+
+
+def reload_and_drain(binary, tls, tmp):
+    """--tls-record-layer switched by a config reload (SIGHUP): connections from before keep the
+    layer they have, new ones take the new setting; then SIGTERM drains them all, each with a
+    Close 1001 sealed by whichever layer it is on, and the server exits cleanly."""
+    path = os.path.join(tmp, "layer.toml")
+    with open(path, "w") as f:
+        f.write('tls-record-layer = "own"\n')
+    conformance.CLIENT_SSL = ssl.create_default_context(cafile=tls[0])
+    try:
+        with start_server(binary, "--cores", "1", "--config", path, "--drain-timeout", "200",
+                          tls=tls) as (url, proc):
+            addr = host_port(url)
+            own = conformance.Client(addr)
+            own.frame(1, b"own before")
+            own.expect(1, b"own before")
+            with open(path, "w") as f:
+                f.write('tls-record-layer = "openssl"\n')
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            kept = conformance.Client(addr)
+            for c, text in ((own, b"own after the reload"), (kept, b"openssl after the reload")):
+                c.frame(1, text)
+                c.expect(1, text)
+            check("a layer switched by a reload: both kinds of connection echo", True)
+            proc.send_signal(signal.SIGTERM)
+            for name, c in (("own", own), ("openssl", kept)):
+                try:
+                    c.expect_close(1001)
+                    check(f"drain: the {name} layer's connection gets Close 1001", True)
+                except (AssertionError, EOFError, OSError) as e:
+                    check(f"drain: the {name} layer's connection gets Close 1001", False, e)
+            proc.wait(timeout=10)
+    except (AssertionError, EOFError, OSError, RuntimeError) as e:
+        check("reload and drain", False, e)
+        return {}
+    finally:
+        conformance.CLIENT_SSL = None
+    check("drain: the server exits cleanly", proc.returncode == 0, proc.returncode)
+    return counters(proc.log)
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
@@ -244,11 +321,17 @@ def main():
             s_client_long_message_across_updates(addr[1])
             python_ssl(addr, cert)
             tampered_record(addr, cert)
+            data_in_the_finished_flight(addr, cert)
         got = counters(proc.log)
-        # s_client: 3 suites + the long message; Python: 1 + the tampered one. TLS 1.2: not.
+        # s_client: 3 suites + the long message; Python: 1 + the tampered one + data in the
+        # Finished flight. TLS 1.2: not.
         check("every TLS 1.3 connection was handed over, the TLS 1.2 one was not",
-              got.get("tls_own_record_layer_total") == got.get("tls_handshakes_total", 0) - 1 == 6, got)
+              got.get("tls_own_record_layer_total") == got.get("tls_handshakes_total", 0) - 1 == 7, got)
         check("the tampered record is counted", got.get("tls_errors_total") == 1, got)
+
+        got = reload_and_drain(binary, (cert, key), tmp)
+        check("after the reload, only the first connection was handed over",
+              got.get("tls_own_record_layer_total") == 1 and got.get("tls_handshakes_total") == 2, got)
 
         own, asan, got = idle_cost(binary, (cert, key), "own")
         check("own layer: every connection handed over", got.get("tls_own_record_layer_total") == 600, got)

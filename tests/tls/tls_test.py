@@ -78,7 +78,7 @@ def versions_alpn_resumption(port, tmp):
 def sni(binary, tmp):
     a = make_cert(tmp, "a.test")
     b = make_cert(tmp, "b.test", key_type="rsa")
-    with start_server(binary, "--cores", "1", "--tls-cert", b[0], "--tls-key", b[1], tls=a) as (url, _):
+    with start_server(binary, "--cores", "1", "--tls-cert", b[0], "--tls-key", b[1], tls=a) as (url, proc):
         port = host_port(url)[1]
         out_a = s_client(port, "-servername", "a.test")
         out_b = s_client(port, "-servername", "b.test")
@@ -86,6 +86,21 @@ def sni(binary, tmp):
         check("SNI a.test -> ECDSA certificate for a.test", "CN = a.test" in out_a, out_a[-300:])
         check("SNI b.test -> RSA certificate for b.test", "CN = b.test" in out_b, out_b[-300:])
         check("no SNI -> the first certificate", "CN = a.test" in out_none, out_none[-300:])
+        # Accepted before a reload, its ClientHello after: the SNI callback of the replaced
+        # context must still find the certificates (it read the freed context before).
+        early = socket.create_connection(("127.0.0.1", port), timeout=5)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        ctx = ssl.create_default_context(cafile=b[0])
+        try:
+            with ctx.wrap_socket(early, server_hostname="b.test") as tls:
+                name = dict(x[0] for x in tls.getpeercert()["subject"]).get("commonName")
+        except (ssl.SSLError, OSError) as e:
+            name = repr(e)
+        check("a ClientHello after a reload gets its SNI certificate", name == "b.test", name)
+        out_b = s_client(port, "-servername", "b.test")
+        check("and the server still serves", "CN = b.test" in out_b, out_b[-300:])
 
 
 def counter(log, name):

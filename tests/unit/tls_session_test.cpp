@@ -5,15 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "temp_cert.hpp"
 #include "tls/context.hpp"
 #include "tls/memory_session.hpp"
+#include "tls/self_signed.hpp"
 
 namespace wsedge::tls {
 namespace {
@@ -43,7 +46,7 @@ struct Pair {
     SSL_CTX_set_min_proto_version(client_ctx.get(), 0);
     SSL_CTX_set_security_level(client_ctx.get(), 0);
     server = std::make_unique<MemorySession>(server_ctx->default_ctx(), true,
-                                             layer == Layer::kOwn ? &shard : nullptr);
+                                             layer == Layer::kOwn ? &shard : nullptr, server_ctx);
     client = std::make_unique<MemorySession>(client_ctx.get(), false);
   }
 
@@ -408,6 +411,27 @@ TEST(TlsOwnRecords, GarbageAfterAGoodRecordIsAnErrorAtEverySplit) {
   }
 }
 
+// A session that ends holding half a record gives the shard its block back (LeakSanitizer
+// would name a block lost), and the shard can lend it again.
+TEST(TlsOwnRecords, ASessionEndingMidRecordGivesItsBlockBack) {
+  TempCert cert;
+  for (std::size_t cut : {std::size_t{3}, std::size_t{5}, std::size_t{100}}) {
+    Pair p(cert, TLS1_3_VERSION, Layer::kOwn);
+    ASSERT_EQ(p.pump(), Session::Result::kOk);
+    p.client_writes(std::string(1000, 'h'));
+    std::vector<std::byte> wire = p.client->take();
+    (*p.server)->feed(wire.data(), cut);
+    std::byte plain[Session::kReadCapacity];
+    std::size_t n = 1;
+    ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+    ASSERT_EQ(n, 0u);
+    p.server.reset();  // mid-record: its block goes back to the shard, which outlives it
+    std::uint8_t* block = p.shard.acquire();
+    ASSERT_NE(block, nullptr);
+    p.shard.release(block);
+  }
+}
+
 TEST(TlsOwnRecords, AReadBufferTooSmallForARecordIsRefused) {
   TempCert cert;
   Pair p(cert, TLS1_3_VERSION, Layer::kOwn);
@@ -415,6 +439,323 @@ TEST(TlsOwnRecords, AReadBufferTooSmallForARecordIsRefused) {
   std::byte plain[64];
   std::size_t n = 0;
   EXPECT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kError);
+}
+
+// --- what OpenSSL's client never sends: records forged with the client's own keys ---
+
+// The client context's keylog, kept in the std::string its app data points at.
+void client_keylog(const SSL* ssl, const char* line) {
+  auto* log = static_cast<std::string*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  log->append(line).push_back('\n');
+}
+
+// Seals records as the client would, under its application traffic key from sequence 0 (the
+// client's OpenSSL must have sent nothing since its Finished): empty records, KeyUpdate
+// storms, alerts of any kind.
+struct Forger {
+  record::RecordCrypto crypto;
+  record::DirectionState write{};
+
+  explicit Forger(Pair& p, const std::string& keylog) {
+    constexpr std::string_view kLabel = "CLIENT_TRAFFIC_SECRET_0 ";
+    std::size_t at = keylog.find(kLabel);
+    std::size_t end = keylog.find('\n', at);
+    std::size_t sp = keylog.rfind(' ', end);
+    EXPECT_NE(at, std::string::npos);
+    std::string hex = keylog.substr(sp + 1, end - sp - 1);
+    long len = 0;
+    unsigned char* secret = OPENSSL_hexstr2buf(hex.c_str(), &len);
+    const auto suite = static_cast<record::Suite>(
+        SSL_CIPHER_get_protocol_id(SSL_get_current_cipher((*p.client)->ssl())));
+    EXPECT_TRUE(record::init(write, suite, {secret, static_cast<std::size_t>(len)}, 0));
+    OPENSSL_clear_free(secret, static_cast<std::size_t>(len));
+  }
+  ~Forger() { record::wipe(write); }
+
+  void seal(std::vector<std::byte>& wire, record::ContentType type,
+            std::span<const std::uint8_t> plaintext) {
+    std::vector<std::uint8_t> out(record::sealed_size(plaintext.size()));
+    ASSERT_EQ(crypto.seal(write, type, plaintext, out), out.size());
+    for (std::uint8_t b : out) wire.push_back(std::byte{b});
+  }
+  void data(std::vector<std::byte>& wire, std::string_view s) {
+    seal(wire, record::ContentType::kApplicationData,
+         {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
+  }
+  void key_update(std::vector<std::byte>& wire, bool request) {
+    seal(wire, record::ContentType::kHandshake, record::key_update_message(request));
+    ASSERT_TRUE(record::update(write));
+  }
+};
+
+// A handed-over pair whose client's keys a Forger can take.
+struct ForgedPair {
+  std::string keylog;
+  Pair p;
+  std::unique_ptr<Forger> forger;
+
+  explicit ForgedPair(const TempCert& cert) : p(cert, TLS1_3_VERSION, Layer::kOwn) {
+    SSL_CTX_set_app_data(p.client_ctx.get(), &keylog);
+    SSL_CTX_set_keylog_callback(p.client_ctx.get(), client_keylog);
+    EXPECT_EQ(p.pump(), Session::Result::kOk);
+    EXPECT_TRUE((*p.server)->own_records());
+    forger = std::make_unique<Forger>(p, keylog);
+  }
+  // Feeds `wire` to the server in one piece and reads until it yields nothing or stops.
+  Session::Result server_reads(const std::vector<std::byte>& wire, std::string& got) {
+    (*p.server)->feed(wire.data(), wire.size());
+    std::byte plain[Session::kReadCapacity];
+    for (;;) {
+      std::size_t n = 0;
+      Session::Result r = (*p.server)->read(plain, sizeof plain, n);
+      if (r != Session::Result::kOk || n == 0) return r;
+      got.append(reinterpret_cast<char*>(plain), n);
+    }
+  }
+};
+
+// Empty application data records are legal, but each costs a decryption and brings nothing:
+// as OpenSSL (MAX_EMPTY_RECORDS), 32 in a row pass, the 33rd is refused.
+TEST(TlsOwnRecords, EmptyRecordsInARowAreBounded) {
+  TempCert cert;
+  ForgedPair f(cert);
+  std::vector<std::byte> wire;
+  for (int round = 0; round < 3; ++round) {
+    for (unsigned i = 0; i < Session::kMaxQuietRecords; ++i) f.forger->data(wire, "");
+    f.forger->data(wire, "data");  // starts the count again
+  }
+  std::string got;
+  ASSERT_EQ(f.server_reads(wire, got), Session::Result::kOk);
+  EXPECT_EQ(got, "datadatadata");
+  wire.clear();
+  for (unsigned i = 0; i <= Session::kMaxQuietRecords; ++i) f.forger->data(wire, "");
+  f.forger->data(wire, "never read");
+  got.clear();
+  EXPECT_EQ(f.server_reads(wire, got), Session::Result::kError);
+  EXPECT_STREQ((*f.p.server)->error(), "TLS too many records without data");
+  EXPECT_EQ(got, "");
+  // The client's OpenSSL reads our unexpected_message alert.
+  std::string client_got;
+  EXPECT_EQ(deliver(*f.p.server, *f.p.client, client_got), Session::Result::kError);
+}
+
+// A client asking for a KeyUpdate thousands of times would cost us six key derivations and a
+// record sent per 27 bytes it sends: 32 in a row are answered, the 33rd is refused.
+TEST(TlsOwnRecords, KeyUpdateRequestsInARowAreBounded) {
+  TempCert cert;
+  ForgedPair f(cert);
+  std::vector<std::byte> wire;
+  for (unsigned i = 0; i < Session::kMaxQuietRecords; ++i) f.forger->key_update(wire, true);
+  f.forger->data(wire, "after 32");
+  std::string got;
+  ASSERT_EQ(f.server_reads(wire, got), Session::Result::kOk);
+  EXPECT_EQ(got, "after 32");
+  // Each answered, and the client's OpenSSL follows all of them.
+  std::vector<std::byte> answers = f.p.server->take();
+  EXPECT_EQ(answers.size(), Session::kMaxQuietRecords * record::sealed_size(5));
+  (*f.p.client)->feed(answers.data(), answers.size());
+  std::byte plain[Session::kReadCapacity];
+  std::size_t n = 1;
+  ASSERT_EQ((*f.p.client)->read(plain, sizeof plain, n), Session::Result::kOk);
+  EXPECT_EQ(n, 0u);
+  f.p.server_writes("still in step");
+  std::string client_got;
+  ASSERT_EQ(deliver(*f.p.server, *f.p.client, client_got), Session::Result::kOk);
+  EXPECT_EQ(client_got, "still in step");
+
+  wire.clear();
+  for (int i = 0; i < 5000; ++i) f.forger->key_update(wire, true);
+  got.clear();
+  EXPECT_EQ(f.server_reads(wire, got), Session::Result::kError);
+  EXPECT_STREQ((*f.p.server)->error(), "TLS too many records without data");
+  // 32 answers and the alert, not 5000 answers.
+  EXPECT_EQ(f.p.server->take().size(),
+            Session::kMaxQuietRecords * record::sealed_size(5) + record::sealed_size(2));
+}
+
+// Our close_notify is our last record (RFC 8446 §6.1): a KeyUpdate request after it updates
+// the read key but is not answered; the half-closed peer's data still comes through.
+TEST(TlsOwnRecords, NoKeyUpdateAnswerAfterOurCloseNotify) {
+  TempCert cert;
+  ForgedPair f(cert);
+  (*f.p.server)->shutdown();
+  f.p.server->take();
+  std::vector<std::byte> wire;
+  f.forger->key_update(wire, true);
+  f.forger->data(wire, "after the update");
+  std::string got;
+  ASSERT_EQ(f.server_reads(wire, got), Session::Result::kOk);
+  EXPECT_EQ(got, "after the update");
+  EXPECT_TRUE(f.p.server->take().empty());
+}
+
+// user_canceled is a closure alert (§6.1), usually a warning followed by close_notify: the
+// connection ends as a close, not as a TLS error.
+TEST(TlsOwnRecords, UserCanceledIsNotAnError) {
+  TempCert cert;
+  ForgedPair f(cert);
+  std::vector<std::byte> wire;
+  f.forger->data(wire, "before");
+  f.forger->seal(wire, record::ContentType::kAlert, std::array<std::uint8_t, 2>{1, 90});
+  f.forger->data(wire, "after");
+  f.forger->seal(wire, record::ContentType::kAlert,
+                 record::alert_message(record::Alert::kCloseNotify));
+  std::string got;
+  EXPECT_EQ(f.server_reads(wire, got), Session::Result::kClosed);
+  EXPECT_EQ(got, "beforeafter");
+  EXPECT_EQ((*f.p.server)->error(), nullptr);
+}
+
+// Any other alert ends the connection whatever its level (§6): a warning-level
+// unexpected_message is an error, and nothing is sent after it.
+TEST(TlsOwnRecords, OtherWarningAlertsAreErrors) {
+  TempCert cert;
+  ForgedPair f(cert);
+  std::vector<std::byte> wire;
+  f.forger->seal(wire, record::ContentType::kAlert, std::array<std::uint8_t, 2>{1, 10});
+  f.forger->data(wire, "never read");
+  std::string got;
+  EXPECT_EQ(f.server_reads(wire, got), Session::Result::kError);
+  EXPECT_STREQ((*f.p.server)->error(), "TLS alert received");
+  EXPECT_EQ(got, "");
+  (*f.p.server)->shutdown();
+  EXPECT_TRUE(f.p.server->take().empty());
+}
+
+// Records the handshake allowed and the connection after it refuses with an alert: a plaintext
+// ChangeCipherSpec (§5: only before the peer's Finished), a NewSessionTicket from a client, a
+// KeyUpdate cut across two records, an empty handshake record.
+TEST(TlsOwnRecords, PostHandshakeOddities) {
+  TempCert cert;
+  struct Case {
+    const char* name;
+    const char* error;
+    std::function<void(Forger&, std::vector<std::byte>&)> make;
+  };
+  const Case cases[] = {
+      {"ccs", "TLS record refused",
+       [](Forger&, std::vector<std::byte>& w) {
+         for (std::uint8_t b : {20, 3, 3, 0, 1, 1}) w.push_back(std::byte{b});
+       }},
+      {"ticket", "TLS unexpected handshake message",
+       [](Forger& f, std::vector<std::byte>& w) {
+         f.seal(w, record::ContentType::kHandshake,
+                std::array<std::uint8_t, 13>{4, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 0, 0});
+       }},
+      {"split key update", "TLS bad handshake message",
+       [](Forger& f, std::vector<std::byte>& w) {
+         f.seal(w, record::ContentType::kHandshake, std::array<std::uint8_t, 3>{24, 0, 0});
+         f.seal(w, record::ContentType::kHandshake, std::array<std::uint8_t, 2>{1, 1});
+       }},
+      {"empty handshake", "TLS unexpected handshake message",
+       [](Forger& f, std::vector<std::byte>& w) {
+         f.seal(w, record::ContentType::kHandshake, {});
+       }},
+  };
+  for (const Case& c : cases) {
+    ForgedPair f(cert);
+    std::vector<std::byte> wire;
+    c.make(*f.forger, wire);
+    f.forger->data(wire, "never read");
+    std::string got;
+    EXPECT_EQ(f.server_reads(wire, got), Session::Result::kError) << c.name;
+    EXPECT_STREQ((*f.p.server)->error(), c.error) << c.name;
+    EXPECT_EQ(got, "") << c.name;
+    std::string client_got;
+    EXPECT_EQ(deliver(*f.p.server, *f.p.client, client_got), Session::Result::kError) << c.name;
+  }
+}
+
+// A client's first data right behind its Finished, in the same read: the handover happens
+// between the two records, the data opens at read sequence 0, at every split of that flight.
+TEST(TlsOwnRecords, ClientDataInItsFinishedFlightAtEverySplit) {
+  TempCert cert;
+  std::byte plain[Session::kReadCapacity];
+  std::size_t n = 0;
+  for (std::size_t cut = 0;; ++cut) {
+    Pair p(cert, TLS1_3_VERSION, Layer::kOwn);
+    ASSERT_EQ((*p.client)->read(plain, sizeof plain, n), Session::Result::kOk);  // ClientHello
+    std::vector<std::byte> hello = p.client->take();
+    (*p.server)->feed(hello.data(), hello.size());
+    ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk);
+    std::vector<std::byte> flight = p.server->take();
+    (*p.client)->feed(flight.data(), flight.size());
+    ASSERT_EQ((*p.client)->read(plain, sizeof plain, n), Session::Result::kOk);  // Finished
+    ASSERT_TRUE((*p.client)->handshake_done());
+    p.client_writes("GET / HTTP/1.1");
+    std::vector<std::byte> finished = p.client->take();
+    if (cut >= finished.size()) break;
+    std::string got;
+    for (auto [from, to] : {std::pair{std::size_t{0}, cut}, {cut, finished.size()}}) {
+      std::vector<std::byte> piece(finished.begin() + static_cast<std::ptrdiff_t>(from),
+                                   finished.begin() + static_cast<std::ptrdiff_t>(to));
+      (*p.server)->feed(piece.data(), piece.size());
+      for (n = 1; n > 0;) {
+        ASSERT_EQ((*p.server)->read(plain, sizeof plain, n), Session::Result::kOk) << cut;
+        got.append(reinterpret_cast<char*>(plain), n);
+      }
+    }
+    ASSERT_TRUE((*p.server)->own_records()) << cut;
+    EXPECT_EQ(got, "GET / HTTP/1.1") << cut;
+    p.server_writes("HTTP/1.1 101");
+    std::string client_got;
+    ASSERT_EQ(deliver(*p.server, *p.client, client_got), Session::Result::kOk) << cut;
+    EXPECT_EQ(client_got, "HTTP/1.1 101") << cut;
+  }
+}
+
+// A HelloRetryRequest (the client's key share is for a group the server does not take) adds a
+// round trip and, in compatibility mode, ChangeCipherSpec records: the sequence numbers at the
+// handover must not move. Fresh, and resuming a ticket from an earlier handshake.
+TEST(TlsOwnRecords, HelloRetryRequestIsHandedOver) {
+  TempCert cert;
+  auto ctx = Context::load({{{cert.cert, cert.key}}});
+  Pair first(ctx, TLS1_3_VERSION, Layer::kOwn);
+  ASSERT_EQ(first.pump(), Session::Result::kOk);
+  SessionPtr ticket(SSL_get1_session((*first.client)->ssl()), SSL_SESSION_free);
+  for (bool resume : {false, true}) {
+    Pair p(ctx, TLS1_3_VERSION, Layer::kOwn);
+    ASSERT_EQ(SSL_set1_groups_list((*p.server)->ssl(), "X25519"), 1);
+    // OpenSSL's client sends a key share for its first group only.
+    ASSERT_EQ(SSL_set1_groups_list((*p.client)->ssl(), "P-256:X25519"), 1);
+    int hrr = 0;
+    SSL_set_msg_callback_arg((*p.client)->ssl(), &hrr);
+    SSL_set_msg_callback((*p.client)->ssl(), [](int write, int, int type, const void* buf,
+                                                std::size_t len, SSL*, void* arg) {
+      // A ServerHello whose random is the HelloRetryRequest constant (§4.1.3) starts CF 21 AD.
+      const auto* b = static_cast<const std::uint8_t*>(buf);
+      if (!write && type == SSL3_RT_HANDSHAKE && len > 9 && b[0] == 2 && b[6] == 0xCF &&
+          b[7] == 0x21 && b[8] == 0xAD)
+        ++*static_cast<int*>(arg);
+    });
+    if (resume) SSL_set_session((*p.client)->ssl(), ticket.get());
+    ASSERT_EQ(p.pump(), Session::Result::kOk);
+    EXPECT_EQ(hrr, 1) << resume;
+    ASSERT_TRUE((*p.server)->own_records()) << resume;
+    EXPECT_EQ((*p.server)->resumed(), resume);
+    p.client_writes("after a retry");
+    p.server_writes("answered");
+    ASSERT_EQ(p.pump(), Session::Result::kOk);
+    EXPECT_EQ(p.server_got, "after a retry") << resume;
+    EXPECT_EQ(p.client_got, "answered") << resume;
+  }
+}
+
+// A TLS 1.3 suite our layer does not do (CCM): OpenSSL keeps the connection to its end.
+TEST(TlsOwnRecords, CcmSuiteKeepsOpenSsl) {
+  TempCert cert;
+  Pair p(cert, TLS1_3_VERSION, Layer::kOwn);
+  ASSERT_EQ(SSL_set_ciphersuites((*p.server)->ssl(), "TLS_AES_128_CCM_SHA256"), 1);
+  ASSERT_EQ(SSL_set_ciphersuites((*p.client)->ssl(), "TLS_AES_128_CCM_SHA256"), 1);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_FALSE((*p.server)->own_records());
+  EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher((*p.server)->ssl())),
+               "TLS_AES_128_CCM_SHA256");
+  p.client_writes("ccm");
+  p.server_writes("still OpenSSL");
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_EQ(p.server_got, "ccm");
+  EXPECT_EQ(p.client_got, "still OpenSSL");
 }
 
 TEST(TlsSession, OldProtocolVersionsAreRefused) {
@@ -535,6 +876,23 @@ TEST(TlsTicketKeys, RotationKeepsThePreviousKeyOnly) {
   keys.rotate();
   EXPECT_FALSE(keys.find(first.name.data(), found, current));  // two rotations old: expired
   EXPECT_TRUE(keys.find(second.name.data(), found, current));
+}
+
+// A reload (SIGHUP) replaces the endpoint's Context while a connection it accepted has not sent
+// its ClientHello yet: the servername callback its SSL_CTX calls then points into the old
+// Context, which the session keeps alive until its handshake is done.
+TEST(TlsContext, AHandshakeOutlivesAReloadedContext) {
+  TempCert local, other;
+  write_self_signed(other.cert, other.key, "other.example", 3600);
+  auto ctx = Context::load({{{local.cert, local.key}, {other.cert, other.key}}});
+  Pair p(ctx);
+  ctx.reset();
+  p.server_ctx.reset();  // the reload: nothing but the session holds the old Context now
+  ASSERT_EQ(SSL_set_tlsext_host_name((*p.client)->ssl(), "other.example"), 1);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  X509* cert = SSL_get0_peer_certificate((*p.client)->ssl());
+  ASSERT_NE(cert, nullptr);
+  EXPECT_EQ(X509_check_host(cert, "other.example", 0, 0, nullptr), 1);
 }
 
 TEST(TlsContext, BadFilesAreNamedInTheError) {

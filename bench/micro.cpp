@@ -23,6 +23,7 @@
 #include "engine/protocol/utf8.hpp"
 #include "tls/context.hpp"
 #include "tls/memory_session.hpp"
+#include "tls/record.hpp"
 #include "tls/self_signed.hpp"
 
 // The unit tests' signer (keys made with OpenSSL, ES signatures as raw r||s), so the bench signs
@@ -238,6 +239,21 @@ void BM_Handshake(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Handshake);
+
+// What the handover to our record layer derives per connection: a key and an IV per direction
+// (four HKDF-Expand-Label calls), as record::init does.
+void BM_TlsRecordInit(benchmark::State& state) {
+  const std::array<std::uint8_t, 32> secret{};
+  tls::record::DirectionState st;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        tls::record::init(st, tls::record::Suite::kAes128GcmSha256, secret, 1));
+    benchmark::DoNotOptimize(
+        tls::record::init(st, tls::record::Suite::kAes128GcmSha256, secret, 0));
+  }
+  tls::record::wipe(st);
+}
+BENCHMARK(BM_TlsRecordInit);
 
 // The ceiling for TLS handshakes per core: OpenSSL alone, a client and a server session
 // exchanging bytes in memory (TLS 1.3, P-256 certificate). Only the server's work is timed, from

@@ -20,7 +20,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from wsedge_server import admin_url, host_port, start_server  # noqa: E402
-from raw_ws import REQUEST, check, results  # noqa: E402
+from raw_ws import REQUEST, check, read_upgrade, results  # noqa: E402
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -50,12 +50,7 @@ def handshake_all(addr, n):
         s.sendall(REQUEST)
         socks.append(s)
     for s in socks:
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            assert chunk, "closed during the handshake"
-            buf += chunk
-        assert buf.startswith(b"HTTP/1.1 101"), buf[:40]
+        read_upgrade(s)
     return socks
 
 

@@ -10,7 +10,6 @@ usage: memory_test.py PATH_TO_WSEDGE
 """
 import os
 import re
-import socket
 import struct
 import sys
 import threading
@@ -19,7 +18,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from log_lines import sum_counters  # noqa: E402
 from wsedge_server import host_port, start_server  # noqa: E402
-from raw_ws import REQUEST, check, frame, results  # noqa: E402
+from raw_ws import check, frame, results, ws_connect  # noqa: E402
 
 MiB = 1 << 20
 BUDGET = 128 * MiB
@@ -45,15 +44,7 @@ def sanitized(pid):
 
 
 def connect(addr):
-    s = socket.create_connection(addr, timeout=10)
-    s.sendall(REQUEST)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        assert chunk, "closed during the handshake"
-        buf += chunk
-    assert buf.startswith(b"HTTP/1.1 101"), buf[:40]
-    return s
+    return ws_connect(addr)[0]
 
 
 def close_code(sock, within=10.0):

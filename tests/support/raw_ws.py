@@ -38,6 +38,20 @@ def frame(opcode, payload, fin=True):
     return hdr + b"\0\0\0\0" + payload
 
 
+def read_upgrade(s):
+    """Reads the answer to REQUEST sent on `s`; returns what came after the 101's head (the first
+    frames, if any). Raises ConnectionError when the server closes or answers anything but 101."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        buf += chunk
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(buf.split(b"\r\n")[0].decode(errors="replace"))
+    return buf.split(b"\r\n\r\n", 1)[1]
+
+
 def ws_connect(addr, timeout=10.0):
     """A client socket upgraded with REQUEST, and what came after the 101's head (the first
     frames, if any): raw, so a test reads the server's frames itself. Raises ConnectionError
@@ -45,15 +59,7 @@ def ws_connect(addr, timeout=10.0):
     s = socket.create_connection(addr, timeout=timeout)
     try:
         s.sendall(REQUEST)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed during the handshake")
-            buf += chunk
-        if not buf.startswith(b"HTTP/1.1 101"):
-            raise ConnectionError(buf.split(b"\r\n")[0].decode(errors="replace"))
+        return s, read_upgrade(s)
     except BaseException:
         s.close()
         raise
-    return s, buf.split(b"\r\n\r\n", 1)[1]

@@ -159,9 +159,9 @@ def python_ssl(addr, cert):
     old.close()
 
 
-def tampered_record(addr, cert):
-    """A record whose tag does not verify: the server answers with a bad_record_mac alert under
-    its key (Python's ssl reads it) and closes; the failure is counted."""
+def handshake_in_memory(addr, cert):
+    """Python's ssl over memory BIOs, handshaken up to (not including) sending the client's
+    Finished, so a test decides what goes out with it: (tls, inc, out, sock, deadline)."""
     ctx = ssl.create_default_context(cafile=cert)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
@@ -175,6 +175,13 @@ def tampered_record(addr, cert):
             if out.pending:
                 sock.sendall(out.read())
             inc.write(sock.recv(65536))
+    return tls, inc, out, sock, deadline
+
+
+def tampered_record(addr, cert):
+    """A record whose tag does not verify: the server answers with a bad_record_mac alert under
+    its key (Python's ssl reads it) and closes; the failure is counted."""
+    tls, inc, out, sock, deadline = handshake_in_memory(addr, cert)
     if out.pending:
         sock.sendall(out.read())
     time.sleep(0.2)  # the server's ticket has arrived, and its handover is done
@@ -203,19 +210,7 @@ def data_in_the_finished_flight(addr, cert):
     """The upgrade request sealed before the client's Finished is sent, so both arrive in one
     read: the server hands over between the two records and opens the request at read
     sequence 0."""
-    ctx = ssl.create_default_context(cafile=cert)
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    sock = socket.create_connection(addr, timeout=5)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            tls.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            if out.pending:
-                sock.sendall(out.read())
-            inc.write(sock.recv(65536))
+    tls, inc, out, sock, deadline = handshake_in_memory(addr, cert)
     tls.write(conformance.request().encode())
     sock.sendall(out.read())  # Finished and the request, one write
     got = b""

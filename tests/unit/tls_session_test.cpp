@@ -90,6 +90,17 @@ struct Pair {
   }
 };
 
+// One message each way through `p`, and both arrive whole.
+void exchange(Pair& p, std::string_view from_client, std::string_view from_server) {
+  p.server_got.clear();
+  p.client_got.clear();
+  p.client_writes(from_client);
+  p.server_writes(from_server);
+  ASSERT_EQ(p.pump(), Session::Result::kOk);
+  EXPECT_EQ(p.server_got, from_client);
+  EXPECT_EQ(p.client_got, from_server);
+}
+
 // The data path, over OpenSSL's record layer and over ours after the handover.
 class TlsSessionLayers : public ::testing::TestWithParam<Layer> {};
 INSTANTIATE_TEST_SUITE_P(Both, TlsSessionLayers, ::testing::Values(Layer::kOpenSsl, Layer::kOwn),
@@ -239,11 +250,8 @@ TEST(TlsOwnRecords, EverySuiteIsHandedOver) {
     ASSERT_EQ(p.pump(), Session::Result::kOk);
     ASSERT_TRUE((*p.server)->own_records()) << suite;
     EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher((*p.client)->ssl())), suite);
-    p.client_writes("ping");
-    p.server_writes("pong");
-    ASSERT_EQ(p.pump(), Session::Result::kOk);
-    EXPECT_EQ(p.server_got, "ping") << suite;
-    EXPECT_EQ(p.client_got, "pong") << suite;
+    SCOPED_TRACE(suite);
+    exchange(p, "ping", "pong");
   }
 }
 
@@ -259,11 +267,7 @@ TEST(TlsOwnRecords, ResumedHandshakesAreHandedOverToo) {
   ASSERT_EQ(again.pump(), Session::Result::kOk);
   ASSERT_TRUE((*again.server)->own_records());
   EXPECT_TRUE((*again.server)->resumed());
-  again.client_writes("resumed");
-  again.server_writes("and answered");
-  ASSERT_EQ(again.pump(), Session::Result::kOk);
-  EXPECT_EQ(again.server_got, "resumed");
-  EXPECT_EQ(again.client_got, "and answered");
+  exchange(again, "resumed", "and answered");
 }
 
 // Long transfers that cross KeyUpdates both ways: the client updates its key and asks us to
@@ -733,11 +737,8 @@ TEST(TlsOwnRecords, HelloRetryRequestIsHandedOver) {
     EXPECT_EQ(hrr, 1) << resume;
     ASSERT_TRUE((*p.server)->own_records()) << resume;
     EXPECT_EQ((*p.server)->resumed(), resume);
-    p.client_writes("after a retry");
-    p.server_writes("answered");
-    ASSERT_EQ(p.pump(), Session::Result::kOk);
-    EXPECT_EQ(p.server_got, "after a retry") << resume;
-    EXPECT_EQ(p.client_got, "answered") << resume;
+    SCOPED_TRACE(resume);
+    exchange(p, "after a retry", "answered");
   }
 }
 
@@ -751,11 +752,7 @@ TEST(TlsOwnRecords, CcmSuiteKeepsOpenSsl) {
   EXPECT_FALSE((*p.server)->own_records());
   EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher((*p.server)->ssl())),
                "TLS_AES_128_CCM_SHA256");
-  p.client_writes("ccm");
-  p.server_writes("still OpenSSL");
-  ASSERT_EQ(p.pump(), Session::Result::kOk);
-  EXPECT_EQ(p.server_got, "ccm");
-  EXPECT_EQ(p.client_got, "still OpenSSL");
+  exchange(p, "ccm", "still OpenSSL");
 }
 
 TEST(TlsSession, OldProtocolVersionsAreRefused) {

@@ -299,11 +299,9 @@ const std::vector<Spec>& specs() {
              static_cast<unsigned>(number("--cores", v, 1, server_detail::online_cpus()));
        }},
       {"--buf-count", "N",
-       "provided receive buffers per core (power of two); default 128 when buffers are consumed "
-       "incrementally, else 4096",
-       [](const Flags& f) {
-         return f.server.reactor.buf_count ? str(f.server.reactor.buf_count) : std::string("auto");
-       },
+       "most receive buffers provided per core (power of two); consumed incrementally, 128 are "
+       "provided at first and doubled when a turn runs them dry, else all at start",
+       [](const Flags& f) { return str(f.server.reactor.buf_count); },
        [](Flags& f, std::string_view v) {
          auto n = number("--buf-count", v, 1, 32768);
          if (n & (n - 1)) throw std::invalid_argument("--buf-count: must be a power of two");

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -46,18 +47,18 @@ bool BufferRing::kernel_has_incremental(io_uring* ring, unsigned short group) {
 }
 
 BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group,
-                       bool incremental)
-    : ring_(ring), size_(size), group_(group) {
-  incremental_ = incremental && kernel_has_incremental(ring, group);
-  if (count == 0) count = incremental_ ? kIncrementalCount : kWholeCount;
-  count_ = count;
-  if ((count & (count - 1)) != 0 || count > 32768)
+                       bool incremental, unsigned initial)
+    : ring_(ring), count_(count), size_(size), group_(group) {
+  if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
     throw std::invalid_argument("buffer count must be a power of two, 1..32768");
   if (size < 256) throw std::invalid_argument("buffer size must be at least 256 bytes");
+  if (initial == 0) throw std::invalid_argument("initial buffer count must be at least 1");
+  incremental_ = incremental && kernel_has_incremental(ring, group);
   ring_bytes_ = sizeof(io_uring_buf) * count;
   data_bytes_ = std::size_t{count} * size;
   void* r = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  // The data area is reserved, not touched: pages become resident only as buffers are used.
+  // The data area is reserved, not touched: pages become resident only as buffers are used, and
+  // buffers not provided yet are never used.
   void* d = mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (r == MAP_FAILED || d == MAP_FAILED) throw std::runtime_error("mmap of buffer ring failed");
   br_ = static_cast<io_uring_buf_ring*>(r);
@@ -67,12 +68,8 @@ BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned s
   int rc = register_ring(ring_, br_, count, group, incremental_ ? kPbufRingIncremental : 0);
   if (rc < 0)
     throw std::runtime_error(std::string("register buffer ring: ").append(std::strerror(-rc)));
-  int mask = io_uring_buf_ring_mask(count);
-  for (unsigned i = 0; i < count; ++i)
-    io_uring_buf_ring_add(br_, data(i), size, static_cast<unsigned short>(i), mask,
-                          static_cast<int>(i));
-  io_uring_buf_ring_advance(br_, static_cast<int>(count));
-  available_ = count;
+  provide(incremental_ ? std::min(initial, count) : count);
+  commit();
 }
 
 BufferRing::~BufferRing() {
@@ -105,6 +102,18 @@ void BufferRing::recycle(unsigned bid) {
   io_uring_buf_ring_add(br_, data(bid), size_, static_cast<unsigned short>(bid),
                         io_uring_buf_ring_mask(count_), static_cast<int>(staged_));
   ++staged_;
+}
+
+void BufferRing::provide(unsigned n) {
+  while (provided_ < n) recycle(provided_++);
+}
+
+bool BufferRing::grow() {
+  if (provided_ == count_) return false;
+  // Doubling: a load that needs N buffers gets them after log2(N / initial) dry turns, and at
+  // most twice what it needed becomes resident.
+  provide(std::min(provided_ * 2, count_));
+  return true;
 }
 
 void BufferRing::commit() {

@@ -25,20 +25,29 @@ inline constexpr unsigned kCqeBufMore = 1U << 4;          // IORING_CQE_F_BUF_MO
 
 class BufferRing {
  public:
-  // The default count (count 0). Consumed incrementally, a buffer serves many reads: 128 × 16 KiB
-  // = 2 MiB bounds what the ring can ever make resident, so a core that has seen traffic and
-  // 10,000 idle connections stays under 16 MiB. A turn that receives more than 2 MiB runs the
-  // ring dry (recv_no_buffers_total) and re-arms those recvs after it: measured at 64 KiB echo
-  // (100 connections), 1.5 re-arms per message cost no CPU per message against 512 buffers or
-  // the whole-buffer ring. Without incremental consumption each read takes a whole buffer, and
-  // a few thousand connections reading in one turn need as many.
-  static constexpr unsigned kIncrementalCount = 128;
-  static constexpr unsigned kWholeCount = 4096;
+  // The ring is registered with room for `count` buffers (the maximum, --buf-count) and its data
+  // area reserved as virtual memory, but with incremental consumption only kInitialCount are
+  // provided at first. Consumed incrementally, a buffer serves many reads: 128 × 16 KiB = 2 MiB
+  // bounds what the ring makes resident on a core that has seen only small reads, so 10,000
+  // idle connections stay under 16 MiB. A turn that receives more runs the ring dry
+  // (recv_no_buffers_total); grow() then doubles what is provided, up to `count`, before the
+  // reactor re-arms those recvs. A bigger fixed ring would not do: the kernel takes buffers at
+  // the head and recycled ones go back at the tail, so traffic cycles through every provided
+  // buffer and all of them become resident; buffers never provided stay untouched pages.
+  // Growth is one way until restart: a buffer in the kernel's ring cannot be taken back (only
+  // unregistering the whole ring does that), and zeroing its pages (MADV_DONTNEED) could race a
+  // kernel write whose completion has not been reaped yet, losing received bytes.
+  //
+  // Without incremental consumption each read takes a whole buffer, and a few thousand
+  // connections reading in one turn need as many: all `count` are provided at start.
+  static constexpr unsigned kDefaultCount = 4096;
+  static constexpr unsigned kInitialCount = 128;
 
-  // `count` must be a power of two (the kernel's requirement), at most 32768; 0 takes the
-  // default for the mode. `incremental`: use incremental consumption if the kernel has it.
+  // `count` must be a power of two (the kernel's requirement), 1..32768. `incremental`: use
+  // incremental consumption if the kernel has it. `initial`: how many to provide at first when
+  // consumed incrementally (at least 1, capped at `count`).
   BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group,
-             bool incremental = true);
+             bool incremental = true, unsigned initial = kInitialCount);
   ~BufferRing();
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
@@ -56,18 +65,25 @@ class BufferRing {
   // res when positive, else 0.
   Slice consume(unsigned bid, unsigned len, unsigned cqe_flags);
   void recycle(unsigned bid);
-  // Makes recycled buffers visible to the kernel.
+  // Stages never-provided buffers, doubling the provided count up to count(); false when all
+  // are provided already. Call when a turn ran the ring dry, before commit().
+  bool grow();
+  // Makes recycled (and grown) buffers visible to the kernel.
   void commit();
 
   std::byte* data(unsigned bid) { return base_ + std::size_t{bid} * size_; }
   bool incremental() const { return incremental_; }
   unsigned available() const { return available_; }  // buffers the kernel may pick
   unsigned staged() const { return staged_; }
-  unsigned count() const { return count_; }
+  unsigned count() const { return count_; }        // the most that can ever be provided
+  unsigned provided() const { return provided_; }  // buffers handed to the kernel so far
   unsigned size() const { return size_; }
   unsigned short group() const { return group_; }
 
  private:
+  // Stages buffers provided_..n-1, never used before, for the next commit().
+  void provide(unsigned n);
+
   io_uring* ring_;
   io_uring_buf_ring* br_ = nullptr;
   std::byte* base_ = nullptr;
@@ -77,6 +93,7 @@ class BufferRing {
   // core, a fixed cost).
   std::vector<std::uint32_t> offsets_;
   unsigned count_;
+  unsigned provided_ = 0;  // buffers 0..provided_-1 are the kernel's or ours; the rest untouched
   unsigned size_;
   unsigned available_ = 0;
   unsigned staged_ = 0;

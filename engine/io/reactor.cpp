@@ -16,11 +16,12 @@ Reactor::Reactor(const ReactorConfig& cfg, unsigned core)
     : cfg_(cfg),
       core_(core),
       ring_(cfg.ring_entries),
-      bufs_(ring_.raw(), cfg.buf_count, cfg.buf_size, 0, cfg.buf_incremental),
+      bufs_(ring_.raw(), cfg.buf_count, cfg.buf_size, 0, cfg.buf_incremental, cfg.buf_initial),
       pool_(cfg.pool_cache_bytes) {
   // Reserve the whole table up front: addresses stay stable, and untouched pages cost nothing.
   sockets_.reserve(cfg.max_connections);
   counters_.recv_ring_incremental.set(bufs_.incremental() ? 1 : 0);
+  counters_.recv_ring_buffers.set(bufs_.provided());
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
   tick_ts_.tv_nsec = static_cast<long>(kTickMs) * 1000000;

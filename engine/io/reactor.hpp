@@ -55,9 +55,12 @@ struct SocketId {
 
 struct ReactorConfig {
   unsigned ring_entries = 4096;
-  unsigned buf_count = 0;       // provided buffers per core (power of two); 0: BufferRing's default
-  unsigned buf_size = 16384;    // bytes per provided buffer
-  bool buf_incremental = true;  // consume buffers incrementally where the kernel can
+  // Provided receive buffers per core: the most (power of two), and how many to provide at first
+  // when consumed incrementally (the ring doubles them when a turn runs it dry).
+  unsigned buf_count = BufferRing::kDefaultCount;
+  unsigned buf_initial = BufferRing::kInitialCount;
+  unsigned buf_size = 16384;               // bytes per provided buffer
+  bool buf_incremental = true;             // consume buffers incrementally where the kernel can
   std::uint32_t max_connections = 262144;  // per core
   std::size_t out_high_water = 1 << 20;    // queued output that pauses reading
   std::size_t out_low_water = 256 << 10;   // ... and resumes it (on_drain)
@@ -81,6 +84,8 @@ struct ReactorCounters {
   Counter linger_timeouts;
   Counter recv_pauses;            // reading paused because output backed up
   Counter recv_ring_incremental;  // gauge: 1 when the buffer ring is consumed incrementally
+  Counter recv_ring_grown;        // a dry turn doubled the provided buffers
+  Counter recv_ring_buffers;      // gauge: buffers provided now
 };
 
 inline constexpr MetricInfo<ReactorCounters> kReactorMetrics[] = {
@@ -113,6 +118,11 @@ inline constexpr MetricInfo<ReactorCounters> kReactorMetrics[] = {
     {"recv_ring_incremental",
      "1 when receive buffers are shared by small reads (IOU_PBUF_RING_INC, Linux 6.12), else 0",
      MetricType::kGauge, &ReactorCounters::recv_ring_incremental},
+    {"recv_ring_grown_total",
+     "times a turn that ran the buffer ring dry doubled its provided buffers (up to --buf-count)",
+     MetricType::kCounter, &ReactorCounters::recv_ring_grown},
+    {"recv_ring_buffers", "receive buffers provided to the kernel (they only grow until restart)",
+     MetricType::kGauge, &ReactorCounters::recv_ring_buffers},
 };
 
 class Reactor;
@@ -500,6 +510,12 @@ void Reactor::run(Handler& h) {
       }
     }
     io_uring_cq_advance(ring_.raw(), n);
+    // Recvs waiting to re-arm found the ring dry: the load needs more buffers than are provided.
+    // Grown before they re-arm, they read into the new ones at once.
+    if (!rearm_.empty() && bufs_.grow()) {
+      ++counters_.recv_ring_grown;
+      counters_.recv_ring_buffers.set(bufs_.provided());
+    }
     bufs_.commit();
     // Buffers are back: connections that found the ring empty may read again.
     for (std::uint32_t idx : rearm_) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 namespace wsedge::io {
 namespace {
@@ -196,19 +197,82 @@ TEST_F(RingFixture, IncrementalEndOfStreamKeepsTheBuffer) {
   EXPECT_EQ(br.available(), 4u);
 }
 
-TEST_F(RingFixture, DefaultCountFollowsTheMode) {
-  BufferRing whole(&ring, 0, 256, 1, false);
-  EXPECT_EQ(whole.count(), BufferRing::kWholeCount);
-  BufferRing inc(&ring, 0, 256, 2);
-  EXPECT_EQ(inc.count(),
-            inc.incremental() ? BufferRing::kIncrementalCount : BufferRing::kWholeCount);
-  BufferRing given(&ring, 64, 256, 3);
-  EXPECT_EQ(given.count(), 64u);
+TEST_F(RingFixture, ProvidesTheInitialCountAndDoublesUpToTheMaximum) {
+  // Without incremental consumption every read takes a whole buffer: all are provided at once.
+  BufferRing whole(&ring, 64, 256, 1, false, 4);
+  EXPECT_EQ(whole.provided(), 64u);
+  EXPECT_EQ(whole.available(), 64u);
+  EXPECT_FALSE(whole.grow());
+  BufferRing capped(&ring, 8, 256, 2);  // the default initial count is more than the maximum
+  EXPECT_EQ(capped.provided(), 8u);
+  EXPECT_FALSE(capped.grow());
+  BufferRing inc(&ring, 64, 256, 3, true, 4);
+  REQUIRE_INCREMENTAL(inc);
+  EXPECT_EQ(inc.count(), 64u);
+  EXPECT_EQ(inc.provided(), 4u);
+  EXPECT_EQ(inc.available(), 4u);
+  for (unsigned want : {8u, 16u, 32u, 64u}) {
+    EXPECT_TRUE(inc.grow());
+    EXPECT_EQ(inc.provided(), want);
+    EXPECT_EQ(inc.staged(), want / 2);  // the new buffers reach the kernel with the next commit
+    inc.commit();
+    EXPECT_EQ(inc.available(), want);
+  }
+  EXPECT_FALSE(inc.grow());  // never past the maximum
+  EXPECT_EQ(inc.staged(), 0u);
+  EXPECT_EQ(inc.provided(), 64u);
+}
+
+TEST_F(RingFixture, IncrementalGrowsWhenATurnRunsDryAndLosesNothing) {
+  // One buffer of 256 at first, at most 8: 4000 bytes waiting in the socket. Each turn reads
+  // until the ring is dry, recycles what it finished, grows, commits and re-arms, as the reactor
+  // does: 256, 512, 1024, 2048 bytes, then the last 160 once the ring is at its maximum.
+  BufferRing br(&ring, 8, 256, 7, true, 1);
+  REQUIRE_INCREMENTAL(br);
+  std::string sent(4000, '\0');
+  for (std::size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>('a' + i % 23);
+  ASSERT_EQ(write(sv[1], sent.data(), sent.size()), 4000);
+  std::string got;
+  std::vector<std::size_t> per_turn;
+  unsigned grown = 0;
+  while (got.size() < sent.size()) {
+    arm(7);
+    std::vector<unsigned> finished;
+    std::size_t before = got.size();
+    bool dry = false;
+    while (!dry && got.size() < sent.size()) {
+      io_uring_cqe c = next();
+      if (c.res == -ENOBUFS) {
+        dry = true;
+        break;
+      }
+      ASSERT_GT(c.res, 0);
+      unsigned bid = c.flags >> IORING_CQE_BUFFER_SHIFT;
+      EXPECT_LT(bid, br.provided());  // never a buffer not provided yet
+      BufferRing::Slice slice = br.consume(bid, static_cast<unsigned>(c.res), c.flags);
+      got += text(slice.data, static_cast<std::size_t>(c.res));
+      if (slice.last) finished.push_back(bid);
+    }
+    per_turn.push_back(got.size() - before);
+    for (unsigned bid : finished) br.recycle(bid);
+    if (dry && br.grow()) ++grown;
+    br.commit();
+    if (!dry) break;
+  }
+  EXPECT_EQ(got, sent);  // in order, nothing lost or repeated across the growths
+  EXPECT_EQ(per_turn, (std::vector<std::size_t>{256, 512, 1024, 2048, 160}));
+  EXPECT_EQ(grown, 3u);
+  EXPECT_EQ(br.provided(), 8u);
+  // Every buffer accounted for: the one still filling (160 bytes in) counts as available.
+  EXPECT_EQ(br.available(), 8u);
+  EXPECT_EQ(br.staged(), 0u);
 }
 
 TEST_F(RingFixture, RejectsBadGeometry) {
   EXPECT_THROW(BufferRing(&ring, 3, 256, 1), std::invalid_argument);
   EXPECT_THROW(BufferRing(&ring, 4, 16, 1), std::invalid_argument);
+  EXPECT_THROW(BufferRing(&ring, 0, 256, 1), std::invalid_argument);
+  EXPECT_THROW(BufferRing(&ring, 4, 256, 1, true, 0), std::invalid_argument);
 }
 
 }  // namespace

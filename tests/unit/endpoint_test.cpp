@@ -306,9 +306,37 @@ TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
     EXPECT_EQ(app.echoes, 400u) << incremental;
     EXPECT_EQ(app.mismatches, 0u) << incremental;
     EXPECT_GT(counters.recv_no_buffers, 0u) << incremental;
+    EXPECT_EQ(counters.recv_ring_buffers, 8u) << incremental;  // already the maximum
+    EXPECT_EQ(counters.recv_ring_grown, 0u) << incremental;
     if (!incremental) {
       EXPECT_EQ(counters.recv_ring_incremental, 0u);
     }
+  }
+}
+
+TEST(Endpoint, BufferRingGrowsUnderLoadAndDeliversEverything) {
+  // The same load through a ring that starts at 2 buffers of 256 and may grow to 64: dry turns
+  // double it while 3000-byte messages span buffers of both generations, every byte in order.
+  // Without incremental consumption all 64 are provided from the start.
+  for (bool incremental : {true, false}) {
+    io::ReactorConfig rc = small_reactor();
+    rc.buf_count = 64;
+    rc.buf_initial = 2;
+    rc.buf_size = 256;
+    rc.buf_incremental = incremental;
+    RoundTripApp app = round_trips(3000, 20, 20);
+    io::ReactorCounters counters;
+    run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
+    EXPECT_EQ(app.echoes, 400u) << incremental;
+    EXPECT_EQ(app.mismatches, 0u) << incremental;
+    if (counters.recv_ring_incremental == 0) {
+      EXPECT_EQ(counters.recv_ring_grown, 0u);
+      EXPECT_EQ(counters.recv_ring_buffers, 64u);
+      continue;
+    }
+    EXPECT_GT(counters.recv_ring_grown, 0u);
+    EXPECT_LE(counters.recv_ring_grown, 5u);  // 2 → 64 takes five doublings, then it stops
+    EXPECT_EQ(counters.recv_ring_buffers, 2u << counters.recv_ring_grown);
   }
 }
 

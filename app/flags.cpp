@@ -301,7 +301,10 @@ const std::vector<Spec>& specs() {
       {"--buf-count", "N",
        "most receive buffers provided per core (power of two); consumed incrementally, 128 are "
        "provided at first and doubled when a turn runs them dry, else all at start",
-       [](const Flags& f) { return str(f.server.reactor.buf_count); },
+       [](const Flags& f) {
+         return f.server.reactor.buf_count ? str(f.server.reactor.buf_count)
+                                           : std::string("512 (4096 when not incremental)");
+       },
        [](Flags& f, std::string_view v) {
          auto n = number("--buf-count", v, 1, 32768);
          if (n & (n - 1)) throw std::invalid_argument("--buf-count: must be a power of two");

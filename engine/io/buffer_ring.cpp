@@ -48,12 +48,14 @@ bool BufferRing::kernel_has_incremental(io_uring* ring, unsigned short group) {
 
 BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group,
                        bool incremental, unsigned initial)
-    : ring_(ring), count_(count), size_(size), group_(group) {
-  if (count == 0 || (count & (count - 1)) != 0 || count > 32768)
+    : ring_(ring), size_(size), group_(group) {
+  if ((count & (count - 1)) != 0 || count > 32768)
     throw std::invalid_argument("buffer count must be a power of two, 1..32768");
   if (size < 256) throw std::invalid_argument("buffer size must be at least 256 bytes");
   if (initial == 0) throw std::invalid_argument("initial buffer count must be at least 1");
   incremental_ = incremental && kernel_has_incremental(ring, group);
+  if (count == 0) count = incremental_ ? kIncrementalMaxCount : kWholeCount;
+  count_ = count;
   ring_bytes_ = sizeof(io_uring_buf) * count;
   data_bytes_ = std::size_t{count} * size;
   void* r = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -40,10 +40,17 @@ class BufferRing {
   //
   // Without incremental consumption each read takes a whole buffer, and a few thousand
   // connections reading in one turn need as many: all `count` are provided at start.
-  static constexpr unsigned kDefaultCount = 4096;
+  //
+  // The default maximum with incremental consumption is 512 (8 MiB): measured at 64 KiB echo
+  // over 100 connections, 128 buffers ran dry 1.3-1.5 times per message, 512 0.01 times (peak
+  // RSS 30.7 MiB), 4,096 (reached 2,048) 0.005 times for a 61 MiB peak and no CPU per message
+  // gained over either. Without it every read takes a whole buffer: 4,096, all at start.
+  static constexpr unsigned kIncrementalMaxCount = 512;
+  static constexpr unsigned kWholeCount = 4096;
   static constexpr unsigned kInitialCount = 128;
 
-  // `count` must be a power of two (the kernel's requirement), 1..32768. `incremental`: use
+  // `count` must be a power of two (the kernel's requirement), 1..32768, or 0 for the default
+  // of the mode (above). `incremental`: use
   // incremental consumption if the kernel has it. `initial`: how many to provide at first when
   // consumed incrementally (at least 1, capped at `count`).
   BufferRing(io_uring* ring, unsigned count, unsigned size, unsigned short group,

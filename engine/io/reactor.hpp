@@ -57,7 +57,7 @@ struct ReactorConfig {
   unsigned ring_entries = 4096;
   // Provided receive buffers per core: the most (power of two), and how many to provide at first
   // when consumed incrementally (the ring doubles them when a turn runs it dry).
-  unsigned buf_count = BufferRing::kDefaultCount;
+  unsigned buf_count = 0;  // the most provided buffers; 0: BufferRing's default for the mode
   unsigned buf_initial = BufferRing::kInitialCount;
   unsigned buf_size = 16384;               // bytes per provided buffer
   bool buf_incremental = true;             // consume buffers incrementally where the kernel can

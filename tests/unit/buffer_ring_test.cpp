@@ -268,10 +268,18 @@ TEST_F(RingFixture, IncrementalGrowsWhenATurnRunsDryAndLosesNothing) {
   EXPECT_EQ(br.staged(), 0u);
 }
 
+TEST_F(RingFixture, DefaultMaximumFollowsTheMode) {
+  BufferRing inc(&ring, 0, 256, 1, true);
+  EXPECT_EQ(inc.count(),
+            inc.incremental() ? BufferRing::kIncrementalMaxCount : BufferRing::kWholeCount);
+  BufferRing whole(&ring, 0, 256, 2, false);
+  EXPECT_EQ(whole.count(), BufferRing::kWholeCount);
+  EXPECT_EQ(whole.provided(), BufferRing::kWholeCount);
+}
+
 TEST_F(RingFixture, RejectsBadGeometry) {
   EXPECT_THROW(BufferRing(&ring, 3, 256, 1), std::invalid_argument);
   EXPECT_THROW(BufferRing(&ring, 4, 16, 1), std::invalid_argument);
-  EXPECT_THROW(BufferRing(&ring, 0, 256, 1), std::invalid_argument);
   EXPECT_THROW(BufferRing(&ring, 4, 256, 1, true, 0), std::invalid_argument);
 }
 

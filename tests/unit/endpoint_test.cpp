@@ -291,20 +291,28 @@ TEST(Endpoint, DeflateEchoesEverySizeBothRolesBothModes) {
   }
 }
 
+// 20 connections each echoing 20 messages of 3000 bytes through a ring of 256-byte buffers
+// (at most `count`, `initial` provided at first): every echo arrives, byte for byte.
+io::ReactorCounters ring_round_trips(unsigned count, unsigned initial, bool incremental) {
+  io::ReactorConfig rc = small_reactor();
+  rc.buf_count = count;
+  rc.buf_initial = initial;
+  rc.buf_size = 256;
+  rc.buf_incremental = incremental;
+  RoundTripApp app = round_trips(3000, 20, 20);
+  io::ReactorCounters counters;
+  run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
+  EXPECT_EQ(app.echoes, 400u) << incremental;
+  EXPECT_EQ(app.mismatches, 0u) << incremental;
+  return counters;
+}
+
 TEST(Endpoint, TinyBufferRingStillDeliversEverything) {
   // 8 receive buffers of 256 bytes for 20 connections: recvs run dry (ENOBUFS) and re-arm. A
   // 3000-byte message spans many slices, of buffers other connections' reads share when they
   // are consumed incrementally; both ways every byte arrives in order.
   for (bool incremental : {true, false}) {
-    io::ReactorConfig rc = small_reactor();
-    rc.buf_count = 8;
-    rc.buf_size = 256;
-    rc.buf_incremental = incremental;
-    RoundTripApp app = round_trips(3000, 20, 20);
-    io::ReactorCounters counters;
-    run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
-    EXPECT_EQ(app.echoes, 400u) << incremental;
-    EXPECT_EQ(app.mismatches, 0u) << incremental;
+    io::ReactorCounters counters = ring_round_trips(8, 8, incremental);
     EXPECT_GT(counters.recv_no_buffers, 0u) << incremental;
     EXPECT_EQ(counters.recv_ring_buffers, 8u) << incremental;  // already the maximum
     EXPECT_EQ(counters.recv_ring_grown, 0u) << incremental;
@@ -319,16 +327,7 @@ TEST(Endpoint, BufferRingGrowsUnderLoadAndDeliversEverything) {
   // double it while 3000-byte messages span buffers of both generations, every byte in order.
   // Without incremental consumption all 64 are provided from the start.
   for (bool incremental : {true, false}) {
-    io::ReactorConfig rc = small_reactor();
-    rc.buf_count = 64;
-    rc.buf_initial = 2;
-    rc.buf_size = 256;
-    rc.buf_incremental = incremental;
-    RoundTripApp app = round_trips(3000, 20, 20);
-    io::ReactorCounters counters;
-    run_round_trips(app, rc, nullptr, nullptr, {}, &counters);
-    EXPECT_EQ(app.echoes, 400u) << incremental;
-    EXPECT_EQ(app.mismatches, 0u) << incremental;
+    io::ReactorCounters counters = ring_round_trips(64, 2, incremental);
     if (counters.recv_ring_incremental == 0) {
       EXPECT_EQ(counters.recv_ring_grown, 0u);
       EXPECT_EQ(counters.recv_ring_buffers, 64u);

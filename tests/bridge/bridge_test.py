@@ -56,7 +56,7 @@ async def until(pred, timeout=WAIT, what="condition"):
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await asyncio.sleep(0.01)
 
 
@@ -275,7 +275,6 @@ def raw_http(url, path):
     return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
 
 
-@contextlib.contextmanager
 def assert_outage_close(test, code, reason):
     """A client closed after a backend outage (§8): 1013 "try again later"."""
     test.assertEqual((code, reason), (1013, "backend unavailable"))
@@ -682,7 +681,7 @@ class BridgeTest(unittest.TestCase):
             await until(lambda: all(received[x][-len(second.sent(x)):] == second.sent(x)
                                     for x in paths if second.sent(x)), what="echoes of the second")
             for x in paths:
-                one_sent, two_sent = first.sent(x), second.sent(x)
+                two_sent = second.sent(x)
                 got = received[x]
                 k = len(got) - len(two_sent)
                 handled = ["echo " + m for m in first.msgs(x)]  # "sent" is printed after the send
@@ -1176,7 +1175,9 @@ class BridgeTest(unittest.TestCase):
                         want[str(conn.id)] = sorted(chans)
                     await until(lambda: len(bt.snapshot("ack")) == 3, what="3 ACKs")
                     await bt.acall(bt.b.request_snapshot)
-                    await until(lambda: len(got) == 2, what="a snapshot from each core")
+                    await until(lambda: len(got) == 2,
+                                what=lambda: f"a snapshot from each core: {len(got)} complete, parts "
+                                f"of {list(bt.b._snapshots)} pending, backend stats {bt.b.stats}")
                     have = {str(cid): sorted(ch) for part in got for cid, ch in part}
                     self.assertEqual(have, want)
                     for ws in socks:

@@ -29,8 +29,12 @@ def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
         proc.kill()
         raise RuntimeError(f"server did not start: {line!r} {proc.stderr.read()}")
     url = line.split()[2]
+    failed = False
     try:
         yield url, proc
+    except BaseException:
+        failed = True
+        raise
     finally:
         if proc.poll() is None:
             # SIGINT: every client gets its Close now (SIGTERM would drain over
@@ -42,6 +46,10 @@ def start_server(binary, *flags, tls=None, prefix=(), app="echo"):
                 proc.kill()
                 raise RuntimeError("server did not stop within 20 s of SIGINT")
         proc.log = proc.stderr.read()  # the per-core counters logged at exit, for tests to read
+        if failed:
+            # What the server saw is what tells a rare failure (one in a CI run) from another.
+            sys.stderr.write(f"--- server log ({' '.join(args)}), last 60 lines:\n")
+            sys.stderr.write("\n".join(proc.log.splitlines()[-60:]) + "\n---\n")
         if proc.returncode != 0:
             raise RuntimeError(f"server exited with {proc.returncode}: {proc.log}")
 

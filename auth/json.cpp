@@ -362,35 +362,41 @@ std::size_t Value::size() const {
   return n;
 }
 
-bool Value::find(std::string_view name, Value& out) const {
-  if (type != Type::kObject) return false;
-  Parser p{raw, 1, false};
-  std::string unescaped;
-  for (;;) {
-    p.skip_ws();
-    if (p.at_end() || raw[p.pos] != '"') return false;
-    std::size_t start = p.pos;
-    if (!p.string()) return false;
-    std::string_view key = raw.substr(start, p.pos - start);
-    bool match;
-    if (key.find('\\') == std::string_view::npos) {
-      match = key.substr(1, key.size() - 2) == name;
-    } else {
-      match = unescape(key, unescaped) && unescaped == name;
-    }
-    p.skip_ws();
-    if (p.at_end() || raw[p.pos] != ':') return false;
+bool Value::next_member(std::size_t& pos, std::string& scratch, std::string_view& name,
+                        Value& out) const {
+  Parser p{raw, pos, false};
+  p.skip_ws();
+  if (!p.at_end() && raw[p.pos] == ',') {
     ++p.pos;
-    Value v;
-    if (!p.value(0, v)) return false;
-    if (match) {
-      out = v;
-      return true;
-    }
     p.skip_ws();
-    if (p.at_end() || raw[p.pos] != ',') return false;
-    ++p.pos;
   }
+  if (p.at_end() || raw[p.pos] != '"') return false;
+  std::size_t start = p.pos;
+  if (!p.string()) return false;
+  std::string_view key = raw.substr(start, p.pos - start);
+  if (key.find('\\') == std::string_view::npos) {
+    name = key.substr(1, key.size() - 2);
+  } else {
+    if (!unescape(key, scratch)) return false;
+    name = scratch;
+  }
+  p.skip_ws();
+  if (p.at_end() || raw[p.pos] != ':') return false;
+  ++p.pos;
+  if (!p.value(0, out)) return false;
+  pos = p.pos;
+  return true;
+}
+
+bool Value::find(std::string_view name, Value& out) const {
+  bool hit = false;
+  for_each_member([&](std::string_view n, const Value& v) {
+    if (!hit && n == name) {
+      out = v;
+      hit = true;
+    }
+  });
+  return hit;
 }
 
 bool Value::get_string(std::string& out) const {

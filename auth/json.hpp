@@ -21,8 +21,21 @@ struct Value {
   std::string_view raw;  // the value's exact text (a string's includes its quotes)
 
   // The member `name` of an object (compared with the member names unescaped). False when this
-  // is not an object or has no such member.
+  // is not an object or has no such member. Each call walks the object: a reader of several
+  // members takes them in one for_each_member pass instead.
   bool find(std::string_view name, Value& out) const;
+  // Calls fn(std::string_view name, const Value&) for every member of an object, in order, with
+  // its name unescaped. False when not an object.
+  template <class Fn>
+  bool for_each_member(Fn&& fn) const {
+    if (type != Type::kObject) return false;
+    std::size_t pos = 1;
+    std::string scratch;  // only a name with escapes is copied into it
+    std::string_view name;
+    Value v;
+    while (next_member(pos, scratch, name, v)) fn(name, v);
+    return true;
+  }
   // Calls fn(const Value&) for every element of an array, in order. False when not an array.
   template <class Fn>
   bool for_each_element(Fn&& fn) const {
@@ -44,6 +57,10 @@ struct Value {
   // Iteration step for for_each_element: the element at `pos` (an offset in raw, just past '['
   // or a ','), advancing pos. False at the end.
   bool next_element(std::size_t& pos, Value& out) const;
+  // Iteration step for for_each_member, as next_element: the member at `pos` (just past '{' or
+  // a value), its name a view of raw or, when escaped, of `scratch`.
+  bool next_member(std::size_t& pos, std::string& scratch, std::string_view& name,
+                   Value& out) const;
 };
 
 // Parses `text` as exactly one JSON value with optional whitespace around it. False on any

@@ -13,6 +13,9 @@
 //             --target PATH: the upgrade's request-target (default "/"; "/?token=..." carries
 //             a token in the query),
 //             --max-connecting M: at most M handshakes in progress at once (default 256),
+//             --rate R (connect): R connects a second over all threads, started at each 10 ms
+//             tick, at most N in progress (an open loop: arms compared at one rate see the
+//             same batching; without it, a new connect as each closes),
 //             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
@@ -133,6 +136,7 @@ struct Options {
   std::vector<int> cpus;  // thread i runs on cpus[i % size]; empty: unpinned
   unsigned threads = 1;
   unsigned max_connecting = 256;  // connects in progress at once, so a big N ramps up politely
+  double rate = 0;                // connect: connects a second, paced (0: closed loop)
   bool tls = false;               // wss:// (the server's certificate is not checked: a bench)
   bool resume = false;            // offer the last session: resumed handshakes
   bool deflate = false;           // offer permessage-deflate, no context takeover
@@ -208,6 +212,14 @@ class LoadApp {
     start_task_.run = [](io::PostTask* t, io::Reactor&) {
       static_cast<StartTask*>(t)->app->begin_phases();
     };
+    if (paced()) {
+      // Every slot is free; the ticks start them at the rate.
+      for (unsigned i = connections_; i-- > 0;) free_slots_.push_back(i);
+      next_to_open_ = connections_;
+      pace_start_ = reactor_->now_ns();
+      reactor_->schedule(kPaceTickMs, &LoadApp::pace_tick, this);
+      return;
+    }
     open_more();
   }
 
@@ -272,6 +284,10 @@ class LoadApp {
     }
     s.open = false;
     ++closed_;
+    if (paced()) {
+      free_slots_.push_back(ep_->state(c)->index);
+      return;  // the ticks start the next connects, and end the run once every slot is free
+    }
     if (opt_.mode == "connect" && !finished(reactor_->now_ns())) {
       connect_slot(ep_->state(c)->index);
       return;
@@ -395,6 +411,32 @@ class LoadApp {
       else
         reactor_->post(*a->reactor_, &a->start_task_);
     }
+  }
+
+  bool paced() const { return opt_.mode == "connect" && opt_.rate > 0; }
+
+  // --rate: starts the connects due by now on free slots. A run whose slots are all in progress
+  // falls behind and does not catch up later: its achieved rate is what the summary reports.
+  static void pace_tick(void* ctx, io::Reactor& r) {
+    auto* self = static_cast<LoadApp*>(ctx);
+    std::uint64_t t = r.now_ns();
+    if (self->finished(t)) {
+      if (self->free_slots_.size() == self->connections_)
+        self->done();
+      else
+        r.schedule(kPaceTickMs, &LoadApp::pace_tick, self);  // connects still in progress
+      return;
+    }
+    double per_thread = self->opt_.rate / self->opt_.threads;
+    auto due =
+        static_cast<std::uint64_t>(static_cast<double>(t - self->pace_start_) * 1e-9 * per_thread);
+    while (self->paced_ < due && !self->free_slots_.empty()) {
+      self->connect_slot(self->free_slots_.back());
+      self->free_slots_.pop_back();
+      ++self->paced_;
+    }
+    self->paced_ = std::max(self->paced_, due);
+    r.schedule(kPaceTickMs, &LoadApp::pace_tick, self);
   }
 
   void connect_slot(unsigned i) {
@@ -524,7 +566,10 @@ class LoadApp {
   Wire wire_start_, wire_end_;  // the reactor's socket bytes at the window's edges
   std::uint64_t measure_start_ = 0, measure_end_ = 0;  // the group's window, once it opened
   unsigned next_to_open_ = 0, connecting_ = 0, opened_ = 0, closed_ = 0, ready_ = 0;
-  std::uint64_t pub_sent_ = 0, pub_done_ = 0;  // fanout: triggers sent, publishes complete
+  static constexpr std::uint32_t kPaceTickMs = 10;  // the reactor's timer tick
+  std::vector<unsigned> free_slots_;                // --rate: slots not in progress
+  std::uint64_t pace_start_ = 0, paced_ = 0;        // --rate: when pacing began, connects due
+  std::uint64_t pub_sent_ = 0, pub_done_ = 0;       // fanout: triggers sent, publishes complete
   std::array<std::uint64_t, kRing> pub_at_{};
   std::array<unsigned, kRing> pub_count_{};
   bool joined_ = false, measuring_ = false, past_end_ = false;
@@ -588,6 +633,7 @@ std::vector<int> parse_cpus(const std::string& list) {
       "[-k INFLIGHT]\n"
       "              [--size BYTES] [--text] [--duration S] [--warmup S] [--threads T]\n"
       "              [--cpu LIST] [--tls] [--resume] [--max-connecting M] [--target PATH]\n"
+      "              [--rate R (connect)]\n"
       "              [--prefix TEXT (fanout)] [--deflate] [--json (echo, "
       "fanout)]\n",
       why);
@@ -626,6 +672,8 @@ Options parse(int argc, char** argv) {
       o.cpus = parse_cpus(value());
     else if (a == "--threads")
       o.threads = static_cast<unsigned>(std::stoul(value()));
+    else if (a == "--rate")
+      o.rate = std::stod(value());
     else if (a == "--max-connecting")
       o.max_connecting = static_cast<unsigned>(std::max(1ul, std::stoul(value())));
     else if (a == "--tls")

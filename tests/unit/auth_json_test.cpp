@@ -142,6 +142,25 @@ TEST(AuthJson, FindAndIterate) {
   EXPECT_FALSE(empty.get_int(i));
 }
 
+TEST(AuthJson, MembersInOnePassWithNamesUnescaped) {
+  Value doc;
+  ASSERT_TRUE(parse(R"( { "k\u0069d" : "x" , "list":[1,{"a":2}],"e\"q":{} , "n":null } )", doc));
+  std::vector<std::pair<std::string, std::string_view>> seen;
+  ASSERT_TRUE(doc.for_each_member([&](std::string_view name, const Value& v) {
+    seen.emplace_back(std::string(name), v.raw);  // an escaped name's view ends with the step
+  }));
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string_view>>{
+                      {"kid", "\"x\""}, {"list", "[1,{\"a\":2}]"}, {"e\"q", "{}"}, {"n", "null"}}));
+  Value empty, list;
+  ASSERT_TRUE(parse(" { } ", empty));
+  int calls = 0;
+  EXPECT_TRUE(empty.for_each_member([&](std::string_view, const Value&) { ++calls; }));
+  EXPECT_EQ(calls, 0);
+  ASSERT_TRUE(parse("[1]", list));
+  EXPECT_FALSE(list.for_each_member([&](std::string_view, const Value&) { ++calls; }));
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(AuthJson, IntegersFloorFractionsAndExponents) {
   EXPECT_EQ(integer("1700000000"), 1700000000);
   EXPECT_EQ(integer("1700000000.9"), 1700000000);

@@ -389,14 +389,14 @@ bool Value::next_member(std::size_t& pos, std::string& scratch, std::string_view
 }
 
 bool Value::find(std::string_view name, Value& out) const {
-  bool hit = false;
-  for_each_member([&](std::string_view n, const Value& v) {
-    if (!hit && n == name) {
-      out = v;
-      hit = true;
-    }
-  });
-  return hit;
+  if (type != Type::kObject) return false;
+  std::size_t pos = 1;
+  std::string scratch;
+  std::string_view n;
+  while (next_member(pos, scratch, n, out)) {
+    if (n == name) return true;
+  }
+  return false;
 }
 
 bool Value::get_string(std::string& out) const {

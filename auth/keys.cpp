@@ -357,7 +357,11 @@ bool base64url_decode(std::string_view in, std::string& out) {
       *o++ = static_cast<char>(acc >> bits & 0xFF);
     }
   }
-  return (acc & ((1u << bits) - 1)) == 0;  // the unused low bits of the last character
+  if ((acc & ((1u << bits) - 1)) != 0) {  // the unused low bits of the last character
+    out.resize(at);
+    return false;
+  }
+  return true;
 }
 
 std::string kid_from_path(std::string_view path) {

@@ -63,7 +63,8 @@ std::size_t min_secret_size(Alg);
 
 // Strict base64url without padding (RFC 7515 §2): refuses '=', characters outside the
 // alphabet, a length of 1 mod 4 and nonzero unused bits in the last character (which would let
-// one signature have several encodings). Appends to `out`, false on any of these.
+// one signature have several encodings). Appends to `out`; false on any of these, with `out`
+// as it was.
 bool base64url_decode(std::string_view in, std::string& out);
 
 // The kid of a secret or PEM file: its name without directories and without its last extension

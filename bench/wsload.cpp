@@ -14,8 +14,8 @@
 //             a token in the query),
 //             --max-connecting M: at most M handshakes in progress at once (default 256),
 //             --rate R (connect): R connects a second over all threads, started at each 10 ms
-//             tick, at most N in progress (an open loop: arms compared at one rate see the
-//             same batching; without it, a new connect as each closes),
+//             tick, at most N in progress (an open loop, so arms are compared at one load;
+//             without it, a new connect as each closes),
 //             --threads T --cpu LIST to spread the connections over T reactors, one per CPU
 //
 // echo: N connections opened first, then K messages in flight on each; every echo is checked
@@ -42,6 +42,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <latch>
@@ -216,7 +217,6 @@ class LoadApp {
       // Every slot is free; the ticks start them at the rate.
       for (unsigned i = connections_; i-- > 0;) free_slots_.push_back(i);
       next_to_open_ = connections_;
-      pace_start_ = reactor_->now_ns();
       reactor_->schedule(kPaceTickMs, &LoadApp::pace_tick, this);
       return;
     }
@@ -427,12 +427,16 @@ class LoadApp {
         r.schedule(kPaceTickMs, &LoadApp::pace_tick, self);  // connects still in progress
       return;
     }
+    // Counted from the first tick: the reactor's clock before it is the constructor's, and the
+    // threads' start-up would otherwise be owed in one burst.
+    if (self->pace_start_ == 0) self->pace_start_ = t;
     double per_thread = self->opt_.rate / self->opt_.threads;
     auto due =
         static_cast<std::uint64_t>(static_cast<double>(t - self->pace_start_) * 1e-9 * per_thread);
     while (self->paced_ < due && !self->free_slots_.empty()) {
-      self->connect_slot(self->free_slots_.back());
+      unsigned slot = self->free_slots_.back();
       self->free_slots_.pop_back();
+      self->connect_slot(slot);
       ++self->paced_;
     }
     self->paced_ = std::max(self->paced_, due);
@@ -699,6 +703,8 @@ Options parse(int argc, char** argv) {
   if (o.json && o.size < kJsonHead.size() + kJsonTail.size())
     usage("--json needs --size of at least 29");
   if (o.connections == 0 || o.inflight == 0) usage("connections and inflight must be at least 1");
+  if (!std::isfinite(o.rate) || o.rate < 0 || o.rate > 1e7 || (o.rate > 0 && o.mode != "connect"))
+    usage("--rate takes connects a second (up to 10,000,000) and only in connect mode");
   if (o.threads == 0 || o.threads > o.connections)
     usage("threads must be at least 1 and at most the connections");
   if (o.mode == "fanout") {

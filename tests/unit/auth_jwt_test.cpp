@@ -345,6 +345,22 @@ TEST(AuthJwt, HeaderChecks) {
   EXPECT_EQ(check(with(long_kid)), TokenError::kMalformed);
   EXPECT_EQ(check(with(R"(["HS256"])")), TokenError::kMalformed);
   EXPECT_EQ(check(with("not json")), TokenError::kMalformed);
+  // Members are matched by their unescaped names, one escape or several in a row.
+  EXPECT_EQ(check(with(R"({"alg":"HS256","\u0063rit":[]})")), TokenError::kMalformed);
+  EXPECT_EQ(check(with(R"({"\u0061lg":"HS256","t\u0079p":"JOSE"})")), TokenError::kMalformed);
+  EXPECT_EQ(check(with(R"({"\u0061l\u0067":"HS256"})")), TokenError::kNone);
+}
+
+TEST(AuthJwt, ClaimsAreMatchedUnescaped) {
+  EXPECT_EQ(check(payload_token(R"({"\u0073ub":"u1","\u0065xp":1799999000})")),
+            TokenError::kExpired);
+  Claims c;
+  ASSERT_EQ(
+      verify(payload_token(R"({"s\u0075b":"u1","exp":1800000060,"r\u006fles":["a"],"\u00e9":1})"),
+             keys().set, {}, kNow, c),
+      TokenError::kNone);
+  EXPECT_EQ(c.sub, "u1");
+  EXPECT_EQ(c.roles, std::vector<std::string>{"a"});
 }
 
 TEST(AuthJwt, Base64urlIsStrict) {
@@ -372,6 +388,11 @@ TEST(AuthJwt, Base64urlIsStrict) {
   EXPECT_TRUE(base64url_decode("YWI", out));
   EXPECT_EQ(out, "ab");
   EXPECT_FALSE(base64url_decode("YWJ", out));  // nonzero unused bits
+  EXPECT_EQ(out, "ab");                        // a refusal leaves what was there
+  EXPECT_FALSE(base64url_decode("YW*j", out));
+  EXPECT_EQ(out, "ab");
+  EXPECT_TRUE(base64url_decode("Y2Q", out));  // appends
+  EXPECT_EQ(out, "abcd");
 }
 
 TEST(AuthJwt, ReasonsAndMetricNames) {

@@ -58,6 +58,20 @@ std::uint64_t number(std::string_view flag, std::string_view v, std::uint64_t lo
   return n;
 }
 
+// A flag that takes one of two words: true for `on`.
+bool choose(std::string_view flag, std::string_view v, std::string_view off, std::string_view on) {
+  if (v != off && v != on)
+    throw std::invalid_argument(std::string(flag)
+                                    .append(": ")
+                                    .append(off)
+                                    .append(" or ")
+                                    .append(on)
+                                    .append(", not '")
+                                    .append(v)
+                                    .append("'"));
+  return v == on;
+}
+
 // How often a flag may be given. A config file says a repeatable flag's values as an array; a
 // flag that takes one value given an array there is an error, not "the last one wins".
 enum Kind : std::uint8_t {
@@ -285,9 +299,7 @@ const std::vector<Spec>& specs() {
          return std::string(f.server.endpoint.tls_own_records ? "own" : "openssl");
        },
        [](Flags& f, std::string_view v) {
-         if (v != "own" && v != "openssl")
-           throw std::invalid_argument("--tls-record-layer: openssl or own");
-         f.server.endpoint.tls_own_records = v == "own";
+         f.server.endpoint.tls_own_records = choose("--tls-record-layer", v, "openssl", "own");
        }},
       {"--plain", nullptr, "serve plain ws:// instead of wss:// (development and benchmarks only)",
        [](const Flags&) { return std::string("off"); },
@@ -322,9 +334,7 @@ const std::vector<Spec>& specs() {
          return std::string(f.server.reactor.buf_incremental ? "auto" : "off");
        },
        [](Flags& f, std::string_view v) {
-         if (v != "auto" && v != "off")
-           throw std::invalid_argument("--buf-incremental: auto or off");
-         f.server.reactor.buf_incremental = v == "auto";
+         f.server.reactor.buf_incremental = choose("--buf-incremental", v, "off", "auto");
        }},
       {"--ring-entries", "N", "io_uring submission queue entries per core",
        [](const Flags& f) { return str(f.server.reactor.ring_entries); },
@@ -479,11 +489,7 @@ const std::vector<Spec>& specs() {
        "what serves clients: the bridge to backends (and, with no --backend or --route, the "
        "embedded chat), or the built-in echo (conformance tests, benchmarks)",
        [](const Flags&) { return std::string("bridge"); },
-       [](Flags& f, std::string_view v) {
-         if (v != "echo" && v != "bridge")
-           throw std::invalid_argument("--app: echo or bridge, not '" + std::string(v) + "'");
-         f.echo = v == "echo";
-       }},
+       [](Flags& f, std::string_view v) { f.echo = choose("--app", v, "bridge", "echo"); }},
       {"--backend", "ENDPOINT[,...][;OPTS]",
        "backends for every path no --route names; OPTS: outage=hold|refuse, slow=close|drop, "
        "protocols=A|B (subprotocols the backends speak, preferred first), control=on (clients "

@@ -47,6 +47,10 @@ class BufferPool {
   // to the allocator. Without it a burst of large messages (two cached per class, up to 1 GiB
   // each) stayed resident after every connection had closed.
   static constexpr std::size_t kDefaultCacheBytes = std::size_t{64} << 20;
+  // Classes this large and up are mapped from the kernel, not taken from the allocator
+  // (buffer_pool.cpp says why): past mimalloc's 128 KiB medium objects, where each would take
+  // pages of their own anyway.
+  static constexpr std::size_t kMappedClassBytes = std::size_t{128} << 10;
 
   explicit BufferPool(std::size_t cache_bytes = kDefaultCacheBytes) : cache_cap_(cache_bytes) {}
   BufferPool(const BufferPool&) = delete;

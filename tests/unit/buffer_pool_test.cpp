@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -55,6 +58,47 @@ TEST(BufferPool, ABurstOfLargeBuffersGoesBackAboveTheWatermark) {
   EXPECT_EQ(pool.in_use(), 0u);
   EXPECT_LE(pool.cached_bytes(), std::size_t{40} << 20);
   EXPECT_GT(pool.cached_bytes(), 0u);  // still a cache: steady state must not allocate
+}
+
+// Growth from the allocator's classes into the mapped ones (kMappedClassBytes and up) and on.
+TEST(BufferPool, GrowthAcrossTheMappedClassesKeepsContents) {
+  BufferPool pool;
+  Buffer* b = nullptr;
+  std::vector<std::byte> expect;
+  for (std::size_t i = 0; expect.size() < 3 * BufferPool::kMappedClassBytes; ++i) {
+    std::byte chunk[1000];
+    for (std::size_t j = 0; j < sizeof chunk; ++j) chunk[j] = std::byte(i * 31 + j);
+    b = pool.append(b, chunk, sizeof chunk);
+    expect.insert(expect.end(), chunk, chunk + sizeof chunk);
+  }
+  ASSERT_EQ(b->len, expect.size());
+  EXPECT_GE(b->capacity(), expect.size());
+  EXPECT_EQ(std::memcmp(b->data(), expect.data(), expect.size()), 0);
+  pool.release(b);
+}
+
+std::size_t resident_bytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f || std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  if (f) std::fclose(f);
+  return static_cast<std::size_t>(resident) * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// A large buffer the pool does not keep leaves the process at once: it was mapped for the pool,
+// not left to the allocator's policy on giving memory back (the memory-limits test's burst).
+TEST(BufferPool, ALargeBufferNotKeptLeavesTheProcess) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under AddressSanitizer every buffer comes from the allocator";
+#else
+  BufferPool pool(0);  // keeps nothing
+  constexpr std::size_t kBytes = std::size_t{32} << 20;
+  Buffer* b = pool.acquire(kBytes);
+  std::memset(b->data(), 1, kBytes);
+  std::size_t held = resident_bytes();
+  pool.release(b);
+  EXPECT_GE(held - resident_bytes(), kBytes - (std::size_t{1} << 20));
+#endif
 }
 
 TEST(BufferPool, ASharedBufferReturnsWithItsLastHolder) {

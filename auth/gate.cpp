@@ -1,5 +1,6 @@
 #include "auth/gate.hpp"
 
+#include <chrono>
 #include <stdexcept>
 
 #include "auth/acl_file.hpp"
@@ -42,7 +43,7 @@ Gate::Admission Gate::admit(const protocol::UpgradeRequest& req, std::string_vie
   if (opts_.mode != Mode::kOff) t = find_token(req, opts_.sources);
   a.from = t.from;
   if (t.from != TokenFrom::kNone) {
-    TokenError e = verify(t.token, keys_, opts_.verify, now, claims);
+    TokenError e = timed_verify(t.token, now, claims);
     if (claims.alg)
       ++counters_.by_alg[static_cast<std::size_t>(*claims.alg)][e != TokenError::kNone];
     if (e != TokenError::kNone) return refuse(e, a);
@@ -88,9 +89,20 @@ void Gate::principal(Identity& id) {
   id.acl_version = acl_version_;
 }
 
+TokenError Gate::timed_verify(std::string_view token, std::int64_t now, Claims& claims) {
+  auto start = std::chrono::steady_clock::now();
+  TokenError e = verify(token, keys_, opts_.verify, now, claims);
+  if (claims.alg)
+    counters_.verify_time[static_cast<std::size_t>(*claims.alg)].record(
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count()));
+  return e;
+}
+
 TokenError Gate::refresh(Identity& id, std::string_view token, std::int64_t now) {
   Claims claims;
-  TokenError e = verify(token, keys_, opts_.verify, now, claims);
+  TokenError e = timed_verify(token, now, claims);
   // A token for someone else would change who the connection is: reconnect for that.
   if (e == TokenError::kNone && claims.sub != id.user) e = TokenError::kBadClaims;
   if (e != TokenError::kNone) return e;

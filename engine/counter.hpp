@@ -5,7 +5,9 @@
 // torn value. Every counter struct comes with one table of names, help texts and types, which
 // both the exit summary and a metrics endpoint print from, so the two never disagree.
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <span>
 #include <vector>
 
@@ -36,6 +38,27 @@ class Counter {
  private:
   void add(std::uint64_t n) { v_.store(get() + n, std::memory_order_relaxed); }
   std::atomic<std::uint64_t> v_{0};
+};
+
+// Values counted in fixed buckets, with their sum, per core: what a scrape turns into a
+// Prometheus histogram. kBounds are the buckets' upper bounds, ascending, in the unit recorded;
+// a last bucket counts what is above them. Written by the owner core only, as Counter.
+template <const auto& kBounds>
+struct FixedHistogram {
+  static constexpr std::size_t kBuckets = std::size(kBounds) + 1;
+  void record(std::uint64_t v) {
+    std::size_t i = 0;
+    while (i < std::size(kBounds) && v > kBounds[i]) ++i;
+    ++buckets[i];
+    sum += v;
+  }
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (const Counter& b : buckets) n += b.get();
+    return n;
+  }
+  Counter buckets[kBuckets];  // not cumulative
+  Counter sum;
 };
 
 enum class MetricType : std::uint8_t {

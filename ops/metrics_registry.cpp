@@ -53,16 +53,10 @@ void collect_engine(Exposition& out, const Label& core, const io::ReactorCounter
     out.add("wsedge_upgrades_refused_total", kRefusedHelp, FamilyType::kCounter,
             {core, {"reason", reason}}, *c);
 
-  static constexpr double kBoundsS[] = {0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                        0.1,     0.25,   0.5,   1,      2.5,   5,    10};
-  static_assert(std::size(kBoundsS) == std::size(ws::HandshakeHistogram::kBoundsUs));
-  std::uint64_t buckets[ws::HandshakeHistogram::kBuckets];
-  for (std::size_t i = 0; i < std::size(buckets); ++i) buckets[i] = e.handshake_time.buckets[i];
   Label labels[] = {core};
-  out.add_histogram("wsedge_handshake_duration_seconds",
-                    "accept to the 101 answer of WebSocket upgrades (the server's turn clock)",
-                    labels,
-                    {kBoundsS, buckets, static_cast<double>(e.handshake_time.sum_us.get()) / 1e6});
+  add_histogram(out, "wsedge_handshake_duration_seconds",
+                "accept to the 101 answer of WebSocket upgrades (the server's turn clock)", labels,
+                e.handshake_time, 1e6);
 }
 
 MetricsRegistry::MetricsRegistry(Health& health) : health_(health), cores_(health.cores_expected) {}

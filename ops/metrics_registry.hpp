@@ -24,6 +24,22 @@ struct AppSource {
   void (*collect)(const void* counters, Exposition& out, const Label& core) = nullptr;
 };
 
+// Adds a core's FixedHistogram to `family` in seconds: its bounds and sum are in units of which
+// `units_per_second` make a second (1e6 for microseconds). Divided, so a bound of 250 us is the
+// same double as the literal 0.00025 and prints as le="0.00025".
+template <const auto& kBounds>
+void add_histogram(Exposition& out, std::string_view family, std::string_view help,
+                   std::span<const Label> labels, const FixedHistogram<kBounds>& h,
+                   double units_per_second) {
+  double bounds[std::size(kBounds)];
+  for (std::size_t i = 0; i < std::size(kBounds); ++i)
+    bounds[i] = static_cast<double>(kBounds[i]) / units_per_second;
+  std::uint64_t buckets[FixedHistogram<kBounds>::kBuckets];
+  for (std::size_t i = 0; i < std::size(buckets); ++i) buckets[i] = h.buckets[i].get();
+  out.add_histogram(family, help, labels,
+                    {bounds, buckets, static_cast<double>(h.sum.get()) / units_per_second});
+}
+
 struct CoreSources {
   static constexpr std::size_t kMaxApps = 4;
   const io::ReactorCounters* reactor = nullptr;

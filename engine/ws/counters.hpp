@@ -29,22 +29,11 @@ struct CloseCounters {
   Counter by[kSides][kSlots];
 };
 
-// Accept to 101, per core, in fixed buckets: what a scrape turns into a latency histogram.
-struct HandshakeHistogram {
-  // Upper bounds in microseconds; a last bucket counts what is above them.
-  static constexpr std::uint32_t kBoundsUs[] = {250,    500,     1000,    2500,    5000,
-                                                10000,  25000,   50000,   100000,  250000,
-                                                500000, 1000000, 2500000, 5000000, 10000000};
-  static constexpr std::size_t kBuckets = std::size(kBoundsUs) + 1;
-  void record(std::uint32_t us) {
-    std::size_t i = 0;
-    while (i < std::size(kBoundsUs) && us > kBoundsUs[i]) ++i;
-    ++buckets[i];
-    sum_us += us;
-  }
-  Counter buckets[kBuckets];  // not cumulative
-  Counter sum_us;
-};
+// Accept to 101, per core, in microseconds: upper bounds of the buckets.
+inline constexpr std::uint64_t kHandshakeBoundsUs[] = {250,    500,     1000,    2500,    5000,
+                                                       10000,  25000,   50000,   100000,  250000,
+                                                       500000, 1000000, 2500000, 5000000, 10000000};
+using HandshakeHistogram = FixedHistogram<kHandshakeBoundsUs>;
 
 struct EndpointCounters {
   Counter handshakes;          // upgrades answered 101 (server) or accepted (client)

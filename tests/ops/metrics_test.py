@@ -191,6 +191,16 @@ class Metrics(unittest.TestCase):
                 self.assertEqual(total(s, "wsedge_auth_tokens_by_alg_total", alg="HS256",
                                        result="refused"), 1)
                 self.assertEqual(total(s, "wsedge_auth_tokens_by_alg_total", alg="ES256"), 0)
+                # Both tokens with a key were timed, the good and the badly signed; only HS256's
+                # histogram is there.
+                self.assertEqual(total(s, "wsedge_auth_verify_duration_seconds_count",
+                                       alg="HS256"), 2)
+                self.assertEqual(total(s, "wsedge_auth_verify_duration_seconds_bucket",
+                                       alg="HS256", le="+Inf"), 2)
+                self.assertGreater(total(s, "wsedge_auth_verify_duration_seconds_sum",
+                                         alg="HS256"), 0)
+                self.assertEqual(total(s, "wsedge_auth_verify_duration_seconds_count",
+                                       alg="ES256"), 0)
                 self.assertEqual(total(s, "wsedge_bridge_backend_up",
                                        endpoint="inproc://wsedge-default"), 2)  # one per core
                 self.assertGreaterEqual(total(s, "wsedge_bridge_messages_total", direction="up",

@@ -21,16 +21,11 @@ int class_for(std::size_t capacity) {
 // go, so a burst of large messages returns its memory the moment it is over, whatever the
 // allocator's policy. That policy can then delay giving back its own pages, which spares the
 // small allocations that come and go with every message (libzmq's message bodies on the
-// bridge) a page fault each: decommitting those at once cost the bridge's 1 KiB echo a third
+// bridge) a page fault each: decommitting those at once cost the bridge's 1 KiB echo a quarter
 // of its CPU. Under AddressSanitizer every buffer comes from the allocator, which it watches.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kMapLarge = false;
-#else
-constexpr bool kMapLarge = true;
-#endif
-
 bool mapped(int size_class) {
-  return kMapLarge && BufferPool::class_capacity(size_class) >= BufferPool::kMappedClassBytes;
+  return BufferPool::kMapsLarge &&
+         BufferPool::class_capacity(size_class) >= BufferPool::kMappedClassBytes;
 }
 
 std::size_t footprint(int size_class) {

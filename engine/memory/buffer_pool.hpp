@@ -6,6 +6,20 @@
 #include <cstdint>
 #include <cstring>
 
+// Whether the pool maps its large classes (buffer_pool.cpp says why): not under AddressSanitizer,
+// which watches only what the allocator hands out. GCC says so with __SANITIZE_ADDRESS__, Clang
+// (the fuzz build) only through __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define WSEDGE_POOL_MAPS_LARGE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WSEDGE_POOL_MAPS_LARGE 0
+#endif
+#endif
+#ifndef WSEDGE_POOL_MAPS_LARGE
+#define WSEDGE_POOL_MAPS_LARGE 1
+#endif
+
 namespace wsedge::memory {
 
 struct Buffer {
@@ -51,6 +65,7 @@ class BufferPool {
   // (buffer_pool.cpp says why): past mimalloc's 128 KiB medium objects, where each would take
   // pages of their own anyway.
   static constexpr std::size_t kMappedClassBytes = std::size_t{128} << 10;
+  static constexpr bool kMapsLarge = WSEDGE_POOL_MAPS_LARGE;
 
   explicit BufferPool(std::size_t cache_bytes = kDefaultCacheBytes) : cache_cap_(cache_bytes) {}
   BufferPool(const BufferPool&) = delete;

@@ -31,8 +31,8 @@ namespace {
 using namespace wsedge;
 
 // Memory freed after a burst must go back to the system. The engine's buffer pools are the
-// cache (bounded by their watermark), and their large buffers are mapped and unmapped outside
-// mimalloc (engine/memory/buffer_pool.cpp). Free segments are decommitted at once: mimalloc's
+// cache (bounded by their watermark), and large blocks are mapped and unmapped outside mimalloc
+// (engine/memory/large_block.hpp). Free segments are decommitted at once: mimalloc's
 // delayed decommit runs only when a thread allocates again, so an idle core kept a burst's
 // segments resident indefinitely. Pages inside a segment keep mimalloc's delay: decommitting
 // those at once made every message body libzmq allocates and frees on the bridge fault its

@@ -7,7 +7,7 @@
 #include <new>
 #include <stdexcept>
 
-#include <sys/mman.h>
+#include "large_block.hpp"
 
 namespace wsedge::memory {
 namespace {
@@ -17,32 +17,26 @@ int class_for(std::size_t capacity) {
   return std::bit_width((capacity - 1) / BufferPool::kMinClassBytes);
 }
 
-// Buffers of the large classes are mapped from the kernel and unmapped when the pool lets them
-// go, so a burst of large messages returns its memory the moment it is over, whatever the
-// allocator's policy. That policy can then delay giving back its own pages, which spares the
-// small allocations that come and go with every message (libzmq's message bodies on the
-// bridge) a page fault each: decommitting those at once cost the bridge's 1 KiB echo a quarter
-// of its CPU. Under AddressSanitizer every buffer comes from the allocator, which it watches.
-bool mapped(int size_class) {
-  return BufferPool::kMapsLarge &&
-         BufferPool::class_capacity(size_class) >= BufferPool::kMappedClassBytes;
-}
-
 std::size_t footprint(int size_class) {
   return sizeof(Buffer) + BufferPool::class_capacity(size_class);
 }
 
+// Classes of kMappedClassBytes and up are mapped (large_block.hpp): a burst of large messages
+// leaves an idle core. Smaller ones come and go with messages: the allocator's.
+bool mapped(int size_class) {
+  return BufferPool::class_capacity(size_class) >= BufferPool::kMappedClassBytes;
+}
+
 Buffer* allocate(int size_class) {
-  if (!mapped(size_class)) return static_cast<Buffer*>(::operator new(footprint(size_class)));
-  void* p = mmap(nullptr, footprint(size_class), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+  std::size_t n = footprint(size_class);
+  void* p = mapped(size_class) ? map_block(n) : ::operator new(n, std::nothrow);
+  if (!p) throw std::bad_alloc();
   return static_cast<Buffer*>(p);
 }
 
 void deallocate(Buffer* b) {
   if (mapped(b->size_class))
-    munmap(b, footprint(b->size_class));
+    unmap_block(b, footprint(b->size_class));
   else
     ::operator delete(b);
 }

@@ -6,20 +6,6 @@
 #include <cstdint>
 #include <cstring>
 
-// Whether the pool maps its large classes (buffer_pool.cpp says why): not under AddressSanitizer,
-// which watches only what the allocator hands out. GCC says so with __SANITIZE_ADDRESS__, Clang
-// (the fuzz build) only through __has_feature.
-#if defined(__SANITIZE_ADDRESS__)
-#define WSEDGE_POOL_MAPS_LARGE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WSEDGE_POOL_MAPS_LARGE 0
-#endif
-#endif
-#ifndef WSEDGE_POOL_MAPS_LARGE
-#define WSEDGE_POOL_MAPS_LARGE 1
-#endif
-
 namespace wsedge::memory {
 
 struct Buffer {
@@ -61,11 +47,9 @@ class BufferPool {
   // to the allocator. Without it a burst of large messages (two cached per class, up to 1 GiB
   // each) stayed resident after every connection had closed.
   static constexpr std::size_t kDefaultCacheBytes = std::size_t{64} << 20;
-  // Classes this large and up are mapped from the kernel, not taken from the allocator
-  // (buffer_pool.cpp says why): past mimalloc's 128 KiB medium objects, where each would take
-  // pages of their own anyway.
-  static constexpr std::size_t kMappedClassBytes = std::size_t{128} << 10;
-  static constexpr bool kMapsLarge = WSEDGE_POOL_MAPS_LARGE;
+  // Classes this large and up are mapped, not the allocator's (large_block.hpp): 64 KiB, where
+  // a message is large and mimalloc gives a block pages of its own anyway.
+  static constexpr std::size_t kMappedClassBytes = std::size_t{64} << 10;
 
   explicit BufferPool(std::size_t cache_bytes = kDefaultCacheBytes) : cache_cap_(cache_bytes) {}
   BufferPool(const BufferPool&) = delete;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/memory/large_block.hpp"
+
 namespace wsedge::memory {
 namespace {
 
@@ -90,7 +92,7 @@ std::size_t resident_bytes() {
 // own header), so releasing one the pool does not keep gives its memory back at once instead of
 // leaving it to the allocator's policy (mimalloc keeps freed pages for a while).
 TEST(BufferPool, ALargeBufferIsMappedAndLeavesWhenReleased) {
-  if (!BufferPool::kMapsLarge) GTEST_SKIP() << "under AddressSanitizer the allocator has them all";
+  if (!kMapsLargeBlocks) GTEST_SKIP() << "under AddressSanitizer the allocator has them all";
   BufferPool pool(0);  // keeps nothing
   constexpr std::size_t kBytes = std::size_t{4} << 20;
   Buffer* b = pool.acquire(kBytes);

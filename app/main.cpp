@@ -31,14 +31,15 @@ namespace {
 using namespace wsedge;
 
 // Memory freed after a burst must go back to the system. The engine's buffer pools are the
-// cache (bounded by their watermark), and large blocks are mapped and unmapped outside mimalloc
-// (engine/memory/large_block.hpp). Free segments are decommitted at once: mimalloc's
-// delayed decommit runs only when a thread allocates again, so an idle core kept a burst's
-// segments resident indefinitely. Pages inside a segment keep mimalloc's delay: decommitting
-// those at once made every message body libzmq allocates and frees on the bridge fault its
-// page back in (bridge echo at 1 KiB, server CPU-us per message: 7.66 -> 5.83).
+// cache (bounded by their watermark); mimalloc's own delayed decommit runs only when a thread
+// allocates again, so an idle core kept a burst's memory resident indefinitely, and new
+// connections reused it unseen: resident size, which the idle-connection figures and tests
+// read, stopped measuring what connections hold. The price is on the bridge, where each message
+// body libzmq allocates and frees faults its page back in (bridge echo at 1 KiB: 7.66 server
+// CPU-us per message, 5.83 with mimalloc's delay).
 void tune_allocator() {
 #if WSEDGE_MIMALLOC
+  mi_option_set(mi_option_decommit_delay, 0);
   mi_option_set(mi_option_segment_decommit_delay, 0);
 #endif
 }

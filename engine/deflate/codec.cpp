@@ -10,8 +10,6 @@
 #include <new>
 #include <stdexcept>
 
-#include "engine/memory/large_block.hpp"
-
 namespace wsedge::deflate {
 
 using memory::Buffer;
@@ -28,15 +26,11 @@ constexpr int kMemLevel = 8;
 constexpr std::size_t kHeader = 16;
 
 // zalloc/zfree of context-takeover streams: every byte, the header included, in the budget, so
-// the gauge and --deflate-context-memory see what the connection really holds. The windows and
-// tables (32 and 64 KiB) are mapped (engine/memory/large_block.hpp): the streams of a burst of
-// connections leave the process when they close, not when the allocator next looks.
-constexpr std::size_t kMappedBytes = std::size_t{32} << 10;
-
+// the gauge and --deflate-context-memory see what the connection really holds.
 voidpf counted_alloc(voidpf opaque, uInt items, uInt size) {
   auto* budget = static_cast<MemoryBudget*>(opaque);
   std::size_t n = kHeader + std::size_t{items} * size;
-  auto* p = static_cast<unsigned char*>(n >= kMappedBytes ? memory::map_block(n) : std::malloc(n));
+  auto* p = static_cast<unsigned char*>(std::malloc(n));
   if (!p) return Z_NULL;
   std::memcpy(p, &n, sizeof n);
   budget->used += n;
@@ -49,10 +43,7 @@ void counted_free(voidpf opaque, voidpf address) {
   std::size_t n;
   std::memcpy(&n, p, sizeof n);
   static_cast<MemoryBudget*>(opaque)->used -= n;
-  if (n >= kMappedBytes)
-    memory::unmap_block(p, n);
-  else
-    std::free(p);
+  std::free(p);
 }
 
 // The z_stream itself comes from the counted allocator too, so a stream's whole cost is in used.

@@ -7,8 +7,6 @@
 #include <new>
 #include <stdexcept>
 
-#include "large_block.hpp"
-
 namespace wsedge::memory {
 namespace {
 
@@ -17,37 +15,13 @@ int class_for(std::size_t capacity) {
   return std::bit_width((capacity - 1) / BufferPool::kMinClassBytes);
 }
 
-std::size_t footprint(int size_class) {
-  return sizeof(Buffer) + BufferPool::class_capacity(size_class);
-}
-
-// Classes of kMappedClassBytes and up are mapped (large_block.hpp): a burst of large messages
-// leaves an idle core. Smaller ones come and go with messages: the allocator's.
-bool mapped(int size_class) {
-  return BufferPool::class_capacity(size_class) >= BufferPool::kMappedClassBytes;
-}
-
-Buffer* allocate(int size_class) {
-  std::size_t n = footprint(size_class);
-  void* p = mapped(size_class) ? map_block(n) : ::operator new(n, std::nothrow);
-  if (!p) throw std::bad_alloc();
-  return static_cast<Buffer*>(p);
-}
-
-void deallocate(Buffer* b) {
-  if (mapped(b->size_class))
-    unmap_block(b, footprint(b->size_class));
-  else
-    ::operator delete(b);
-}
-
 }  // namespace
 
 BufferPool::~BufferPool() {
   for (auto*& head : free_) {
     while (head) {
       Buffer* n = head->next;
-      deallocate(head);
+      ::operator delete(head);
       head = n;
     }
   }
@@ -63,7 +37,7 @@ Buffer* BufferPool::acquire(std::size_t min_capacity) {
     --free_count_[c];
     cached_bytes_ -= class_capacity(c);
   } else {
-    b = allocate(c);
+    b = static_cast<Buffer*>(::operator new(sizeof(Buffer) + class_capacity(c)));
     ++allocations_;
     b->size_class = static_cast<std::uint8_t>(c);
   }
@@ -105,7 +79,7 @@ void BufferPool::give_back(Buffer* b) {
   std::size_t cap = class_capacity(c);
   if (cached_bytes_ + cap > cache_cap_ ||
       (free_count_[c] >= 2 && (free_count_[c] + 1) * cap > kCacheBytesPerClass)) {
-    deallocate(b);
+    ::operator delete(b);
     return;
   }
   b->next = free_[c];

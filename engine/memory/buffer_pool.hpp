@@ -47,9 +47,6 @@ class BufferPool {
   // to the allocator. Without it a burst of large messages (two cached per class, up to 1 GiB
   // each) stayed resident after every connection had closed.
   static constexpr std::size_t kDefaultCacheBytes = std::size_t{64} << 20;
-  // Classes this large and up are mapped, not the allocator's (large_block.hpp): 64 KiB, where
-  // a message is large and mimalloc gives a block pages of its own anyway.
-  static constexpr std::size_t kMappedClassBytes = std::size_t{64} << 10;
 
   explicit BufferPool(std::size_t cache_bytes = kDefaultCacheBytes) : cache_cap_(cache_bytes) {}
   BufferPool(const BufferPool&) = delete;

@@ -2,14 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <vector>
-
-#include "engine/memory/large_block.hpp"
 
 namespace wsedge::memory {
 namespace {
@@ -61,47 +55,6 @@ TEST(BufferPool, ABurstOfLargeBuffersGoesBackAboveTheWatermark) {
   EXPECT_EQ(pool.in_use(), 0u);
   EXPECT_LE(pool.cached_bytes(), std::size_t{40} << 20);
   EXPECT_GT(pool.cached_bytes(), 0u);  // still a cache: steady state must not allocate
-}
-
-// Growth from the allocator's classes into the mapped ones (kMappedClassBytes and up) and on.
-TEST(BufferPool, GrowthAcrossTheMappedClassesKeepsContents) {
-  BufferPool pool;
-  Buffer* b = nullptr;
-  std::vector<std::byte> expect;
-  for (std::size_t i = 0; expect.size() < 3 * BufferPool::kMappedClassBytes; ++i) {
-    std::byte chunk[1000];
-    for (std::size_t j = 0; j < sizeof chunk; ++j) chunk[j] = std::byte(i * 31 + j);
-    b = pool.append(b, chunk, sizeof chunk);
-    expect.insert(expect.end(), chunk, chunk + sizeof chunk);
-  }
-  ASSERT_EQ(b->len, expect.size());
-  EXPECT_GE(b->capacity(), expect.size());
-  EXPECT_EQ(std::memcmp(b->data(), expect.data(), expect.size()), 0);
-  pool.release(b);
-}
-
-std::size_t resident_bytes() {
-  long pages = 0, resident = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f || std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  if (f) std::fclose(f);
-  return static_cast<std::size_t>(resident) * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
-
-// A large buffer is mapped for the pool (its header starts a page, where every malloc puts its
-// own header), so releasing one the pool does not keep gives its memory back at once instead of
-// leaving it to the allocator's policy (mimalloc keeps freed pages for a while).
-TEST(BufferPool, ALargeBufferIsMappedAndLeavesWhenReleased) {
-  if (!kMapsLargeBlocks) GTEST_SKIP() << "under AddressSanitizer the allocator has them all";
-  BufferPool pool(0);  // keeps nothing
-  constexpr std::size_t kBytes = std::size_t{4} << 20;
-  Buffer* b = pool.acquire(kBytes);
-  EXPECT_EQ(
-      reinterpret_cast<std::uintptr_t>(b) % static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE)), 0u);
-  std::memset(b->data(), 1, kBytes);
-  std::size_t held = resident_bytes();
-  pool.release(b);
-  EXPECT_GE(held - resident_bytes(), kBytes - (std::size_t{256} << 10));
 }
 
 TEST(BufferPool, ASharedBufferReturnsWithItsLastHolder) {

@@ -14,6 +14,7 @@
 
 #include "bridge/edge.hpp"
 #include "bridge/embedded_backend.hpp"
+#include "bridge/io_threads.hpp"
 #include "echo_app.hpp"
 #include "engine/log.hpp"
 #include "engine/protocol/unmask.hpp"
@@ -179,8 +180,11 @@ void serve_bridge(app::Flags& flags, Ops& ops, std::span<const std::string> args
   const app::Flags started = flags;
   bridge::Options& b = flags.bridge;
   // libzmq's I/O threads carry TCP to backends for every core (inproc needs none): one per four
-  // cores, unpinned, so they run wherever the reactors leave room rather than taking one's CPU.
-  zmq::context_t ctx(static_cast<int>(std::max(1u, flags.server.cores / 4)));
+  // cores, on any CPU, yielding to the reactors (bridge/io_threads.hpp).
+  zmq::context_t ctx;
+  bridge::IoThreads io = bridge::configure_io_threads(ctx, flags.server.cores);
+  LOG_INFO("bridge_io_threads", log::kv("count", io.count),
+           log::kv("policy", io.batch ? "batch" : "inherited"));
   std::unique_ptr<bridge::EmbeddedBackend> embedded;
   if (b.routes.empty()) {
     embedded = std::make_unique<bridge::EmbeddedBackend>(ctx, kEmbeddedRouter, kEmbeddedPublish);

@@ -28,6 +28,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "bridge/io_threads.hpp"
 #include "bridge/protocol.hpp"
 
 namespace {
@@ -135,7 +136,8 @@ class Floor {
 
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
-  zmq::context_t ctx(1);  // the edge's: one I/O thread for up to four cores
+  zmq::context_t ctx;
+  wsedge::bridge::configure_io_threads(ctx, 1);  // as the edge's: one I/O thread, run as it runs it
   Floor f(ctx, a);
   for (int i = 0; i < a.inflight; ++i) f.send_message();
   // Waited on as the edge waits on it (its reactor polls ZMQ_FD): the fd signals "look", and

@@ -1250,6 +1250,24 @@ class BridgeTest(unittest.TestCase):
             await ws.close()
 
 
+    def test_18_io_threads_on_any_cpu_yielding_to_reactors(self):
+        """libzmq's threads start from core 0's pinned thread; without bridge/io_threads they
+        would inherit its one CPU. They may use every CPU the process may, under SCHED_BATCH."""
+        with backends(BackendThread()) as (bt,):
+            with bridge("--backend", bt.endpoint) as (url, proc):
+                wait_sync(lambda: bt.welcomed() == 2, what="both cores welcomed")
+                allowed = os.sched_getaffinity(proc.pid)
+                zmq_threads = []
+                for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                    with open(f"/proc/{proc.pid}/task/{tid}/comm") as f:
+                        if f.read().startswith("ZMQbg/"):
+                            zmq_threads.append(int(tid))
+                self.assertGreaterEqual(len(zmq_threads), 2, "an I/O thread and the reaper")
+                for tid in zmq_threads:
+                    self.assertEqual(os.sched_getaffinity(tid), allowed)
+                    self.assertEqual(os.sched_getscheduler(tid), os.SCHED_BATCH)
+        self.assertIn('"event":"bridge_io_threads","count":1,"policy":"batch"', proc.log)
+
 class SilentBackend:
     """WELCOMEs every HELLO and records events, but never counts them (no RECEIVED): all an
     edge sent it stays in the edge's window."""
